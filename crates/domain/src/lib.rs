@@ -1,0 +1,18 @@
+//! Herald's domain: the types every layer shares, their validation, template rendering and the
+//! per-user decision engine. Pure: no I/O, no clock reads (the caller passes `now`).
+
+pub mod channel;
+pub mod contact;
+pub mod decision;
+pub mod device;
+pub mod error;
+pub mod ids;
+pub mod notification;
+pub mod preferences;
+pub mod reason;
+pub mod template;
+pub mod user;
+
+pub use channel::{Channel, Class};
+pub use error::{FieldError, ValidationErrors};
+pub use ids::{TemplateKey, UserId};

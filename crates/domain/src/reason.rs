@@ -1,0 +1,85 @@
+//! Stable snake_case codes for every decision Herald records, shown by the timeline.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to a notification for one user on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Going out on the channel.
+    Delivering,
+    /// Not sent, with a reason.
+    Suppressed,
+    /// Waiting until a later time.
+    Deferred,
+    /// Waiting in the user's pending digest.
+    Batched,
+    /// Cancelled by the producer before it went out.
+    Cancelled,
+    /// Handed to the provider.
+    Sent,
+    /// Confirmed delivered (the inbox, or a provider receipt).
+    Delivered,
+    /// Failed for good.
+    Failed,
+}
+
+impl Decision {
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Delivering => "delivering",
+            Decision::Suppressed => "suppressed",
+            Decision::Deferred => "deferred",
+            Decision::Batched => "batched",
+            Decision::Cancelled => "cancelled",
+            Decision::Sent => "sent",
+            Decision::Delivered => "delivered",
+            Decision::Failed => "failed",
+        }
+    }
+}
+
+/// Why a decision was taken; codes are part of the API and never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The user switched the channel off.
+    ChannelDisabled,
+    /// The user opted out of the category, or kept it off this channel.
+    CategoryOptOut,
+    /// No email, phone, device or endpoint for the channel.
+    NoAddress,
+    /// The user was erased.
+    Erased,
+    /// Marketing SMS without an explicit opt-in for the category.
+    NoSmsOptIn,
+    /// The template could not be rendered for this user.
+    RenderError,
+    /// The producer cancelled the notification.
+    Cancelled,
+    /// Already sent on this path.
+    Duplicate,
+    /// The provider refused it for good.
+    ProviderRejected,
+    /// Retries ran out.
+    RetriesExhausted,
+}
+
+impl Reason {
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ChannelDisabled => "channel_disabled",
+            Reason::CategoryOptOut => "category_opt_out",
+            Reason::NoAddress => "no_address",
+            Reason::Erased => "erased",
+            Reason::NoSmsOptIn => "no_sms_opt_in",
+            Reason::RenderError => "render_error",
+            Reason::Cancelled => "cancelled",
+            Reason::Duplicate => "duplicate",
+            Reason::ProviderRejected => "provider_rejected",
+            Reason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
