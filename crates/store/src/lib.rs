@@ -1,0 +1,169 @@
+//! Herald's source of truth. Callers see only the [`Store`] trait; the embedded SQLite backend
+//! lives in [`sqlite`] and a PostgreSQL one can sit beside it, chosen by [`open`] from the URL.
+
+pub mod records;
+pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use herald_domain::device::DeviceSpec;
+use herald_domain::ids::{TemplateKey, TopicKey};
+use herald_domain::preferences::StoredPreferences;
+use herald_domain::template::TemplateSpec;
+use herald_domain::user::User;
+use herald_domain::UserId;
+use jiff::Timestamp;
+use uuid::Uuid;
+
+pub use records::*;
+
+/// Errors the store reports.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused the statement.
+    #[error("database error: {0}")]
+    Database(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The URL names no backend this build knows.
+    #[error("unsupported database url: {0}")]
+    Unsupported(String),
+    /// The writer has stopped (shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything Herald persists. Writes are durable when the future resolves.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Reads a named secret, creating it with `init` the first time (atomically).
+    async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>>;
+
+    /// Stores a new API key by hash.
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    /// Lists API keys, newest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key by id or name; false when no active key matched.
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The active key with this hash, if any.
+    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// A user, including erased tombstones.
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
+    /// Creates or replaces a user's profile (clears an erasure).
+    async fn put_user(&self, user: &User, now: Timestamp) -> StoreResult<UserRecord>;
+    /// Erases personal data: profile, devices, preferences, inbox, topic subscriptions; keeps a tombstone.
+    async fn erase_user(&self, id: &UserId, now: Timestamp) -> StoreResult<bool>;
+
+    /// Registers a device (creating the user if needed).
+    async fn add_device(&self, user: &UserId, spec: &DeviceSpec, now: Timestamp) -> StoreResult<DeviceRecord>;
+    /// A user's devices, oldest first.
+    async fn list_devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>>;
+    /// Removes a device; false when it was not the user's.
+    async fn delete_device(&self, user: &UserId, id: Uuid) -> StoreResult<bool>;
+
+    /// What the user stored as preferences.
+    async fn get_preferences(&self, user: &UserId) -> StoreResult<Option<StoredPreferences>>;
+    /// Replaces the stored preferences (creating the user if needed).
+    async fn put_preferences(&self, user: &UserId, prefs: &StoredPreferences, now: Timestamp) -> StoreResult<()>;
+
+    /// Creates or replaces a template; true when it was new.
+    async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp) -> StoreResult<TemplateRecord>;
+    /// A template by key.
+    async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>>;
+
+    /// Commits a notification and its recipients, honouring the idempotency key atomically.
+    async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome>;
+    /// Commits a batch of notifications in one transaction; one outcome per input, in order.
+    async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>>;
+    /// A notification's header.
+    async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>>;
+    /// A page of a notification's recipients with their deliveries.
+    async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>>;
+    /// Counts of a notification's recipients by state and decision.
+    async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts>;
+    /// Cancels what has not been processed yet; returns how many recipients were cancelled.
+    async fn cancel_notification(&self, id: Uuid, now: Timestamp) -> StoreResult<u64>;
+
+    /// Claims up to `limit` recipients due at `now`, oldest first.
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<WorkItem>>;
+    /// When the next pending recipient falls due.
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// Returns claims of a crashed or stopped process to the pending pool.
+    async fn release_claims(&self) -> StoreResult<u64>;
+    /// Records the decision for one recipient with its inbox item, deliveries and audit, atomically.
+    /// Returns the inbox item if this call created it.
+    async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<InboxItem>>;
+
+    /// Deliveries still to be attempted (for restart).
+    async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Records an attempt's result, with an audit entry when `audit` is given.
+    async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<()>;
+
+    /// A page of the inbox, newest first.
+    async fn list_inbox(&self, user: &UserId, query: InboxQuery) -> StoreResult<Vec<InboxItem>>;
+    /// Items newer than `after_seq`, oldest first (stream resume).
+    async fn inbox_after(&self, user: &UserId, after_seq: i64, limit: u32) -> StoreResult<Vec<InboxItem>>;
+    /// Unread items.
+    async fn unread_count(&self, user: &UserId) -> StoreResult<u64>;
+    /// Marks items (or all) read or unread; returns how many changed.
+    async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64>;
+
+    /// The user's audit trail, newest first.
+    async fn timeline(&self, user: &UserId, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Subscribes users to a topic (creating users as needed); returns how many were new.
+    async fn subscribe(&self, topic: &TopicKey, users: &[UserId], now: Timestamp) -> StoreResult<u64>;
+    /// Unsubscribes users; returns how many were removed.
+    async fn unsubscribe(&self, topic: &TopicKey, users: &[UserId]) -> StoreResult<u64>;
+    /// A page of subscribers in id order.
+    async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>>;
+}
+
+/// Opens the store named by `database_url` (empty: SQLite under `data_dir`) and migrates it.
+pub async fn open(database_url: &str, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
+    if database_url.is_empty() || database_url.starts_with("sqlite:") {
+        let url = if database_url.is_empty() {
+            std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(format!("cannot create {}: {e}", data_dir.display())))?;
+            format!("sqlite://{}", data_dir.join("herald.db").display())
+        } else {
+            database_url.to_owned()
+        };
+        Ok(Arc::new(sqlite::SqliteStore::open(&url).await?))
+    } else {
+        Err(StoreError::Unsupported(format!(
+            "{database_url} (this build stores in SQLite; leave database_url empty or use sqlite://PATH)"
+        )))
+    }
+}
+
+/// Milliseconds since the epoch, the stored form of every time.
+pub fn to_ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// The inverse of [`to_ms`].
+pub fn from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}

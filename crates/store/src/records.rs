@@ -1,0 +1,348 @@
+//! Rows as the store returns them, and the write commands it takes.
+
+use herald_domain::device::DeviceSpec;
+use herald_domain::notification::NotificationSpec;
+use herald_domain::reason::{Decision, Reason};
+use herald_domain::template::TemplateSpec;
+use herald_domain::user::User;
+use herald_domain::{Channel, Class, UserId};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An API key (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    /// Key id.
+    pub id: Uuid,
+    /// Human name.
+    pub name: String,
+    /// First characters of the key, to recognise it.
+    pub prefix: String,
+    /// SHA-256 of the key.
+    pub hash: Vec<u8>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A user as stored.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// Profile.
+    pub user: User,
+    /// First seen.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+    /// Set when the user was erased.
+    pub erased_at: Option<Timestamp>,
+}
+
+/// A registered device.
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: UserId,
+    /// What it is.
+    pub spec: DeviceSpec,
+    /// Registration time.
+    pub created_at: Timestamp,
+}
+
+/// A template as stored.
+#[derive(Debug, Clone)]
+pub struct TemplateRecord {
+    /// Key.
+    pub key: String,
+    /// Content.
+    pub spec: TemplateSpec,
+    /// Incremented on each PUT.
+    pub version: i64,
+    /// First PUT.
+    pub created_at: Timestamp,
+    /// Last PUT.
+    pub updated_at: Timestamp,
+}
+
+/// A notification to commit.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// Fresh id (UUID v7).
+    pub id: Uuid,
+    /// Validated content.
+    pub spec: NotificationSpec,
+    /// Resolved class.
+    pub class: Class,
+    /// Recipients, de-duplicated (topic already expanded).
+    pub recipients: Vec<UserId>,
+    /// Idempotency key and a hash of the request it came with.
+    pub idempotency: Option<(String, String)>,
+    /// Accept time.
+    pub now: Timestamp,
+    /// When recipients fall due.
+    pub due_at: Timestamp,
+}
+
+/// What [`crate::Store::accept`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Committed; the recipient count.
+    Created {
+        /// The id.
+        id: Uuid,
+        /// How many recipients.
+        recipients: u64,
+    },
+    /// The idempotency key was seen within 24 h with the same request.
+    Existing {
+        /// The earlier id.
+        id: Uuid,
+        /// Its recipient count.
+        recipients: u64,
+    },
+    /// The idempotency key was seen within 24 h with a different request.
+    KeyConflict {
+        /// The earlier id.
+        id: Uuid,
+    },
+}
+
+/// A notification's header.
+#[derive(Debug, Clone)]
+pub struct NotificationRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Template key.
+    pub template: String,
+    /// Resolved class.
+    pub class: Class,
+    /// Content.
+    pub spec: NotificationSpec,
+    /// Recipients at accept.
+    pub recipients_total: u64,
+    /// Accept time.
+    pub created_at: Timestamp,
+    /// Set when cancelled.
+    pub cancelled_at: Option<Timestamp>,
+}
+
+/// Counts of a notification's recipients.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecipientCounts {
+    /// Recipients not yet decided.
+    pub pending: u64,
+    /// Recipients decided.
+    pub processed: u64,
+    /// Decided recipients by decision code.
+    pub by_decision: std::collections::BTreeMap<String, u64>,
+}
+
+/// One recipient of a notification with its deliveries.
+#[derive(Debug, Clone)]
+pub struct RecipientRecord {
+    /// Paging key.
+    pub seq: i64,
+    /// The user.
+    pub user_id: String,
+    /// `pending`, `claimed` or `done`.
+    pub state: String,
+    /// Decision once done.
+    pub decision: Option<String>,
+    /// Reason once done.
+    pub reason: Option<String>,
+    /// Deliveries on interrupting channels and the inbox.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// A unit of work: decide one notification for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Recipient row.
+    pub seq: i64,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// The user.
+    pub user_id: UserId,
+}
+
+/// An inbox item to create.
+#[derive(Debug, Clone)]
+pub struct NewInboxItem {
+    /// Item id.
+    pub id: Uuid,
+    /// Title.
+    pub title: Option<String>,
+    /// Body.
+    pub body: Option<String>,
+    /// Click target.
+    pub action_url: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+}
+
+/// An inbox item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Stream position (the SSE event id).
+    pub seq: i64,
+    /// Item id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Title.
+    pub title: Option<String>,
+    /// Body.
+    pub body: Option<String>,
+    /// Click target.
+    pub action_url: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Arrival.
+    pub created_at: Timestamp,
+    /// When read.
+    pub read_at: Option<Timestamp>,
+}
+
+/// A delivery to create on an interrupting channel.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// Deterministic id (notification, user, channel).
+    pub id: Uuid,
+    /// Channel.
+    pub channel: Channel,
+    /// `queued` to dispatch; `delivered` (inbox) or `suppressed` when decided on the spot.
+    pub status: String,
+    /// Provider, when known already.
+    pub provider: Option<String>,
+    /// Reason code or error.
+    pub error: Option<String>,
+    /// What to send: rendered content, channel specific.
+    pub payload: serde_json::Value,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// Deterministic id.
+    pub id: Uuid,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// The user.
+    pub user_id: String,
+    /// Channel.
+    pub channel: Channel,
+    /// `queued | sending | sent | delivered | failed | bounced | suppressed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Provider of the last attempt.
+    pub provider: Option<String>,
+    /// Last error.
+    pub error: Option<String>,
+    /// What to send.
+    pub payload: serde_json::Value,
+    /// When to try next.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// An attempt's result.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    /// Which delivery.
+    pub id: Uuid,
+    /// New status.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Provider used.
+    pub provider: Option<String>,
+    /// Error, if any.
+    pub error: Option<String>,
+    /// Next try, if retrying.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Audit entry to add with it.
+    pub audit: Option<AuditEntry>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// The user.
+    pub user_id: UserId,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Channel, when the decision is about one.
+    pub channel: Option<Channel>,
+    /// What was decided.
+    pub decision: Decision,
+    /// Why.
+    pub reason: Option<Reason>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// An audit line as read back.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// Paging key.
+    pub seq: i64,
+    /// When.
+    pub at: Timestamp,
+    /// The notification.
+    pub notification_id: String,
+    /// What was decided.
+    pub decision: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+}
+
+/// The decision for one recipient, written atomically.
+#[derive(Debug, Clone)]
+pub struct RecipientOutcome {
+    /// The work item decided.
+    pub item: WorkItem,
+    /// Overall decision.
+    pub decision: Decision,
+    /// Overall reason (when suppressed).
+    pub reason: Option<Reason>,
+    /// Inbox item, when the inbox got one.
+    pub inbox: Option<NewInboxItem>,
+    /// Deliveries to make.
+    pub deliveries: Vec<NewDelivery>,
+    /// Audit lines.
+    pub audit: Vec<AuditEntry>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// Inbox listing options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InboxQuery {
+    /// Page size.
+    pub limit: u32,
+    /// Only items older than this seq.
+    pub before: Option<i64>,
+    /// Only unread items.
+    pub unread_only: bool,
+}
+
+/// Which inbox items a read/unread call touches.
+#[derive(Debug, Clone)]
+pub enum InboxTarget {
+    /// These item ids.
+    Ids(Vec<Uuid>),
+    /// Everything.
+    All,
+}

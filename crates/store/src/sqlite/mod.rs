@@ -1,0 +1,936 @@
+//! The embedded backend: one SQLite file in WAL mode, reads from a pool, writes through the
+//! group-commit [`writer`].
+
+mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_domain::device::DeviceSpec;
+use herald_domain::ids::{TemplateKey, TopicKey};
+use herald_domain::notification::NotificationSpec;
+use herald_domain::preferences::StoredPreferences;
+use herald_domain::template::TemplateSpec;
+use herald_domain::user::User;
+use herald_domain::{Channel, Class, UserId};
+use jiff::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use crate::records::*;
+use crate::{Store, StoreError, StoreResult, from_ms, to_ms};
+use writer::Writer;
+
+/// Schema migrations, applied in order and recorded in `herald_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Writer,
+}
+
+fn parse_uuid(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad uuid {s}: {e}")))
+}
+
+fn parse_user(s: &str) -> StoreResult<UserId> {
+    UserId::parse("user_id", s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn opt_ms(v: Option<i64>) -> Option<Timestamp> {
+    v.map(from_ms)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an answered write survives power loss too, not just a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(false)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let mut conn = opts.connect().await?;
+        migrate(&mut conn).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { pool, writer: Writer::spawn(conn) })
+    }
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
+    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations").fetch_all(&mut *conn).await?;
+    for (version, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO herald_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(to_ms(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied migration");
+    }
+    Ok(())
+}
+
+async fn ensure_user(conn: &mut SqliteConnection, id: &UserId, now: i64) -> StoreResult<()> {
+    let profile = serde_json::to_string(&User::bare(id.clone()))?;
+    sqlx::query("INSERT INTO users (id, profile, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+        .bind(id.as_str())
+        .bind(profile)
+        .bind(now)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn api_key_row(r: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: parse_uuid(r.try_get("id")?)?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        hash: r.try_get("hash")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        revoked_at: opt_ms(r.try_get("revoked_at")?),
+    })
+}
+
+fn device_row(r: &SqliteRow) -> StoreResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        id: parse_uuid(r.try_get("id")?)?,
+        user_id: parse_user(r.try_get("user_id")?)?,
+        spec: serde_json::from_str(r.try_get("spec")?)?,
+        created_at: from_ms(r.try_get("created_at")?),
+    })
+}
+
+fn inbox_row(r: &SqliteRow) -> StoreResult<InboxItem> {
+    Ok(InboxItem {
+        seq: r.try_get("seq")?,
+        id: parse_uuid(r.try_get("id")?)?,
+        user_id: r.try_get("user_id")?,
+        notification_id: parse_uuid(r.try_get("notification_id")?)?,
+        title: r.try_get("title")?,
+        body: r.try_get("body")?,
+        action_url: r.try_get("action_url")?,
+        category: r.try_get("category")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        read_at: opt_ms(r.try_get("read_at")?),
+    })
+}
+
+fn delivery_row(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
+    let channel: String = r.try_get("channel")?;
+    Ok(DeliveryRecord {
+        id: parse_uuid(r.try_get("id")?)?,
+        notification_id: parse_uuid(r.try_get("notification_id")?)?,
+        user_id: r.try_get("user_id")?,
+        channel: channel.parse().map_err(StoreError::Corrupt)?,
+        status: r.try_get("status")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        provider: r.try_get("provider")?,
+        error: r.try_get("error")?,
+        payload: serde_json::from_str(r.try_get("payload")?)?,
+        next_attempt_at: opt_ms(r.try_get("next_attempt_at")?),
+        updated_at: from_ms(r.try_get("updated_at")?),
+    })
+}
+
+fn notification_row(r: &SqliteRow) -> StoreResult<NotificationRecord> {
+    let class: String = r.try_get("class")?;
+    Ok(NotificationRecord {
+        id: parse_uuid(r.try_get("id")?)?,
+        template: r.try_get("template")?,
+        class: class.parse::<Class>().map_err(StoreError::Corrupt)?,
+        spec: serde_json::from_str::<NotificationSpec>(r.try_get("spec")?)?,
+        recipients_total: r.try_get::<i64, _>("recipients_total")? as u64,
+        created_at: from_ms(r.try_get("created_at")?),
+        cancelled_at: opt_ms(r.try_get("cancelled_at")?),
+    })
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreResult<AcceptOutcome> {
+    let now = to_ms(n.now);
+    if let Some((key, hash)) = &n.idempotency {
+        let seen = sqlx::query(
+            "SELECT k.request_hash, k.notification_id, n.recipients_total FROM idempotency_keys k \
+             JOIN notifications n ON n.id = k.notification_id WHERE k.key = ? AND k.created_at > ?",
+        )
+        .bind(key)
+        .bind(now - DAY_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = seen {
+            let id = parse_uuid(row.try_get("notification_id")?)?;
+            let seen_hash: String = row.try_get("request_hash")?;
+            return Ok(if &seen_hash == hash {
+                AcceptOutcome::Existing { id, recipients: row.try_get::<i64, _>("recipients_total")? as u64 }
+            } else {
+                AcceptOutcome::KeyConflict { id }
+            });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(n.id.to_string())
+    .bind(n.spec.template.as_str())
+    .bind(n.class.as_str())
+    .bind(n.spec.category.as_ref().map(|c| c.as_str()))
+    .bind(serde_json::to_string(&n.spec)?)
+    .bind(n.recipients.len() as i64)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let id = n.id.to_string();
+    for user in &n.recipients {
+        ensure_user(conn, user, now).await?;
+        sqlx::query(
+            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at) VALUES (?, ?, 'pending', ?, ?)",
+        )
+        .bind(&id)
+        .bind(user.as_str())
+        .bind(to_ms(n.due_at))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((key, hash)) = &n.idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
+             notification_id = excluded.notification_id, created_at = excluded.created_at",
+        )
+        .bind(key)
+        .bind(hash)
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 })
+}
+
+async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(to_ms(a.at))
+        .bind(a.user_id.as_str())
+        .bind(a.notification_id.to_string())
+        .bind(a.channel.map(Channel::as_str))
+        .bind(a.decision.as_str())
+        .bind(a.reason.map(|r| r.as_str()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+const INBOX_COLUMNS: &str = "seq, id, user_id, notification_id, title, body, action_url, category, created_at, read_at";
+const DELIVERY_COLUMNS: &str =
+    "id, notification_id, user_id, channel, status, attempts, provider, error, payload, next_attempt_at, updated_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                        .bind(&name)
+                        .bind(init)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(&name).fetch_one(&mut *c).await?)
+                })
+            })
+            .await
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
+                        .bind(key.id.to_string())
+                        .bind(&key.name)
+                        .bind(&key.prefix)
+                        .bind(&key.hash)
+                        .bind(to_ms(key.created_at))
+                        .execute(c)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_key_row)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool> {
+        let target = id_or_name.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
+                    )
+                    .bind(to_ms(now))
+                    .bind(&target)
+                    .bind(&target)
+                    .execute(c)
+                    .await?;
+                    Ok(r.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_key_row)
+            .transpose()
+    }
+
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT profile, created_at, updated_at, erased_at FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                user: serde_json::from_str(r.try_get("profile")?)?,
+                created_at: from_ms(r.try_get("created_at")?),
+                updated_at: from_ms(r.try_get("updated_at")?),
+                erased_at: opt_ms(r.try_get("erased_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_user(&self, user: &User, now: Timestamp) -> StoreResult<UserRecord> {
+        let user = user.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "INSERT INTO users (id, profile, created_at, updated_at) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at, erased_at = NULL \
+                         RETURNING created_at, updated_at",
+                    )
+                    .bind(user.id.as_str())
+                    .bind(serde_json::to_string(&user)?)
+                    .bind(to_ms(now))
+                    .bind(to_ms(now))
+                    .fetch_one(c)
+                    .await?;
+                    Ok(UserRecord {
+                        created_at: from_ms(row.try_get("created_at")?),
+                        updated_at: from_ms(row.try_get("updated_at")?),
+                        erased_at: None,
+                        user,
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn erase_user(&self, id: &UserId, now: Timestamp) -> StoreResult<bool> {
+        let id = id.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query("UPDATE users SET profile = ?, preferences = NULL, erased_at = ?, updated_at = ? WHERE id = ?")
+                        .bind(serde_json::to_string(&User::bare(id.clone()))?)
+                        .bind(to_ms(now))
+                        .bind(to_ms(now))
+                        .bind(id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    for sql in [
+                        "DELETE FROM devices WHERE user_id = ?",
+                        "DELETE FROM inbox WHERE user_id = ?",
+                        "DELETE FROM topic_subscribers WHERE user_id = ?",
+                        "UPDATE deliveries SET status = 'suppressed', error = 'erased', payload = '{}' \
+                         WHERE user_id = ? AND status IN ('queued', 'sending')",
+                        "UPDATE deliveries SET payload = '{}' WHERE user_id = ?",
+                    ] {
+                        sqlx::query(sql).bind(id.as_str()).execute(&mut *c).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    async fn add_device(&self, user: &UserId, spec: &DeviceSpec, now: Timestamp) -> StoreResult<DeviceRecord> {
+        let rec = DeviceRecord { id: Uuid::now_v7(), user_id: user.clone(), spec: spec.clone(), created_at: now };
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    ensure_user(c, &rec.user_id, to_ms(now)).await?;
+                    sqlx::query("INSERT INTO devices (id, user_id, kind, spec, created_at) VALUES (?, ?, ?, ?, ?)")
+                        .bind(rec.id.to_string())
+                        .bind(rec.user_id.as_str())
+                        .bind(rec.spec.kind())
+                        .bind(serde_json::to_string(&rec.spec)?)
+                        .bind(to_ms(now))
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(rec)
+                })
+            })
+            .await
+    }
+
+    async fn list_devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+        sqlx::query("SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id")
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(device_row)
+            .collect()
+    }
+
+    async fn delete_device(&self, user: &UserId, id: Uuid) -> StoreResult<bool> {
+        let user = user.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query("DELETE FROM devices WHERE id = ? AND user_id = ?")
+                        .bind(id.to_string())
+                        .bind(user.as_str())
+                        .execute(c)
+                        .await?;
+                    Ok(r.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn get_preferences(&self, user: &UserId) -> StoreResult<Option<StoredPreferences>> {
+        let v: Option<Option<String>> = sqlx::query_scalar("SELECT preferences FROM users WHERE id = ?")
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        v.flatten().map(|s| serde_json::from_str(&s).map_err(StoreError::from)).transpose()
+    }
+
+    async fn put_preferences(&self, user: &UserId, prefs: &StoredPreferences, now: Timestamp) -> StoreResult<()> {
+        let user = user.clone();
+        let json = serde_json::to_string(prefs)?;
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    ensure_user(c, &user, to_ms(now)).await?;
+                    sqlx::query("UPDATE users SET preferences = ?, updated_at = ? WHERE id = ?")
+                        .bind(json)
+                        .bind(to_ms(now))
+                        .bind(user.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp) -> StoreResult<TemplateRecord> {
+        let key = key.to_string();
+        let spec = spec.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "INSERT INTO templates (key, spec, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?) \
+                         ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, version = templates.version + 1, \
+                         updated_at = excluded.updated_at RETURNING version, created_at, updated_at",
+                    )
+                    .bind(&key)
+                    .bind(serde_json::to_string(&spec)?)
+                    .bind(to_ms(now))
+                    .bind(to_ms(now))
+                    .fetch_one(c)
+                    .await?;
+                    Ok(TemplateRecord {
+                        key,
+                        spec,
+                        version: row.try_get("version")?,
+                        created_at: from_ms(row.try_get("created_at")?),
+                        updated_at: from_ms(row.try_get("updated_at")?),
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>> {
+        let row = sqlx::query("SELECT * FROM templates WHERE key = ?").bind(key.as_str()).fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(TemplateRecord {
+                key: r.try_get("key")?,
+                spec: serde_json::from_str(r.try_get("spec")?)?,
+                version: r.try_get("version")?,
+                created_at: from_ms(r.try_get("created_at")?),
+                updated_at: from_ms(r.try_get("updated_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
+        self.writer.write(move |c| Box::pin(async move { accept_one(c, &n).await })).await
+    }
+
+    async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(ns.len());
+                    for n in &ns {
+                        out.push(accept_one(c, n).await?);
+                    }
+                    Ok(out)
+                })
+            })
+            .await
+    }
+
+    async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {
+        sqlx::query("SELECT * FROM notifications WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(notification_row)
+            .transpose()
+    }
+
+    async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, user_id, state, decision, reason FROM recipients WHERE notification_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(RecipientRecord {
+                seq: r.try_get("seq")?,
+                user_id: r.try_get("user_id")?,
+                state: r.try_get("state")?,
+                decision: r.try_get("decision")?,
+                reason: r.try_get("reason")?,
+                deliveries: Vec::new(),
+            });
+        }
+        let users: Vec<&str> = out.iter().map(|r| r.user_id.as_str()).collect();
+        let deliveries = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? \
+             AND user_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, channel"
+        )))
+        .bind(id.to_string())
+        .bind(serde_json::to_string(&users)?)
+        .fetch_all(&self.pool)
+        .await?;
+        for d in &deliveries {
+            let d = delivery_row(d)?;
+            if let Some(r) = out.iter_mut().find(|r| r.user_id == d.user_id) {
+                r.deliveries.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts> {
+        let rows = sqlx::query("SELECT state, decision, COUNT(*) AS n FROM recipients WHERE notification_id = ? GROUP BY state, decision")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = RecipientCounts::default();
+        for r in &rows {
+            let state: String = r.try_get("state")?;
+            let n = r.try_get::<i64, _>("n")? as u64;
+            if state == "done" {
+                counts.processed += n;
+                let decision: Option<String> = r.try_get("decision")?;
+                *counts.by_decision.entry(decision.unwrap_or_default()).or_default() += n;
+            } else {
+                counts.pending += n;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn cancel_notification(&self, id: Uuid, now: Timestamp) -> StoreResult<u64> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let id = id.to_string();
+                    let now = to_ms(now);
+                    sqlx::query("UPDATE notifications SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?")
+                        .bind(now)
+                        .bind(&id)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+                         SELECT ?, user_id, notification_id, NULL, 'cancelled', 'cancelled' FROM recipients \
+                         WHERE notification_id = ? AND state IN ('pending', 'claimed')",
+                    )
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+                    let r = sqlx::query(
+                        "UPDATE recipients SET state = 'done', decision = 'cancelled', reason = 'cancelled', updated_at = ? \
+                         WHERE notification_id = ? AND state IN ('pending', 'claimed')",
+                    )
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'suppressed', error = 'cancelled', updated_at = ? \
+                         WHERE notification_id = ? AND status = 'queued'",
+                    )
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *c)
+                    .await?;
+                    Ok(r.rows_affected())
+                })
+            })
+            .await
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<WorkItem>> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "UPDATE recipients SET state = 'claimed', updated_at = ?1 WHERE seq IN \
+                         (SELECT seq FROM recipients WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, seq LIMIT ?2) \
+                         RETURNING seq, notification_id, user_id",
+                    )
+                    .bind(to_ms(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(c)
+                    .await?;
+                    let mut items = rows
+                        .iter()
+                        .map(|r| {
+                            Ok(WorkItem {
+                                seq: r.try_get("seq")?,
+                                notification_id: parse_uuid(r.try_get("notification_id")?)?,
+                                user_id: parse_user(r.try_get("user_id")?)?,
+                            })
+                        })
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    items.sort_by_key(|i| i.seq);
+                    Ok(items)
+                })
+            })
+            .await
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM recipients WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.map(from_ms))
+    }
+
+    async fn release_claims(&self) -> StoreResult<u64> {
+        self.writer
+            .write(|c| {
+                Box::pin(async move {
+                    let r = sqlx::query("UPDATE recipients SET state = 'pending' WHERE state = 'claimed'").execute(c).await?;
+                    Ok(r.rows_affected())
+                })
+            })
+            .await
+    }
+
+    async fn record_outcome(&self, o: RecipientOutcome) -> StoreResult<Option<InboxItem>> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let now = to_ms(o.now);
+                    let claimed = sqlx::query(
+                        "UPDATE recipients SET state = 'done', decision = ?, reason = ?, updated_at = ? WHERE seq = ? AND state = 'claimed'",
+                    )
+                    .bind(o.decision.as_str())
+                    .bind(o.reason.map(|r| r.as_str()))
+                    .bind(now)
+                    .bind(o.item.seq)
+                    .execute(&mut *c)
+                    .await?;
+                    if claimed.rows_affected() == 0 {
+                        // Cancelled (or already done) meanwhile: nothing more to record.
+                        return Ok(None);
+                    }
+                    let notification_id = o.item.notification_id.to_string();
+                    let mut created = None;
+                    if let Some(item) = &o.inbox {
+                        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, notification_id) DO NOTHING RETURNING {INBOX_COLUMNS}"
+                        )))
+                        .bind(item.id.to_string())
+                        .bind(o.item.user_id.as_str())
+                        .bind(&notification_id)
+                        .bind(&item.title)
+                        .bind(&item.body)
+                        .bind(&item.action_url)
+                        .bind(&item.category)
+                        .bind(now)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                        created = row.as_ref().map(inbox_row).transpose()?;
+                    }
+                    for d in &o.deliveries {
+                        sqlx::query(
+                            "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, next_attempt_at, created_at, updated_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(d.id.to_string())
+                        .bind(&notification_id)
+                        .bind(o.item.user_id.as_str())
+                        .bind(d.channel.as_str())
+                        .bind(&d.status)
+                        .bind(&d.provider)
+                        .bind(&d.error)
+                        .bind(serde_json::to_string(&d.payload)?)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await?;
+                    }
+                    for a in &o.audit {
+                        insert_audit(c, a).await?;
+                    }
+                    Ok(created)
+                })
+            })
+            .await
+    }
+
+    async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect()
+    }
+
+    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = ?, attempts = ?, provider = ?, error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(&u.status)
+                    .bind(i64::from(u.attempts))
+                    .bind(&u.provider)
+                    .bind(&u.error)
+                    .bind(u.next_attempt_at.map(to_ms))
+                    .bind(to_ms(u.now))
+                    .bind(u.id.to_string())
+                    .execute(&mut *c)
+                    .await?;
+                    if let Some(a) = &u.audit {
+                        insert_audit(c, a).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn list_inbox(&self, user: &UserId, q: InboxQuery) -> StoreResult<Vec<InboxItem>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INBOX_COLUMNS} FROM inbox WHERE user_id = ? AND seq < ? AND (? = 0 OR read_at IS NULL) ORDER BY seq DESC LIMIT ?"
+        )))
+        .bind(user.as_str())
+        .bind(q.before.unwrap_or(i64::MAX))
+        .bind(i64::from(q.unread_only))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+    }
+
+    async fn inbox_after(&self, user: &UserId, after_seq: i64, limit: u32) -> StoreResult<Vec<InboxItem>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INBOX_COLUMNS} FROM inbox WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        )))
+        .bind(user.as_str())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+    }
+
+    async fn unread_count(&self, user: &UserId) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE user_id = ? AND read_at IS NULL")
+            .bind(user.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64> {
+        let user = user.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let (all, ids) = match &target {
+                        InboxTarget::All => (1i64, "[]".to_owned()),
+                        InboxTarget::Ids(ids) => {
+                            (0, serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())?)
+                        }
+                    };
+                    let sql = if read {
+                        "UPDATE inbox SET read_at = ?1 WHERE user_id = ?2 AND read_at IS NULL \
+                         AND (?3 = 1 OR id IN (SELECT value FROM json_each(?4)))"
+                    } else {
+                        "UPDATE inbox SET read_at = NULL WHERE user_id = ?2 AND read_at IS NOT NULL AND ?1 IS NOT NULL \
+                         AND (?3 = 1 OR id IN (SELECT value FROM json_each(?4)))"
+                    };
+                    let r = sqlx::query(sql).bind(to_ms(now)).bind(user.as_str()).bind(all).bind(ids).execute(c).await?;
+                    Ok(r.rows_affected())
+                })
+            })
+            .await
+    }
+
+    async fn timeline(&self, user: &UserId, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, notification_id, decision, reason, channel FROM audit WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(user.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    seq: r.try_get("seq")?,
+                    at: from_ms(r.try_get("at")?),
+                    notification_id: r.try_get("notification_id")?,
+                    decision: r.try_get("decision")?,
+                    reason: r.try_get("reason")?,
+                    channel: r.try_get("channel")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn subscribe(&self, topic: &TopicKey, users: &[UserId], now: Timestamp) -> StoreResult<u64> {
+        let topic = topic.to_string();
+        let users = users.to_vec();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut added = 0;
+                    for u in &users {
+                        ensure_user(c, u, to_ms(now)).await?;
+                        let r = sqlx::query(
+                            "INSERT INTO topic_subscribers (topic, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&topic)
+                        .bind(u.as_str())
+                        .bind(to_ms(now))
+                        .execute(&mut *c)
+                        .await?;
+                        added += r.rows_affected();
+                    }
+                    Ok(added)
+                })
+            })
+            .await
+    }
+
+    async fn unsubscribe(&self, topic: &TopicKey, users: &[UserId]) -> StoreResult<u64> {
+        let topic = topic.to_string();
+        let ids = serde_json::to_string(&users.iter().map(UserId::as_str).collect::<Vec<_>>())?;
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "DELETE FROM topic_subscribers WHERE topic = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    )
+                    .bind(&topic)
+                    .bind(ids)
+                    .execute(c)
+                    .await?;
+                    Ok(r.rows_affected())
+                })
+            })
+            .await
+    }
+
+    async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM topic_subscribers WHERE topic = ? AND user_id > ? ORDER BY user_id LIMIT ?",
+        )
+        .bind(topic.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| parse_user(s)).collect()
+    }
+}
