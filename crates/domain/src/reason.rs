@@ -44,6 +44,8 @@ impl Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
+    /// None of the requested channels is in the template.
+    NoChannel,
     /// The user switched the channel off.
     ChannelDisabled,
     /// The user opted out of the category, or kept it off this channel.
@@ -70,6 +72,7 @@ impl Reason {
     /// The stable code.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::NoChannel => "no_channel",
             Reason::ChannelDisabled => "channel_disabled",
             Reason::CategoryOptOut => "category_opt_out",
             Reason::NoAddress => "no_address",

@@ -110,6 +110,8 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<WorkItem>>;
     /// When the next pending recipient falls due.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
+    /// Returns one claim to the pending pool, due again at `retry_at`.
+    async fn release_claim(&self, seq: i64, retry_at: Timestamp) -> StoreResult<()>;
     /// Returns claims of a crashed or stopped process to the pending pool.
     async fn release_claims(&self) -> StoreResult<u64>;
     /// Records the decision for one recipient with its inbox item, deliveries and audit, atomically.

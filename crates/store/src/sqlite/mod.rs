@@ -681,6 +681,21 @@ impl Store for SqliteStore {
         Ok(v.map(from_ms))
     }
 
+    async fn release_claim(&self, seq: i64, retry_at: Timestamp) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE recipients SET state = 'pending', due_at = ? WHERE seq = ? AND state = 'claimed'")
+                        .bind(to_ms(retry_at))
+                        .bind(seq)
+                        .execute(c)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     async fn release_claims(&self) -> StoreResult<u64> {
         self.writer
             .write(|c| {
