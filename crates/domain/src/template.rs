@@ -360,6 +360,10 @@ impl TemplateSpec {
 
     /// Renders `channel` for `locale` with `ctx` (data, `user`, and for digests `count`/`items`/`first`).
     pub fn render(&self, channel: Channel, locale: Option<&str>, ctx: &serde_json::Value) -> Result<Rendered, RenderError> {
+        self.render_value(channel, locale, &Value::from(minijinja::value::Serde(ctx)))
+    }
+
+    fn render_value(&self, channel: Channel, locale: Option<&str>, ctx: &Value) -> Result<Rendered, RenderError> {
         let over = self.locale_override(locale);
         // The webhook falls back to the in-app block's title and body.
         let (blocks, source_channel) = [channel, Channel::InApp]
@@ -373,14 +377,13 @@ impl TemplateSpec {
             })
             .ok_or(RenderError::NoBlock(channel))?;
         let env = environment();
-        let ctx = Value::from(minijinja::value::Serde(ctx));
         let mut out = Rendered::default();
         for (field, src) in blocks.fields(source_channel) {
             if source_channel != channel && field == "action_url" {
                 continue;
             }
             let path = format!("channels.{source_channel}.{field}");
-            out.set(field, render_one(&env, field, &path, src, &ctx)?);
+            out.set(field, render_one(&env, field, &path, src, ctx)?);
         }
         Ok(out)
     }
@@ -405,15 +408,29 @@ impl TemplateSpec {
         })
     }
 
-    /// Renders every block and locale with `ctx`, as the accept-time check: the first error wins.
-    pub fn check_renders(&self, ctx: &serde_json::Value) -> Result<(), RenderError> {
+    /// The accept-time check: renders every block and locale with the producer's `data` and a
+    /// stand-in `user` whose every field exists (the real user's fields are only known later).
+    pub fn check_renders(&self, data: &serde_json::Map<String, serde_json::Value>) -> Result<(), RenderError> {
+        let data = Value::from(minijinja::value::Serde(data));
+        let ctx = minijinja::context! { user => Value::from_object(AnyUser), ..data };
         let locales = std::iter::once(None).chain(self.locales.keys().map(|k| Some(k.as_str())));
         for locale in locales {
             for c in self.channels() {
-                self.render(c, locale, ctx)?;
+                self.render_value(c, locale, &ctx)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A stand-in user for the accept-time check: every attribute exists (as an empty string), and
+/// `user.data` is another such object.
+#[derive(Debug)]
+struct AnyUser;
+
+impl minijinja::value::Object for AnyUser {
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        Some(if key.as_str() == Some("data") { Value::from_object(AnyUser) } else { Value::from("") })
     }
 }
 
@@ -463,8 +480,11 @@ mod tests {
     fn missing_variable_is_an_error_naming_it() {
         let err = reply().render(Channel::Push, None, &json!({"sender": "Ana"})).unwrap_err();
         assert_eq!(err, RenderError::MissingVariable { variable: "excerpt".into(), field: "channels.push.body".into() });
-        let err = reply().check_renders(&json!({"excerpt": "x", "thread": 1})).unwrap_err();
+        let data = json!({"excerpt": "x", "thread": 1});
+        let err = reply().check_renders(data.as_object().unwrap()).unwrap_err();
         assert!(matches!(err, RenderError::MissingVariable { ref variable, .. } if variable == "sender"));
+        let user_fields = spec(json!({"channels": {"in_app": {"title": "Hi {{ user.name }}", "body": "{{ user.data.plan }}"}}}));
+        user_fields.check_renders(&serde_json::Map::new()).unwrap();
     }
 
     #[test]

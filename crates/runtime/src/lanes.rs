@@ -2,7 +2,7 @@
 //! left by a crash come back by themselves) and routes each item to the lane of its user:
 //! `hash(user) % lanes`. A lane handles its items one at a time, so decisions for one user never race.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +47,7 @@ impl Lanes {
     }
 
     fn lane_of(&self, user: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        user.hash(&mut h);
-        (h.finish() % self.senders.len() as u64) as usize
+        (self.hasher.hash_one(user) % self.senders.len() as u64) as usize
     }
 
     async fn route(&self, item: WorkItem) {

@@ -1,0 +1,63 @@
+//! The v1 routes, one module per resource.
+
+mod inbox;
+mod notifications;
+pub(crate) mod ops;
+mod templates;
+mod topics;
+mod users;
+
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// Every route with its OpenAPI description.
+pub(crate) fn all() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(users::routes())
+        .merge(templates::routes())
+        .merge(notifications::routes())
+        .merge(inbox::routes())
+        .merge(topics::routes())
+        .merge(ops::routes())
+}
+
+/// `?limit=&cursor=` of list endpoints.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct Page {
+    /// Page size, 1 to 100.
+    pub limit: Option<u32>,
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The limit, defaulted and bounded.
+    pub(crate) fn limit(&self, default: u32) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(default),
+            Some(n @ 1..=100) => Ok(n),
+            Some(_) => Err(ApiError::field("limit", "must be between 1 and 100")),
+        }
+    }
+
+    /// The cursor as a sequence number.
+    pub(crate) fn seq(&self) -> Result<Option<i64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse::<i64>().map_err(|_| ApiError::field("cursor", "is not a cursor this API returned")))
+            .transpose()
+    }
+}
+
+/// The shared list shape.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct List<T> {
+    /// The page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}

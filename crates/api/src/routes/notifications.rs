@@ -1,0 +1,313 @@
+//! Notifications: accept (single and batch) with idempotency, status, cancellation.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use herald_domain::notification::{NotificationRequest, Recipients};
+use herald_domain::{Channel, UserId};
+use herald_store::{AcceptOutcome, NewNotification, RecipientCounts};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::Page;
+use super::templates::render_problem;
+use crate::AppState;
+use crate::extract::{ApiKey, JsonBody};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Most notifications in one batch call.
+const MAX_BATCH: usize = 1000;
+/// Subscribers read per page while expanding a topic.
+const TOPIC_PAGE: u32 = 1000;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(send_batch))
+        .routes(routes!(get_notification, cancel_notification))
+}
+
+/// The answer to an accepted notification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Accepted {
+    id: Uuid,
+    status: &'static str,
+    recipients: u64,
+}
+
+/// Validates one request and resolves everything the store needs to commit it.
+async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<String>) -> ApiResult<NewNotification> {
+    let now = state.clock.now();
+    let (spec, recipients, body_key) = req.validate(now)?;
+    let idempotency_key = match (header_key, body_key) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::field("idempotency_key", "differs from the Idempotency-Key header"));
+        }
+        (h, b) => h.or(b),
+    };
+    let template = state
+        .store
+        .get_template(&spec.template)
+        .await?
+        .ok_or_else(|| ApiError::field("template", format!("unknown template `{}`", spec.template)))?;
+    if let Some(channels) = &spec.channels {
+        let available = template.spec.channels();
+        if !channels.iter().any(|c| available.contains(c)) {
+            let names: Vec<&str> = available.iter().map(|c: &Channel| c.as_str()).collect();
+            return Err(ApiError::field("channels", format!("template `{}` has none of these channels; it has {}", spec.template, names.join(", "))));
+        }
+    }
+    template.spec.check_renders(&spec.data).map_err(|e| match e {
+        herald_domain::template::RenderError::MissingVariable { variable, field } => {
+            ApiError::field("data", format!("missing template variable `{variable}` (used in {field})"))
+        }
+        other => render_problem(other),
+    })?;
+    let class = spec.class.unwrap_or(template.spec.class);
+    let recipients = match recipients {
+        Recipients::Users(users) => users,
+        Recipients::Topic(topic) => {
+            let mut all: Vec<UserId> = Vec::new();
+            loop {
+                let page = state.store.subscribers(&topic, all.last().map(UserId::as_str), TOPIC_PAGE).await?;
+                let done = page.len() < TOPIC_PAGE as usize;
+                all.extend(page);
+                if done {
+                    break;
+                }
+            }
+            all
+        }
+    };
+    let idempotency = idempotency_key.map(|k| {
+        let mut canonical = req_fingerprint(&spec, &recipients);
+        canonical.push_str(&k);
+        (k, format!("{:x}", Sha256::digest(canonical.as_bytes())))
+    });
+    let due_at = spec.send_at.filter(|t| *t > now).unwrap_or(now);
+    Ok(NewNotification { id: Uuid::now_v7(), spec, class, recipients, idempotency, now, due_at })
+}
+
+/// What makes two requests "the same" for idempotency: content and recipients.
+fn req_fingerprint(spec: &herald_domain::notification::NotificationSpec, recipients: &[UserId]) -> String {
+    serde_json::to_string(&(spec, recipients)).unwrap_or_default()
+}
+
+fn header_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|s| !s.is_empty() && s.len() <= 255)
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))
+        })
+        .transpose()
+}
+
+fn accepted(outcome: AcceptOutcome) -> ApiResult<(bool, Accepted)> {
+    match outcome {
+        AcceptOutcome::Created { id, recipients } => Ok((true, Accepted { id, status: "accepted", recipients })),
+        AcceptOutcome::Existing { id, recipients } => Ok((false, Accepted { id, status: "accepted", recipients })),
+        AcceptOutcome::KeyConflict { id } => Err(ApiError::Conflict(format!(
+            "this Idempotency-Key was used within 24 h for a different request (notification {id})"
+        ))),
+    }
+}
+
+/// Accepts a notification. 202 means it is committed: it will be delivered, suppressed with a reason, or dead-lettered.
+#[utoipa::path(post, path = "/v1/notifications", tag = "notifications", security(("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key within 24 h gives the same notification")),
+    request_body = NotificationRequest,
+    responses((status = 202, body = Accepted), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn send(_: ApiKey, State(state): State<AppState>, headers: HeaderMap, JsonBody(req): JsonBody<NotificationRequest>) -> ApiResult<(StatusCode, HeaderMap, Json<Accepted>)> {
+    let key = header_key(&headers)?;
+    let new = prepare(&state, req, key).await?;
+    let (created, body) = accepted(state.store.accept(new).await?)?;
+    let mut out = HeaderMap::new();
+    if created {
+        metrics::counter!("herald_notifications_accepted_total").increment(1);
+        state.runtime.wake();
+    } else {
+        out.insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::ACCEPTED, out, Json(body)))
+}
+
+/// A batch of notifications.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    /// Up to 1000 notifications, each as for `POST /v1/notifications`.
+    notifications: Vec<serde_json::Value>,
+}
+
+/// One result of a batch, in request order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum BatchResult {
+    Ok(Accepted),
+    Err { error: Problem },
+}
+
+/// The batch's results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct BatchResponse {
+    results: Vec<BatchResult>,
+}
+
+/// Accepts up to 1000 notifications in one call and one transaction; each is validated on its own.
+#[utoipa::path(post, path = "/v1/notifications/batch", tag = "notifications", security(("api_key" = [])),
+    request_body = BatchRequest, responses((status = 202, body = BatchResponse), (status = 422, body = Problem)))]
+async fn send_batch(_: ApiKey, State(state): State<AppState>, JsonBody(batch): JsonBody<BatchRequest>) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
+    if batch.notifications.is_empty() || batch.notifications.len() > MAX_BATCH {
+        return Err(ApiError::field("notifications", format!("must hold 1 to {MAX_BATCH} notifications")));
+    }
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(batch.notifications.len());
+    let mut valid = Vec::new();
+    let mut slots = Vec::new();
+    for (i, raw) in batch.notifications.into_iter().enumerate() {
+        let prepared = match serde_json::from_value::<NotificationRequest>(raw) {
+            Ok(req) => prepare(&state, req, None).await,
+            Err(e) => Err(ApiError::field("body", e.to_string())),
+        };
+        match prepared {
+            Ok(n) => {
+                valid.push(n);
+                slots.push(i);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(BatchResult::Err { error: e.problem() })),
+        }
+    }
+    if !valid.is_empty() {
+        let outcomes = state.store.accept_many(valid).await?;
+        let mut any_created = false;
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            results[slot] = Some(match accepted(outcome) {
+                Ok((created, a)) => {
+                    any_created |= created;
+                    BatchResult::Ok(a)
+                }
+                Err(e) => BatchResult::Err { error: e.problem() },
+            });
+        }
+        if any_created {
+            state.runtime.wake();
+        }
+    }
+    let results = results.into_iter().map(|r| r.expect("every slot is filled")).collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchResponse { results })))
+}
+
+/// One delivery of one recipient.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeliveryView {
+    channel: Channel,
+    status: String,
+    attempts: u32,
+    provider: Option<String>,
+    error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: jiff::Timestamp,
+}
+
+/// One recipient's decision.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RecipientView {
+    user_id: String,
+    /// `pending` until decided, then `delivering | suppressed | deferred | batched | cancelled`.
+    decision: String,
+    reason: Option<String>,
+    deliveries: Vec<DeliveryView>,
+}
+
+/// A notification's status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct NotificationView {
+    id: Uuid,
+    template: String,
+    class: herald_domain::Class,
+    /// `accepted`, `processing`, `completed` or `cancelled`.
+    status: &'static str,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+    recipients: Vec<RecipientView>,
+    next_cursor: Option<String>,
+    recipients_total: u64,
+    recipients_processed: u64,
+    #[schema(value_type = Object)]
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+fn status_of(cancelled: bool, counts: &RecipientCounts) -> &'static str {
+    match (cancelled, counts.processed, counts.pending) {
+        (true, _, _) => "cancelled",
+        (_, 0, p) if p > 0 => "accepted",
+        (_, _, p) if p > 0 => "processing",
+        _ => "completed",
+    }
+}
+
+fn notification_id(s: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(s).map_err(|_| ApiError::NotFound(format!("no notification {s}")))
+}
+
+/// A notification with its recipients' decisions and deliveries (paged by `cursor`).
+#[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
+    params(("id" = Uuid, Path), Page), responses((status = 200, body = NotificationView), (status = 404, body = Problem)))]
+async fn get_notification(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, Query(page): Query<Page>) -> ApiResult<Json<NotificationView>> {
+    let id = notification_id(&id)?;
+    let n = state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
+    let limit = page.limit(100)?;
+    let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
+    let counts = state.store.recipient_counts(id).await?;
+    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let recipients = rows
+        .into_iter()
+        .map(|r| RecipientView {
+            user_id: r.user_id,
+            decision: r.decision.unwrap_or_else(|| "pending".into()),
+            reason: r.reason,
+            deliveries: r
+                .deliveries
+                .into_iter()
+                .map(|d| DeliveryView { channel: d.channel, status: d.status, attempts: d.attempts, provider: d.provider, error: d.error, updated_at: d.updated_at })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(NotificationView {
+        id,
+        template: n.template,
+        class: n.class,
+        status: status_of(n.cancelled_at.is_some(), &counts),
+        created_at: n.created_at,
+        recipients,
+        next_cursor,
+        recipients_total: n.recipients_total,
+        recipients_processed: counts.processed,
+        counts: counts.by_decision,
+    }))
+}
+
+/// The result of a cancellation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Cancelled {
+    id: Uuid,
+    /// Recipients whose notification had not been processed and now never will be.
+    cancelled: u64,
+}
+
+/// Cancels what has not been sent yet.
+#[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = Cancelled), (status = 404, body = Problem)))]
+async fn cancel_notification(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Cancelled>> {
+    let id = notification_id(&id)?;
+    state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
+    let cancelled = state.store.cancel_notification(id, state.clock.now()).await?;
+    Ok(Json(Cancelled { id, cancelled }))
+}

@@ -1,0 +1,281 @@
+//! Users, their devices, preferences, tokens and timeline.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use herald_domain::device::DeviceSpec;
+use herald_domain::preferences::{Preferences, StoredPreferences};
+use herald_domain::user::{User, UserInput};
+use herald_domain::UserId;
+use herald_store::{DeviceRecord, UserRecord};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{List, Page};
+use crate::AppState;
+use crate::extract::{ApiKey, JsonBody, UserToken, user_id};
+use crate::problem::{ApiError, ApiResult};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_user, get_user, delete_user))
+        .routes(routes!(create_token))
+        .routes(routes!(add_device, list_devices))
+        .routes(routes!(delete_device))
+        .routes(routes!(get_preferences, put_preferences, patch_preferences))
+        .routes(routes!(get_my_preferences, put_my_preferences, patch_my_preferences))
+        .routes(routes!(timeline))
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct UserView {
+    id: String,
+    email: Option<String>,
+    phone: Option<String>,
+    timezone: Option<String>,
+    locale: Option<String>,
+    name: Option<String>,
+    data: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: jiff::Timestamp,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(r: UserRecord) -> Self {
+        let u = r.user;
+        Self {
+            id: u.id.to_string(),
+            email: u.email.map(|e| e.as_str().to_owned()),
+            phone: u.phone.map(|p| p.as_str().to_owned()),
+            timezone: u.timezone.map(|t| t.as_str().to_owned()),
+            locale: u.locale.map(|l| l.as_str().to_owned()),
+            name: u.name,
+            data: u.data,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+async fn live_user(state: &AppState, id: &UserId) -> ApiResult<UserRecord> {
+    match state.store.get_user(id).await? {
+        Some(u) if u.erased_at.is_none() => Ok(u),
+        _ => Err(ApiError::NotFound(format!("no user {id}"))),
+    }
+}
+
+/// Creates or updates a user. Omitted fields stay as they are; `null` clears one.
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path, description = "1..128 of [A-Za-z0-9._:@-]")),
+    request_body = UserInput,
+    responses((status = 200, body = UserView), (status = 422, body = crate::problem::Problem), (status = 401, body = crate::problem::Problem)))]
+async fn put_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(input): JsonBody<UserInput>) -> ApiResult<Json<UserView>> {
+    let id = user_id(&id)?;
+    let current = state.store.get_user(&id).await?.filter(|u| u.erased_at.is_none()).map(|u| u.user).unwrap_or_else(|| User::bare(id));
+    let next = input.apply(&current)?;
+    Ok(Json(state.store.put_user(&next, state.clock.now()).await?.into()))
+}
+
+/// Reads a user.
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = crate::problem::Problem)))]
+async fn get_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+    let id = user_id(&id)?;
+    Ok(Json(live_user(&state, &id).await?.into()))
+}
+
+/// Erases a user's personal data: contacts, devices, preferences, inbox. The audit keeps a tombstone.
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 204, description = "Erased"), (status = 404, body = crate::problem::Problem)))]
+async fn delete_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = user_id(&id)?;
+    live_user(&state, &id).await?;
+    state.store.erase_user(&id, state.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Options of a user token.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    /// Lifetime in seconds (60 to 30 days; default 24 h).
+    ttl_seconds: Option<i64>,
+}
+
+/// A user token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct TokenView {
+    token: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: jiff::Timestamp,
+}
+
+/// Issues a user token for browsers and apps (`/v1/me/...`).
+#[utoipa::path(post, path = "/v1/users/{user_id}/token", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), request_body(content = Option<TokenRequest>),
+    responses((status = 200, body = TokenView), (status = 404, body = crate::problem::Problem)))]
+async fn create_token(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<TokenView>> {
+    let id = user_id(&id)?;
+    let req: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) { TokenRequest::default() } else { crate::extract::parse(&body)? };
+    let ttl = req.ttl_seconds.unwrap_or(86_400);
+    if !(60..=30 * 86_400).contains(&ttl) {
+        return Err(ApiError::field("ttl_seconds", "must be between 60 and 2592000"));
+    }
+    live_user(&state, &id).await?;
+    let (token, expires_at) = crate::auth::issue_user_token(&state, &id, ttl)?;
+    Ok(Json(TokenView { token, expires_at }))
+}
+
+/// A device as the API shows it (webhook secrets are never echoed back).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeviceView {
+    id: Uuid,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+}
+
+impl From<DeviceRecord> for DeviceView {
+    fn from(d: DeviceRecord) -> Self {
+        let kind = d.spec.kind();
+        let (mut token, mut endpoint, mut url) = (None, None, None);
+        match d.spec {
+            DeviceSpec::Apns { token: t } | DeviceSpec::Fcm { token: t } => token = Some(t),
+            DeviceSpec::WebPush { subscription } => endpoint = Some(subscription.endpoint),
+            DeviceSpec::Webhook { url: u, .. } => url = Some(u),
+        }
+        Self { id: d.id, kind, token, endpoint, url, created_at: d.created_at }
+    }
+}
+
+/// Registers a device: an APNs or FCM token, a web push subscription or a signed webhook.
+#[utoipa::path(post, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), request_body = DeviceSpec,
+    responses((status = 201, body = DeviceView), (status = 422, body = crate::problem::Problem)))]
+async fn add_device(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(spec): JsonBody<DeviceSpec>) -> ApiResult<(StatusCode, Json<DeviceView>)> {
+    let id = user_id(&id)?;
+    spec.validate()?;
+    if state.store.get_user(&id).await?.is_some_and(|u| u.erased_at.is_some()) {
+        return Err(ApiError::NotFound(format!("user {id} was erased; PUT it again first")));
+    }
+    let rec = state.store.add_device(&id, &spec, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(rec.into())))
+}
+
+/// Lists a user's devices.
+#[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), responses((status = 200, body = List<DeviceView>)))]
+async fn list_devices(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<List<DeviceView>>> {
+    let id = user_id(&id)?;
+    live_user(&state, &id).await?;
+    let items = state.store.list_devices(&id).await?.into_iter().map(DeviceView::from).collect();
+    Ok(Json(List { items, next_cursor: None }))
+}
+
+/// Removes a device.
+#[utoipa::path(delete, path = "/v1/users/{user_id}/devices/{device_id}", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path), ("device_id" = Uuid, Path)),
+    responses((status = 204, description = "Removed"), (status = 404, body = crate::problem::Problem)))]
+async fn delete_device(_: ApiKey, State(state): State<AppState>, Path((id, device)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let id = user_id(&id)?;
+    let device = Uuid::parse_str(&device).map_err(|_| ApiError::NotFound("no such device".into()))?;
+    if state.store.delete_device(&id, device).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("no such device".into())) }
+}
+
+async fn read_prefs(state: &AppState, id: &UserId) -> ApiResult<Preferences> {
+    live_user(state, id).await?;
+    Ok(state.store.get_preferences(id).await?.unwrap_or_default().resolve(&state.defaults))
+}
+
+async fn write_prefs(state: &AppState, id: &UserId, body: StoredPreferences, merge: bool) -> ApiResult<Preferences> {
+    if state.store.get_user(id).await?.is_some_and(|u| u.erased_at.is_some()) {
+        return Err(ApiError::NotFound(format!("user {id} was erased; PUT it again first")));
+    }
+    let next = if merge { state.store.get_preferences(id).await?.unwrap_or_default().merged(&body) } else { body };
+    next.validate()?;
+    state.store.put_preferences(id, &next, state.clock.now()).await?;
+    Ok(next.resolve(&state.defaults))
+}
+
+/// Effective preferences (server defaults fill what the user left unset).
+#[utoipa::path(get, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), responses((status = 200, body = Preferences), (status = 404, body = crate::problem::Problem)))]
+async fn get_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(read_prefs(&state, &user_id(&id)?).await?))
+}
+
+/// Replaces preferences.
+#[utoipa::path(put, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
+async fn put_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(write_prefs(&state, &user_id(&id)?, body, false).await?))
+}
+
+/// Merges preferences: maps merge key by key, other given fields replace.
+#[utoipa::path(patch, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path)), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
+async fn patch_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(write_prefs(&state, &user_id(&id)?, body, true).await?))
+}
+
+/// The token holder's effective preferences.
+#[utoipa::path(get, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), responses((status = 200, body = Preferences)))]
+async fn get_my_preferences(UserToken(id): UserToken, State(state): State<AppState>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(read_prefs(&state, &id).await?))
+}
+
+/// Replaces the token holder's preferences.
+#[utoipa::path(put, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
+async fn put_my_preferences(UserToken(id): UserToken, State(state): State<AppState>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(write_prefs(&state, &id, body, false).await?))
+}
+
+/// Merges into the token holder's preferences.
+#[utoipa::path(patch, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
+async fn patch_my_preferences(UserToken(id): UserToken, State(state): State<AppState>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+    Ok(Json(write_prefs(&state, &id, body, true).await?))
+}
+
+/// One line of a user's timeline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct TimelineItem {
+    #[schema(value_type = String, format = DateTime)]
+    at: jiff::Timestamp,
+    notification_id: String,
+    decision: String,
+    reason: Option<String>,
+    channel: Option<String>,
+}
+
+/// Why this person did or did not get each notification, newest first.
+#[utoipa::path(get, path = "/v1/users/{user_id}/timeline", tag = "users", security(("api_key" = [])),
+    params(("user_id" = String, Path), Page), responses((status = 200, body = List<TimelineItem>), (status = 404, body = crate::problem::Problem)))]
+async fn timeline(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, Query(page): Query<Page>) -> ApiResult<Json<List<TimelineItem>>> {
+    let id = user_id(&id)?;
+    if state.store.get_user(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no user {id}")));
+    }
+    let limit = page.limit(50)?;
+    let rows = state.store.timeline(&id, page.seq()?, limit).await?;
+    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| TimelineItem { at: r.at, notification_id: r.notification_id, decision: r.decision, reason: r.reason, channel: r.channel })
+        .collect();
+    Ok(Json(List { items, next_cursor }))
+}

@@ -1,0 +1,140 @@
+//! Builds Herald from a [`Config`]: store, runtime, providers and HTTP server, bound and ready.
+//! `main` and the tests both start the application through here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use herald_api::AppState;
+use herald_channels::Provider;
+use herald_channels::dev::DevOutbox;
+use herald_channels::webhook::WebhookProvider;
+use herald_domain::Channel;
+use herald_runtime::{Clock, Runtime, RuntimeConfig, SystemClock};
+use herald_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+/// Why start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] herald_store::StoreError),
+    /// The runtime could not rebuild its state.
+    #[error(transparent)]
+    Runtime(#[from] herald_runtime::RuntimeError),
+    /// Listening or HTTP client set-up failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The process-wide Prometheus recorder (installed once, however many apps a test starts).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .expect("static buckets are valid");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; ours then still renders its own.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A bound, running Herald.
+pub struct Application {
+    addr: SocketAddr,
+    router: axum::Router,
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+}
+
+impl Application {
+    /// Opens the store, starts the runtime and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with an injected clock.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        herald_channels::init_tls();
+        let store = herald_store::open(&config.database_url, &config.data_dir).await?;
+        let runtime = Runtime::start(store.clone(), runtime_config(&config)?, clock.clone()).await?;
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let token_key: Arc<[u8]> = store.secret("user_token_key", key).await?.into();
+        let state = AppState {
+            store,
+            runtime: runtime.clone(),
+            clock,
+            admin_key: std::env::var("HERALD_API_KEY").ok().filter(|k| !k.is_empty()),
+            token_key,
+            metrics: metrics_handle(),
+            defaults: config.preference_defaults(),
+        };
+        let listener = TcpListener::bind(&config.listen).await.map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+        let addr = listener.local_addr().map_err(|e| StartupError::Io(e.to_string()))?;
+        Ok(Self { addr, router: herald_api::router(state), listener, runtime })
+    }
+
+    /// The bound address (port 0 in the config picks a free one).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains for up to ten seconds.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(());
+        });
+        let runtime = self.runtime.clone();
+        let result = tokio::select! {
+            r = serve => r,
+            // Open event streams never end by themselves: give requests ten seconds, then stop.
+            _ = async { let _ = rx.await; tokio::time::sleep(Duration::from_secs(10)).await } => Ok(()),
+        };
+        runtime.shutdown().await;
+        result
+    }
+}
+
+fn runtime_config(config: &Config) -> Result<RuntimeConfig, StartupError> {
+    let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
+    let webhook_timeout = settings.get(&Channel::Webhook).map_or(Duration::from_secs(15), |s| s.timeout);
+    let webhook: Arc<dyn Provider> = Arc::new(WebhookProvider::new(webhook_timeout).map_err(|e| StartupError::Io(e.to_string()))?);
+    let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
+    let providers = BTreeMap::from([
+        (Channel::Webhook, webhook),
+        (Channel::Push, dev.clone()),
+        (Channel::WebPush, dev.clone()),
+        (Channel::Email, dev.clone()),
+        (Channel::Sms, dev),
+    ]);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Ok(RuntimeConfig {
+        data_dir: config.data_dir.clone(),
+        defaults: config.preference_defaults(),
+        lanes: config.lanes.unwrap_or(cores * 4),
+        channels: settings,
+        providers,
+    })
+}
+
+/// Opens (and so migrates) the store named by the configuration.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    Ok(herald_store::open(&config.database_url, &config.data_dir).await?)
+}
