@@ -50,12 +50,17 @@ struct Claims {
 }
 
 /// Issues a token for `user` valid for `ttl_seconds`; returns it with its expiry.
-pub fn issue_user_token(state: &AppState, user: &UserId, ttl_seconds: i64) -> Result<(String, jiff::Timestamp), ApiError> {
+pub fn issue_user_token(
+    state: &AppState,
+    user: &UserId,
+    ttl_seconds: i64,
+) -> Result<(String, jiff::Timestamp), ApiError> {
     let now = state.clock.now();
     let exp = now.as_second() + ttl_seconds;
     let claims = Claims { sub: user.to_string(), aud: AUDIENCE.into(), iat: now.as_second(), exp };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&state.token_key))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&state.token_key))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     let expires_at = jiff::Timestamp::from_second(exp).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((token, expires_at))
 }

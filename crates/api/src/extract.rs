@@ -20,7 +20,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::PayloadTooLarge } else { ApiError::BadRequest(e.body_text()) }
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
         })?;
         parse(&bytes).map(JsonBody)
     }
@@ -35,13 +39,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// A caller holding a valid API key (or the `HERALD_API_KEY` admin key).
@@ -64,9 +62,7 @@ impl FromRequestParts<AppState> for UserToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let from_query = || {
-            parts.uri.query().and_then(|q| {
-                q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_owned())
-            })
+            parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_owned()))
         };
         let token = bearer(parts).map(str::to_owned).or_else(from_query).ok_or(ApiError::Unauthorized)?;
         auth::verify_user_token(state, &token).map(UserToken).ok_or(ApiError::Unauthorized)

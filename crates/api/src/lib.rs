@@ -65,10 +65,13 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key")).build(),
+            ),
         );
         // The two documentation routes are served beside the generated ones; list them too.
-        for (path, summary) in [("/openapi.json", "This OpenAPI document"), ("/docs", "Interactive API documentation")] {
+        for (path, summary) in [("/openapi.json", "This OpenAPI document"), ("/docs", "Interactive API documentation")]
+        {
             let op = utoipa::openapi::path::OperationBuilder::new()
                 .summary(Some(summary))
                 .tag("operations")
@@ -78,7 +81,13 @@ impl utoipa::Modify for BearerAuth {
         }
         components.add_security_scheme(
             "user_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").description(Some("A user token")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A user token"))
+                    .build(),
+            ),
         );
     }
 }
@@ -95,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(routes::ops::track))
         .layer(TraceLayer::new_for_http())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(60)))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
         .with_state(state)
 }

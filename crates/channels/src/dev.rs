@@ -42,7 +42,10 @@ impl Provider for DevOutbox {
             "to": to,
             "content": cmd.payload,
         });
-        let io = |e: std::io::Error| SendError::Transient { message: format!("outbox write failed: {e}"), retry_after: None };
+        let io = |e: std::io::Error| SendError::Transient {
+            message: format!("outbox write failed: {e}"),
+            retry_after: None,
+        };
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         let path = dir.join(format!("{}.json", cmd.delivery_id));
         let tmp = dir.join(format!(".{}.tmp", cmd.delivery_id));

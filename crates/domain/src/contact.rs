@@ -50,9 +50,8 @@ impl Phone {
     /// Parses `+15551234567`; spaces, dashes and national formats are refused.
     pub fn parse(field: &str, s: &str) -> Result<Self, ValidationErrors> {
         let digits = s.strip_prefix('+').unwrap_or("");
-        let ok = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let ok =
+            (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -100,9 +99,8 @@ impl Locale {
     /// Parses a tag: subtags of 1..8 alphanumerics separated by `-` or `_`, starting with letters.
     pub fn parse(field: &str, s: &str) -> Result<Self, ValidationErrors> {
         let mut parts = s.split(['-', '_']);
-        let lang_ok = parts
-            .next()
-            .is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+        let lang_ok =
+            parts.next().is_some_and(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
         let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
         if lang_ok && rest_ok && s.len() <= 35 {
             Ok(Self(s.replace('_', "-")))
@@ -140,7 +138,9 @@ mod tests {
     fn phones() {
         assert!(Phone::parse("phone", "+15551234567").is_ok());
         assert!(Phone::parse("phone", "+447911123456").is_ok());
-        for bad in ["15551234567", "+1 555 123 4567", "+0123456789", "+1234567", "+1234567890123456", "+1555abc4567", ""] {
+        for bad in
+            ["15551234567", "+1 555 123 4567", "+0123456789", "+1234567", "+1234567890123456", "+1555abc4567", ""]
+        {
             assert!(Phone::parse("phone", bad).is_err(), "{bad}");
         }
     }

@@ -128,7 +128,11 @@ mod tests {
         let critical = Ask { class: Class::Critical, ..ask.clone() };
         let d = decide(&critical, &user);
         assert_eq!(outcome(&d, Channel::InApp), Some(Outcome::Send), "critical overrides a category opt-out");
-        assert_eq!(outcome(&d, Channel::Push), Some(Outcome::Suppress(Reason::ChannelDisabled)), "but never channel consent");
+        assert_eq!(
+            outcome(&d, Channel::Push),
+            Some(Outcome::Suppress(Reason::ChannelDisabled)),
+            "but never channel consent"
+        );
 
         let marketing = Ask { class: Class::Marketing, category: None, ..ask };
         assert_eq!(outcome(&decide(&marketing, &user), Channel::Sms), Some(Outcome::Suppress(Reason::NoSmsOptIn)));
@@ -139,7 +143,12 @@ mod tests {
         let p = prefs("{}");
         let reachable = BTreeSet::new();
         let user = RecipientState { preferences: &p, reachable: &reachable, erased: false };
-        let ask = Ask { class: Class::Social, category: None, template_channels: &TEMPLATE, requested: Some(&[Channel::Push, Channel::InApp]) };
+        let ask = Ask {
+            class: Class::Social,
+            category: None,
+            template_channels: &TEMPLATE,
+            requested: Some(&[Channel::Push, Channel::InApp]),
+        };
         let d = decide(&ask, &user);
         assert_eq!(d.len(), 2);
         assert_eq!(outcome(&d, Channel::Push), Some(Outcome::Suppress(Reason::NoAddress)));

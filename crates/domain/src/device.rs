@@ -84,7 +84,8 @@ impl DeviceSpec {
                 }
             }
             DeviceSpec::Fcm { token } => {
-                if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
                     errs.push("token", "an FCM token is 1 to 4096 characters without spaces");
                 }
             }
@@ -92,7 +93,10 @@ impl DeviceSpec {
                 errs.check(check_url("subscription.endpoint", &subscription.endpoint, true));
                 match URL_SAFE_NO_PAD.decode(subscription.keys.p256dh.trim_end_matches('=')) {
                     Ok(k) if k.len() == 65 && k[0] == 4 => {}
-                    _ => errs.push("subscription.keys.p256dh", "must be base64url of an uncompressed P-256 point (65 bytes)"),
+                    _ => errs.push(
+                        "subscription.keys.p256dh",
+                        "must be base64url of an uncompressed P-256 point (65 bytes)",
+                    ),
                 }
                 match URL_SAFE_NO_PAD.decode(subscription.keys.auth.trim_end_matches('=')) {
                     Ok(k) if k.len() == 16 => {}

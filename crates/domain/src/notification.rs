@@ -110,7 +110,10 @@ fn short_key(errs: &mut ValidationErrors, field: &str, v: &Option<String>) -> Op
 
 impl NotificationRequest {
     /// Validates the request into a spec and its recipients; `header_key` is the `Idempotency-Key`.
-    pub fn validate(&self, now: jiff::Timestamp) -> Result<(NotificationSpec, Recipients, Option<String>), ValidationErrors> {
+    pub fn validate(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<(NotificationSpec, Recipients, Option<String>), ValidationErrors> {
         let mut errs = ValidationErrors::default();
         let template = errs.check(TemplateKey::parse("template", &self.template));
         let recipients = match &self.to {
@@ -195,7 +198,8 @@ mod tests {
 
     #[test]
     fn minimal_request() {
-        let (spec, to, key) = req(json!({"template": "t", "to": ["u1", "u2", "u1"]})).validate(jiff::Timestamp::UNIX_EPOCH).unwrap();
+        let (spec, to, key) =
+            req(json!({"template": "t", "to": ["u1", "u2", "u1"]})).validate(jiff::Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(spec.template.as_str(), "t");
         assert_eq!(to, Recipients::Users(vec![UserId::parse("", "u1").unwrap(), UserId::parse("", "u2").unwrap()]));
         assert_eq!(key, None);
@@ -224,6 +228,8 @@ mod tests {
         let fields: Vec<_> = err.0.iter().map(|e| e.field.clone()).collect();
         assert_eq!(fields, ["template", "to[1]", "send_at", "ttl_seconds"]);
         assert!(req(json!({"template": "t", "to": []})).validate(jiff::Timestamp::UNIX_EPOCH).is_err());
-        assert!(serde_json::from_value::<NotificationRequest>(json!({"template": "t", "to": ["u"], "colour": 1})).is_err());
+        assert!(
+            serde_json::from_value::<NotificationRequest>(json!({"template": "t", "to": ["u"], "colour": 1})).is_err()
+        );
     }
 }

@@ -121,7 +121,10 @@ impl StoredPreferences {
         }
         for (name, c) in &self.categories {
             if c.channels.as_ref().is_some_and(|ch| ch.is_empty()) {
-                errs.push(format!("categories.{name}.channels"), "must list at least one channel (use enabled: false to opt out)");
+                errs.push(
+                    format!("categories.{name}.channels"),
+                    "must list at least one channel (use enabled: false to opt out)",
+                );
             }
         }
         errs.into_result(())
@@ -151,10 +154,7 @@ impl StoredPreferences {
 
     /// The effective preferences, with `defaults` filling what the user left unset.
     pub fn resolve(&self, defaults: &PreferenceDefaults) -> Preferences {
-        let channels = Channel::ALL
-            .into_iter()
-            .map(|c| (c, self.channels.get(&c).copied().unwrap_or(true)))
-            .collect();
+        let channels = Channel::ALL.into_iter().map(|c| (c, self.channels.get(&c).copied().unwrap_or(true))).collect();
         Preferences {
             channels,
             categories: self.categories.clone(),
@@ -269,7 +269,10 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused() {
-        assert!(serde_json::from_str::<StoredPreferences>(r#"{"quiet_hours": {"start": "25:00", "end": "07:00"}}"#).is_err());
+        assert!(
+            serde_json::from_str::<StoredPreferences>(r#"{"quiet_hours": {"start": "25:00", "end": "07:00"}}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<StoredPreferences>(r#"{"channels": {"fax": true}}"#).is_err());
         assert!(parse(r#"{"frequency_cap": {"max": 0, "window_seconds": 3600}}"#).validate().is_err());
         assert!(parse(r#"{"quiet_hours": {"start": "07:00", "end": "07:00"}}"#).validate().is_err());

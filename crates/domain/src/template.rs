@@ -255,7 +255,13 @@ fn environment<'a>() -> Environment<'a> {
 }
 
 /// Renders one source string; `name` selects escaping (`html` escapes).
-fn render_one<'s>(env: &Environment<'s>, name: &'s str, field: &str, src: &'s str, ctx: &Value) -> Result<String, RenderError> {
+fn render_one<'s>(
+    env: &Environment<'s>,
+    name: &'s str,
+    field: &str,
+    src: &'s str,
+    ctx: &Value,
+) -> Result<String, RenderError> {
     let tmpl = env
         .template_from_named_str(name, src)
         .map_err(|e| RenderError::Invalid { field: field.to_owned(), message: e.to_string() })?;
@@ -359,7 +365,12 @@ impl TemplateSpec {
     }
 
     /// Renders `channel` for `locale` with `ctx` (data, `user`, and for digests `count`/`items`/`first`).
-    pub fn render(&self, channel: Channel, locale: Option<&str>, ctx: &serde_json::Value) -> Result<Rendered, RenderError> {
+    pub fn render(
+        &self,
+        channel: Channel,
+        locale: Option<&str>,
+        ctx: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
         self.render_value(channel, locale, &Value::from(minijinja::value::Serde(ctx)))
     }
 
@@ -479,11 +490,15 @@ mod tests {
     #[test]
     fn missing_variable_is_an_error_naming_it() {
         let err = reply().render(Channel::Push, None, &json!({"sender": "Ana"})).unwrap_err();
-        assert_eq!(err, RenderError::MissingVariable { variable: "excerpt".into(), field: "channels.push.body".into() });
+        assert_eq!(
+            err,
+            RenderError::MissingVariable { variable: "excerpt".into(), field: "channels.push.body".into() }
+        );
         let data = json!({"excerpt": "x", "thread": 1});
         let err = reply().check_renders(data.as_object().unwrap()).unwrap_err();
         assert!(matches!(err, RenderError::MissingVariable { ref variable, .. } if variable == "sender"));
-        let user_fields = spec(json!({"channels": {"in_app": {"title": "Hi {{ user.name }}", "body": "{{ user.data.plan }}"}}}));
+        let user_fields =
+            spec(json!({"channels": {"in_app": {"title": "Hi {{ user.name }}", "body": "{{ user.data.plan }}"}}}));
         user_fields.check_renders(&serde_json::Map::new()).unwrap();
     }
 

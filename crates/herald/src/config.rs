@@ -58,7 +58,10 @@ pub struct Defaults {
 
 impl Default for Defaults {
     fn default() -> Self {
-        Self { frequency_cap: FrequencyCap { max: 3, window_seconds: 3600 }, quiet_hours: QuietHoursSetting::Named("none".into()) }
+        Self {
+            frequency_cap: FrequencyCap { max: 3, window_seconds: 3600 },
+            quiet_hours: QuietHoursSetting::Named("none".into()),
+        }
     }
 }
 
@@ -143,7 +146,9 @@ impl Config {
             return Err(ConfigError(format!("defaults.quiet_hours must be \"none\" or {{ start, end }}, not {n:?}")));
         }
         if !self.redis_url.is_empty() {
-            return Err(ConfigError("redis_url: the Redis runtime is not available in this build yet; leave it empty".into()));
+            return Err(ConfigError(
+                "redis_url: the Redis runtime is not available in this build yet; leave it empty".into(),
+            ));
         }
         let cap = self.defaults.frequency_cap;
         if cap.max == 0 || cap.window_seconds == 0 {
@@ -167,18 +172,24 @@ impl Config {
     pub fn channel_settings(&self) -> Vec<(herald_domain::Channel, herald_runtime::ChannelSettings)> {
         use herald_domain::Channel;
         let c = &self.channels;
-        [(Channel::Push, &c.push), (Channel::WebPush, &c.web_push), (Channel::Email, &c.email), (Channel::Sms, &c.sms), (Channel::Webhook, &c.webhook)]
-            .into_iter()
-            .map(|(ch, cfg)| {
-                (
-                    ch,
-                    herald_runtime::ChannelSettings {
-                        retry_schedule: cfg.retry_schedule_seconds.iter().map(|s| Duration::from_secs(*s)).collect(),
-                        timeout: Duration::from_secs(cfg.timeout_seconds.max(1)),
-                    },
-                )
-            })
-            .collect()
+        [
+            (Channel::Push, &c.push),
+            (Channel::WebPush, &c.web_push),
+            (Channel::Email, &c.email),
+            (Channel::Sms, &c.sms),
+            (Channel::Webhook, &c.webhook),
+        ]
+        .into_iter()
+        .map(|(ch, cfg)| {
+            (
+                ch,
+                herald_runtime::ChannelSettings {
+                    retry_schedule: cfg.retry_schedule_seconds.iter().map(|s| Duration::from_secs(*s)).collect(),
+                    timeout: Duration::from_secs(cfg.timeout_seconds.max(1)),
+                },
+            )
+        })
+        .collect()
     }
 }
 

@@ -62,13 +62,18 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, starts the runtime and binds the listener.
+    /// Opens the store, starts the runtime and binds the listener; `HERALD_API_KEY` is the admin key.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+        let admin_key = std::env::var("HERALD_API_KEY").ok().filter(|k| !k.is_empty());
+        Self::build_with(config, Arc::new(SystemClock), admin_key).await
     }
 
-    /// As [`Application::build`], with an injected clock.
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+    /// As [`Application::build`], with an injected clock and admin key (tests).
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        admin_key: Option<String>,
+    ) -> Result<Self, StartupError> {
         herald_channels::init_tls();
         let store = herald_store::open(&config.database_url, &config.data_dir).await?;
         let runtime = Runtime::start(store.clone(), runtime_config(&config)?, clock.clone()).await?;
@@ -79,12 +84,14 @@ impl Application {
             store,
             runtime: runtime.clone(),
             clock,
-            admin_key: std::env::var("HERALD_API_KEY").ok().filter(|k| !k.is_empty()),
+            admin_key,
             token_key,
             metrics: metrics_handle(),
             defaults: config.preference_defaults(),
         };
-        let listener = TcpListener::bind(&config.listen).await.map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| StartupError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener.local_addr().map_err(|e| StartupError::Io(e.to_string()))?;
         Ok(Self { addr, router: herald_api::router(state), listener, runtime })
     }
@@ -95,7 +102,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains for up to ten seconds.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
@@ -115,7 +125,8 @@ impl Application {
 fn runtime_config(config: &Config) -> Result<RuntimeConfig, StartupError> {
     let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
     let webhook_timeout = settings.get(&Channel::Webhook).map_or(Duration::from_secs(15), |s| s.timeout);
-    let webhook: Arc<dyn Provider> = Arc::new(WebhookProvider::new(webhook_timeout).map_err(|e| StartupError::Io(e.to_string()))?);
+    let webhook: Arc<dyn Provider> =
+        Arc::new(WebhookProvider::new(webhook_timeout).map_err(|e| StartupError::Io(e.to_string()))?);
     let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
     let providers = BTreeMap::from([
         (Channel::Webhook, webhook),

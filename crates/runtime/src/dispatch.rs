@@ -89,9 +89,11 @@ impl Dispatcher {
             let provider = self.providers.get(&d.channel).map(|p| p.name().to_owned());
             match result {
                 Attempt::Done(status, decision, reason, error) => {
-                    metrics::counter!("herald_deliveries_total", "channel" => d.channel.as_str(), "status" => status).increment(1);
+                    metrics::counter!("herald_deliveries_total", "channel" => d.channel.as_str(), "status" => status)
+                        .increment(1);
                     if decision == Decision::Sent || decision == Decision::Delivered {
-                        metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str()).record(started.elapsed().as_secs_f64());
+                        metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str())
+                            .record(started.elapsed().as_secs_f64());
                     }
                     return self
                         .store
@@ -133,7 +135,12 @@ impl Dispatcher {
     /// One attempt: consent re-check, targets, send, classification.
     async fn attempt(&self, d: &DeliveryRecord, attempt: u32) -> Result<Attempt, StoreError> {
         let Some(provider) = self.providers.get(&d.channel) else {
-            return Ok(Attempt::Done("failed", Decision::Failed, Some(Reason::NoChannel), Some("no provider configured".into())));
+            return Ok(Attempt::Done(
+                "failed",
+                Decision::Failed,
+                Some(Reason::NoChannel),
+                Some("no provider configured".into()),
+            ));
         };
         let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Defence in depth: consent may have changed since the decision; re-check it now.
@@ -143,12 +150,22 @@ impl Dispatcher {
         }
         let prefs = self.store.get_preferences(&user_id).await?.unwrap_or_default().resolve(&self.defaults);
         if !prefs.channel_enabled(d.channel) {
-            return Ok(Attempt::Done("suppressed", Decision::Suppressed, Some(Reason::ChannelDisabled), Some("channel_disabled".into())));
+            return Ok(Attempt::Done(
+                "suppressed",
+                Decision::Suppressed,
+                Some(Reason::ChannelDisabled),
+                Some("channel_disabled".into()),
+            ));
         }
         let devices = self.store.list_devices(&user_id).await?;
         let targets: Vec<Target> = targets(d.channel, &devices, user.as_ref().map(|u| &u.user));
         if targets.is_empty() {
-            return Ok(Attempt::Done("suppressed", Decision::Suppressed, Some(Reason::NoAddress), Some("no_address".into())));
+            return Ok(Attempt::Done(
+                "suppressed",
+                Decision::Suppressed,
+                Some(Reason::NoAddress),
+                Some("no_address".into()),
+            ));
         }
         let cmd = SendCommand {
             delivery_id: d.id,
@@ -158,7 +175,8 @@ impl Dispatcher {
             targets,
             attempt,
         };
-        let delivered_status = if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
+        let delivered_status =
+            if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
         Ok(match provider.send(&cmd).await {
             Ok(()) => Attempt::Done(delivered_status.0, delivered_status.1, None, None),
             Err(SendError::Permanent(msg)) => {

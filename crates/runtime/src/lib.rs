@@ -66,7 +66,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// Rebuilds from the store (releases stale claims, re-dispatches open deliveries) and starts.
-    pub async fn start(store: Arc<dyn Store>, config: RuntimeConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, RuntimeError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, RuntimeError> {
         let released = store.release_claims().await?;
         if released > 0 {
             tracing::info!(released, "returned unfinished work to the queue");

@@ -10,14 +10,15 @@ use herald_domain::reason::{Decision, Reason};
 use herald_domain::template::{Rendered, render_context};
 use herald_domain::{Channel, UserId};
 use herald_store::{
-    AuditEntry, DeliveryRecord, NewDelivery, NewInboxItem, NotificationRecord, RecipientOutcome, Store, StoreError, WorkItem,
+    AuditEntry, DeliveryRecord, NewDelivery, NewInboxItem, NotificationRecord, RecipientOutcome, Store, StoreError,
+    WorkItem,
 };
 use uuid::Uuid;
 
+use crate::RuntimeConfig;
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
-use crate::RuntimeConfig;
 
 /// Namespace of deterministic delivery ids.
 const DELIVERY_NS: Uuid = Uuid::from_u128(0x6865_7261_6c64_4000_8000_6465_6c69_7672);
@@ -45,13 +46,20 @@ const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 const CACHE_LIMIT: usize = 4096;
 
 impl Processor {
-    pub(crate) fn new(store: Arc<dyn Store>, config: RuntimeConfig, hub: Hub, dispatcher: Arc<Dispatcher>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        hub: Hub,
+        dispatcher: Arc<Dispatcher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self { store, config, hub, dispatcher, clock, notifications: Mutex::new(HashMap::new()) }
     }
 
     /// Processes one item; on a store failure the claim stays and is retried at the next start.
     pub(crate) async fn process(&self, item: WorkItem, lane: usize) {
-        let span = tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
+        let span =
+            tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
         let _enter = span.enter();
         let started = std::time::Instant::now();
         if let Err(e) = self.try_process(item.clone()).await {
@@ -127,11 +135,17 @@ impl Processor {
         };
         let template_channels = template.channels();
         let category = n.spec.category.as_ref().or(template.category.as_ref());
-        let ask = Ask { class: n.class, category, template_channels: &template_channels, requested: n.spec.channels.as_deref() };
+        let ask = Ask {
+            class: n.class,
+            category,
+            template_channels: &template_channels,
+            requested: n.spec.channels.as_deref(),
+        };
         let state = RecipientState { preferences: &prefs, reachable: &reachable, erased };
         let decisions = decide(&ask, &state);
 
-        let user_ctx = profile.map(|u| u.template_context()).unwrap_or_else(|| serde_json::json!({"id": item.user_id.as_str()}));
+        let user_ctx =
+            profile.map(|u| u.template_context()).unwrap_or_else(|| serde_json::json!({"id": item.user_id.as_str()}));
         let ctx = render_context(&n.spec.data, user_ctx);
         let locale = profile.and_then(|u| u.locale.as_ref()).map(|l| l.as_str().to_owned());
 
@@ -235,7 +249,13 @@ impl Processor {
 }
 
 /// What a delivery carries: the Standard Webhooks body for webhooks, the rendered content otherwise.
-fn payload(n: &NotificationRecord, user: &UserId, category: Option<&str>, channel: Channel, content: Rendered) -> serde_json::Value {
+fn payload(
+    n: &NotificationRecord,
+    user: &UserId,
+    category: Option<&str>,
+    channel: Channel,
+    content: Rendered,
+) -> serde_json::Value {
     if channel == Channel::Webhook {
         serde_json::json!({
             "type": "notification",
@@ -258,17 +278,29 @@ fn payload(n: &NotificationRecord, user: &UserId, category: Option<&str>, channe
 }
 
 /// The targets of a delivery for `channel` among the user's devices and contacts.
-pub(crate) fn targets(channel: Channel, devices: &[herald_store::DeviceRecord], user: Option<&herald_domain::user::User>) -> Vec<herald_channels::Target> {
+pub(crate) fn targets(
+    channel: Channel,
+    devices: &[herald_store::DeviceRecord],
+    user: Option<&herald_domain::user::User>,
+) -> Vec<herald_channels::Target> {
     use herald_channels::Target;
     match channel {
-        Channel::Email => user.and_then(|u| u.email.as_ref()).map(|e| Target::Address(e.as_str().into())).into_iter().collect(),
-        Channel::Sms => user.and_then(|u| u.phone.as_ref()).map(|p| Target::Address(p.as_str().into())).into_iter().collect(),
+        Channel::Email => {
+            user.and_then(|u| u.email.as_ref()).map(|e| Target::Address(e.as_str().into())).into_iter().collect()
+        }
+        Channel::Sms => {
+            user.and_then(|u| u.phone.as_ref()).map(|p| Target::Address(p.as_str().into())).into_iter().collect()
+        }
         _ => devices
             .iter()
             .filter(|d| d.spec.channel() == channel)
             .map(|d| match &d.spec {
-                DeviceSpec::Webhook { url, secret } => Target::Webhook { device_id: d.id, url: url.clone(), secret: secret.clone() },
-                DeviceSpec::Apns { token } | DeviceSpec::Fcm { token } => Target::Address(format!("{}:{token}", d.spec.kind())),
+                DeviceSpec::Webhook { url, secret } => {
+                    Target::Webhook { device_id: d.id, url: url.clone(), secret: secret.clone() }
+                }
+                DeviceSpec::Apns { token } | DeviceSpec::Fcm { token } => {
+                    Target::Address(format!("{}:{token}", d.spec.kind()))
+                }
                 DeviceSpec::WebPush { subscription } => Target::Address(subscription.endpoint.clone()),
             })
             .collect(),

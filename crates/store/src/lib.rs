@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use herald_domain::UserId;
 use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{TemplateKey, TopicKey};
 use herald_domain::preferences::StoredPreferences;
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
-use herald_domain::UserId;
 use jiff::Timestamp;
 use uuid::Uuid;
 
@@ -89,7 +89,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_preferences(&self, user: &UserId, prefs: &StoredPreferences, now: Timestamp) -> StoreResult<()>;
 
     /// Creates or replaces a template; true when it was new.
-    async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp) -> StoreResult<TemplateRecord>;
+    async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp)
+    -> StoreResult<TemplateRecord>;
     /// A template by key.
     async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>>;
 
@@ -147,7 +148,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(database_url: &str, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
     if database_url.is_empty() || database_url.starts_with("sqlite:") {
         let url = if database_url.is_empty() {
-            std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(format!("cannot create {}: {e}", data_dir.display())))?;
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", data_dir.display())))?;
             format!("sqlite://{}", data_dir.join("herald.db").display())
         } else {
             database_url.to_owned()

@@ -87,7 +87,8 @@ async fn page(state: &AppState, user: &UserId, p: InboxParams) -> ApiResult<Inbo
     let paging = super::Page { limit: p.limit, cursor: p.cursor };
     let limit = paging.limit(20)?;
     let before = paging.seq()?;
-    let rows = state.store.list_inbox(user, InboxQuery { limit, before, unread_only: p.unread.unwrap_or(false) }).await?;
+    let rows =
+        state.store.list_inbox(user, InboxQuery { limit, before, unread_only: p.unread.unwrap_or(false) }).await?;
     let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let unread_count = state.store.unread_count(user).await?;
     Ok(InboxPage { items: rows.into_iter().map(ItemView::from).collect(), next_cursor, unread_count })
@@ -96,14 +97,23 @@ async fn page(state: &AppState, user: &UserId, p: InboxParams) -> ApiResult<Inbo
 /// The token holder's inbox, newest first.
 #[utoipa::path(get, path = "/v1/me/inbox", tag = "inbox", security(("user_token" = [])),
     params(InboxParams), responses((status = 200, body = InboxPage), (status = 401, body = Problem)))]
-async fn my_inbox(UserToken(user): UserToken, State(state): State<AppState>, Query(p): Query<InboxParams>) -> ApiResult<Json<InboxPage>> {
+async fn my_inbox(
+    UserToken(user): UserToken,
+    State(state): State<AppState>,
+    Query(p): Query<InboxParams>,
+) -> ApiResult<Json<InboxPage>> {
     Ok(Json(page(&state, &user, p).await?))
 }
 
 /// A user's inbox, read by the server.
 #[utoipa::path(get, path = "/v1/users/{user_id}/inbox", tag = "inbox", security(("api_key" = [])),
     params(("user_id" = String, Path), InboxParams), responses((status = 200, body = InboxPage), (status = 404, body = Problem)))]
-async fn user_inbox(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, Query(p): Query<InboxParams>) -> ApiResult<Json<InboxPage>> {
+async fn user_inbox(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<InboxParams>,
+) -> ApiResult<Json<InboxPage>> {
     let id = user_id(&id)?;
     if state.store.get_user(&id).await?.is_none_or(|u| u.erased_at.is_some()) {
         return Err(ApiError::NotFound(format!("no user {id}")));
@@ -148,14 +158,22 @@ async fn mark(state: &AppState, user: &UserId, req: MarkRequest, read: bool) -> 
 /// Marks items read: `{"ids": [...]}` or `{"all": true}`.
 #[utoipa::path(post, path = "/v1/me/inbox/read", tag = "inbox", security(("user_token" = [])),
     request_body = MarkRequest, responses((status = 200, body = MarkResult), (status = 422, body = Problem)))]
-async fn mark_read(UserToken(user): UserToken, State(state): State<AppState>, JsonBody(req): JsonBody<MarkRequest>) -> ApiResult<Json<MarkResult>> {
+async fn mark_read(
+    UserToken(user): UserToken,
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<MarkRequest>,
+) -> ApiResult<Json<MarkResult>> {
     Ok(Json(mark(&state, &user, req, true).await?))
 }
 
 /// Marks items unread again: `{"ids": [...]}`.
 #[utoipa::path(post, path = "/v1/me/inbox/unread", tag = "inbox", security(("user_token" = [])),
     request_body = MarkRequest, responses((status = 200, body = MarkResult), (status = 422, body = Problem)))]
-async fn mark_unread(UserToken(user): UserToken, State(state): State<AppState>, JsonBody(req): JsonBody<MarkRequest>) -> ApiResult<Json<MarkResult>> {
+async fn mark_unread(
+    UserToken(user): UserToken,
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<MarkRequest>,
+) -> ApiResult<Json<MarkResult>> {
     Ok(Json(mark(&state, &user, req, false).await?))
 }
 

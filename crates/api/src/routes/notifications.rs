@@ -57,7 +57,10 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
         let available = template.spec.channels();
         if !channels.iter().any(|c| available.contains(c)) {
             let names: Vec<&str> = available.iter().map(|c: &Channel| c.as_str()).collect();
-            return Err(ApiError::field("channels", format!("template `{}` has none of these channels; it has {}", spec.template, names.join(", "))));
+            return Err(ApiError::field(
+                "channels",
+                format!("template `{}` has none of these channels; it has {}", spec.template, names.join(", ")),
+            ));
         }
     }
     template.spec.check_renders(&spec.data).map_err(|e| match e {
@@ -124,7 +127,12 @@ fn accepted(outcome: AcceptOutcome) -> ApiResult<(bool, Accepted)> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key within 24 h gives the same notification")),
     request_body = NotificationRequest,
     responses((status = 202, body = Accepted), (status = 409, body = Problem), (status = 422, body = Problem)))]
-async fn send(_: ApiKey, State(state): State<AppState>, headers: HeaderMap, JsonBody(req): JsonBody<NotificationRequest>) -> ApiResult<(StatusCode, HeaderMap, Json<Accepted>)> {
+async fn send(
+    _: ApiKey,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<NotificationRequest>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Accepted>)> {
     let key = header_key(&headers)?;
     let new = prepare(&state, req, key).await?;
     let (created, body) = accepted(state.store.accept(new).await?)?;
@@ -163,7 +171,11 @@ struct BatchResponse {
 /// Accepts up to 1000 notifications in one call and one transaction; each is validated on its own.
 #[utoipa::path(post, path = "/v1/notifications/batch", tag = "notifications", security(("api_key" = [])),
     request_body = BatchRequest, responses((status = 202, body = BatchResponse), (status = 422, body = Problem)))]
-async fn send_batch(_: ApiKey, State(state): State<AppState>, JsonBody(batch): JsonBody<BatchRequest>) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
+async fn send_batch(
+    _: ApiKey,
+    State(state): State<AppState>,
+    JsonBody(batch): JsonBody<BatchRequest>,
+) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
     if batch.notifications.is_empty() || batch.notifications.len() > MAX_BATCH {
         return Err(ApiError::field("notifications", format!("must hold 1 to {MAX_BATCH} notifications")));
     }
@@ -260,9 +272,15 @@ fn notification_id(s: &str) -> ApiResult<Uuid> {
 /// A notification with its recipients' decisions and deliveries (paged by `cursor`).
 #[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
     params(("id" = Uuid, Path), Page), responses((status = 200, body = NotificationView), (status = 404, body = Problem)))]
-async fn get_notification(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, Query(page): Query<Page>) -> ApiResult<Json<NotificationView>> {
+async fn get_notification(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<NotificationView>> {
     let id = notification_id(&id)?;
-    let n = state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
+    let n =
+        state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
     let limit = page.limit(100)?;
     let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
     let counts = state.store.recipient_counts(id).await?;
@@ -276,7 +294,14 @@ async fn get_notification(_: ApiKey, State(state): State<AppState>, Path(id): Pa
             deliveries: r
                 .deliveries
                 .into_iter()
-                .map(|d| DeliveryView { channel: d.channel, status: d.status, attempts: d.attempts, provider: d.provider, error: d.error, updated_at: d.updated_at })
+                .map(|d| DeliveryView {
+                    channel: d.channel,
+                    status: d.status,
+                    attempts: d.attempts,
+                    provider: d.provider,
+                    error: d.error,
+                    updated_at: d.updated_at,
+                })
                 .collect(),
         })
         .collect();
@@ -305,7 +330,11 @@ struct Cancelled {
 /// Cancels what has not been sent yet.
 #[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = Cancelled), (status = 404, body = Problem)))]
-async fn cancel_notification(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Cancelled>> {
+async fn cancel_notification(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Cancelled>> {
     let id = notification_id(&id)?;
     state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
     let cancelled = state.store.cancel_notification(id, state.clock.now()).await?;

@@ -34,7 +34,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 /// Counts requests and their latency by route and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = std::time::Instant::now();
     let resp = next.run(req).await;

@@ -50,7 +50,12 @@ pub(crate) fn render_problem(e: RenderError) -> ApiError {
 #[utoipa::path(put, path = "/v1/templates/{key}", tag = "templates", security(("api_key" = [])),
     params(("key" = String, Path)), request_body = TemplateSpec,
     responses((status = 200, body = TemplateView), (status = 422, body = crate::problem::Problem)))]
-async fn put_template(_: ApiKey, State(state): State<AppState>, Path(k): Path<String>, JsonBody(spec): JsonBody<TemplateSpec>) -> ApiResult<Json<TemplateView>> {
+async fn put_template(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(k): Path<String>,
+    JsonBody(spec): JsonBody<TemplateSpec>,
+) -> ApiResult<Json<TemplateView>> {
     let k = key(&k)?;
     spec.validate()?;
     Ok(Json(state.store.put_template(&k, &spec, state.clock.now()).await?.into()))
@@ -59,7 +64,11 @@ async fn put_template(_: ApiKey, State(state): State<AppState>, Path(k): Path<St
 /// Reads a template.
 #[utoipa::path(get, path = "/v1/templates/{key}", tag = "templates", security(("api_key" = [])),
     params(("key" = String, Path)), responses((status = 200, body = TemplateView), (status = 404, body = crate::problem::Problem)))]
-async fn get_template(_: ApiKey, State(state): State<AppState>, Path(k): Path<String>) -> ApiResult<Json<TemplateView>> {
+async fn get_template(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(k): Path<String>,
+) -> ApiResult<Json<TemplateView>> {
     let k = key(&k)?;
     let t = state.store.get_template(&k).await?.ok_or_else(|| ApiError::NotFound(format!("no template {k}")))?;
     Ok(Json(t.into()))
@@ -91,7 +100,12 @@ struct PreviewView {
 #[utoipa::path(post, path = "/v1/templates/{key}/preview", tag = "templates", security(("api_key" = [])),
     params(("key" = String, Path)), request_body = PreviewRequest,
     responses((status = 200, body = PreviewView), (status = 404, body = crate::problem::Problem), (status = 422, body = crate::problem::Problem)))]
-async fn preview(_: ApiKey, State(state): State<AppState>, Path(k): Path<String>, JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<PreviewView>> {
+async fn preview(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(k): Path<String>,
+    JsonBody(req): JsonBody<PreviewRequest>,
+) -> ApiResult<Json<PreviewView>> {
     let k = key(&k)?;
     let t = state.store.get_template(&k).await?.ok_or_else(|| ApiError::NotFound(format!("no template {k}")))?;
     if !t.spec.channels().contains(&req.channel) {

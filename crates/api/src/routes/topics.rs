@@ -40,14 +40,24 @@ fn parse(topic: &str, body: &Subscribers) -> ApiResult<(TopicKey, Vec<UserId>)> 
         return Err(ApiError::field("user_ids", format!("must hold 1 to {MAX_IDS} user ids")));
     }
     let mut errs = herald_domain::ValidationErrors::default();
-    let ids: Vec<UserId> = body.user_ids.iter().enumerate().filter_map(|(i, s)| errs.check(UserId::parse(&format!("user_ids[{i}]"), s))).collect();
+    let ids: Vec<UserId> = body
+        .user_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| errs.check(UserId::parse(&format!("user_ids[{i}]"), s)))
+        .collect();
     Ok((topic, errs.into_result(ids)?))
 }
 
 /// Subscribes users (creating unknown ones with no contacts).
 #[utoipa::path(put, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
     params(("key" = String, Path)), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
-async fn add(_: ApiKey, State(state): State<AppState>, Path(key): Path<String>, JsonBody(body): JsonBody<Subscribers>) -> ApiResult<Json<Changed>> {
+async fn add(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(body): JsonBody<Subscribers>,
+) -> ApiResult<Json<Changed>> {
     let (topic, ids) = parse(&key, &body)?;
     Ok(Json(Changed { changed: state.store.subscribe(&topic, &ids, state.clock.now()).await? }))
 }
@@ -55,7 +65,12 @@ async fn add(_: ApiKey, State(state): State<AppState>, Path(key): Path<String>, 
 /// Unsubscribes users.
 #[utoipa::path(delete, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
     params(("key" = String, Path)), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
-async fn remove(_: ApiKey, State(state): State<AppState>, Path(key): Path<String>, JsonBody(body): JsonBody<Subscribers>) -> ApiResult<Json<Changed>> {
+async fn remove(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(body): JsonBody<Subscribers>,
+) -> ApiResult<Json<Changed>> {
     let (topic, ids) = parse(&key, &body)?;
     Ok(Json(Changed { changed: state.store.unsubscribe(&topic, &ids).await? }))
 }
@@ -63,7 +78,12 @@ async fn remove(_: ApiKey, State(state): State<AppState>, Path(key): Path<String
 /// Lists subscribers in id order.
 #[utoipa::path(get, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
     params(("key" = String, Path), Page), responses((status = 200, body = List<String>)))]
-async fn list(_: ApiKey, State(state): State<AppState>, Path(key): Path<String>, Query(page): Query<Page>) -> ApiResult<Json<List<String>>> {
+async fn list(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<List<String>>> {
     let topic = TopicKey::parse("key", &key)?;
     let limit = page.limit(100)?;
     let ids = state.store.subscribers(&topic, page.cursor.as_deref(), limit).await?;

@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use herald_domain::UserId;
 use herald_domain::device::DeviceSpec;
 use herald_domain::preferences::{Preferences, StoredPreferences};
 use herald_domain::user::{User, UserInput};
-use herald_domain::UserId;
 use herald_store::{DeviceRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -74,9 +74,20 @@ async fn live_user(state: &AppState, id: &UserId) -> ApiResult<UserRecord> {
     params(("user_id" = String, Path, description = "1..128 of [A-Za-z0-9._:@-]")),
     request_body = UserInput,
     responses((status = 200, body = UserView), (status = 422, body = crate::problem::Problem), (status = 401, body = crate::problem::Problem)))]
-async fn put_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(input): JsonBody<UserInput>) -> ApiResult<Json<UserView>> {
+async fn put_user(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<UserInput>,
+) -> ApiResult<Json<UserView>> {
     let id = user_id(&id)?;
-    let current = state.store.get_user(&id).await?.filter(|u| u.erased_at.is_none()).map(|u| u.user).unwrap_or_else(|| User::bare(id));
+    let current = state
+        .store
+        .get_user(&id)
+        .await?
+        .filter(|u| u.erased_at.is_none())
+        .map(|u| u.user)
+        .unwrap_or_else(|| User::bare(id));
     let next = input.apply(&current)?;
     Ok(Json(state.store.put_user(&next, state.clock.now()).await?.into()))
 }
@@ -121,9 +132,15 @@ struct TokenView {
 #[utoipa::path(post, path = "/v1/users/{user_id}/token", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), request_body(content = Option<TokenRequest>),
     responses((status = 200, body = TokenView), (status = 404, body = crate::problem::Problem)))]
-async fn create_token(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<TokenView>> {
+async fn create_token(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<TokenView>> {
     let id = user_id(&id)?;
-    let req: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) { TokenRequest::default() } else { crate::extract::parse(&body)? };
+    let req: TokenRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { TokenRequest::default() } else { crate::extract::parse(&body)? };
     let ttl = req.ttl_seconds.unwrap_or(86_400);
     if !(60..=30 * 86_400).contains(&ttl) {
         return Err(ApiError::field("ttl_seconds", "must be between 60 and 2592000"));
@@ -165,7 +182,12 @@ impl From<DeviceRecord> for DeviceView {
 #[utoipa::path(post, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), request_body = DeviceSpec,
     responses((status = 201, body = DeviceView), (status = 422, body = crate::problem::Problem)))]
-async fn add_device(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(spec): JsonBody<DeviceSpec>) -> ApiResult<(StatusCode, Json<DeviceView>)> {
+async fn add_device(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(spec): JsonBody<DeviceSpec>,
+) -> ApiResult<(StatusCode, Json<DeviceView>)> {
     let id = user_id(&id)?;
     spec.validate()?;
     if state.store.get_user(&id).await?.is_some_and(|u| u.erased_at.is_some()) {
@@ -178,7 +200,11 @@ async fn add_device(_: ApiKey, State(state): State<AppState>, Path(id): Path<Str
 /// Lists a user's devices.
 #[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), responses((status = 200, body = List<DeviceView>)))]
-async fn list_devices(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<List<DeviceView>>> {
+async fn list_devices(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<List<DeviceView>>> {
     let id = user_id(&id)?;
     live_user(&state, &id).await?;
     let items = state.store.list_devices(&id).await?.into_iter().map(DeviceView::from).collect();
@@ -189,10 +215,18 @@ async fn list_devices(_: ApiKey, State(state): State<AppState>, Path(id): Path<S
 #[utoipa::path(delete, path = "/v1/users/{user_id}/devices/{device_id}", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path), ("device_id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 404, body = crate::problem::Problem)))]
-async fn delete_device(_: ApiKey, State(state): State<AppState>, Path((id, device)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_device(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path((id, device)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let id = user_id(&id)?;
     let device = Uuid::parse_str(&device).map_err(|_| ApiError::NotFound("no such device".into()))?;
-    if state.store.delete_device(&id, device).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::NotFound("no such device".into())) }
+    if state.store.delete_device(&id, device).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such device".into()))
+    }
 }
 
 async fn read_prefs(state: &AppState, id: &UserId) -> ApiResult<Preferences> {
@@ -213,7 +247,11 @@ async fn write_prefs(state: &AppState, id: &UserId, body: StoredPreferences, mer
 /// Effective preferences (server defaults fill what the user left unset).
 #[utoipa::path(get, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), responses((status = 200, body = Preferences), (status = 404, body = crate::problem::Problem)))]
-async fn get_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Preferences>> {
+async fn get_preferences(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Preferences>> {
     Ok(Json(read_prefs(&state, &user_id(&id)?).await?))
 }
 
@@ -221,7 +259,12 @@ async fn get_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Pat
 #[utoipa::path(put, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), request_body = StoredPreferences,
     responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
-async fn put_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+async fn put_preferences(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<StoredPreferences>,
+) -> ApiResult<Json<Preferences>> {
     Ok(Json(write_prefs(&state, &user_id(&id)?, body, false).await?))
 }
 
@@ -229,7 +272,12 @@ async fn put_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Pat
 #[utoipa::path(patch, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path)), request_body = StoredPreferences,
     responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
-async fn patch_preferences(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+async fn patch_preferences(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<StoredPreferences>,
+) -> ApiResult<Json<Preferences>> {
     Ok(Json(write_prefs(&state, &user_id(&id)?, body, true).await?))
 }
 
@@ -241,13 +289,21 @@ async fn get_my_preferences(UserToken(id): UserToken, State(state): State<AppSta
 
 /// Replaces the token holder's preferences.
 #[utoipa::path(put, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
-async fn put_my_preferences(UserToken(id): UserToken, State(state): State<AppState>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+async fn put_my_preferences(
+    UserToken(id): UserToken,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<StoredPreferences>,
+) -> ApiResult<Json<Preferences>> {
     Ok(Json(write_prefs(&state, &id, body, false).await?))
 }
 
 /// Merges into the token holder's preferences.
 #[utoipa::path(patch, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
-async fn patch_my_preferences(UserToken(id): UserToken, State(state): State<AppState>, JsonBody(body): JsonBody<StoredPreferences>) -> ApiResult<Json<Preferences>> {
+async fn patch_my_preferences(
+    UserToken(id): UserToken,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<StoredPreferences>,
+) -> ApiResult<Json<Preferences>> {
     Ok(Json(write_prefs(&state, &id, body, true).await?))
 }
 
@@ -265,7 +321,12 @@ struct TimelineItem {
 /// Why this person did or did not get each notification, newest first.
 #[utoipa::path(get, path = "/v1/users/{user_id}/timeline", tag = "users", security(("api_key" = [])),
     params(("user_id" = String, Path), Page), responses((status = 200, body = List<TimelineItem>), (status = 404, body = crate::problem::Problem)))]
-async fn timeline(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>, Query(page): Query<Page>) -> ApiResult<Json<List<TimelineItem>>> {
+async fn timeline(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<List<TimelineItem>>> {
     let id = user_id(&id)?;
     if state.store.get_user(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no user {id}")));
@@ -275,7 +336,13 @@ async fn timeline(_: ApiKey, State(state): State<AppState>, Path(id): Path<Strin
     let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let items = rows
         .into_iter()
-        .map(|r| TimelineItem { at: r.at, notification_id: r.notification_id, decision: r.decision, reason: r.reason, channel: r.channel })
+        .map(|r| TimelineItem {
+            at: r.at,
+            notification_id: r.notification_id,
+            decision: r.decision,
+            reason: r.reason,
+            channel: r.channel,
+        })
         .collect();
     Ok(Json(List { items, next_cursor }))
 }

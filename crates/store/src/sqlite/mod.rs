@@ -58,19 +58,18 @@ impl SqliteStore {
             .pragma("temp_store", "memory");
         let mut conn = opts.connect().await?;
         migrate(&mut conn).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(opts.read_only(true))
-            .await?;
+        let pool =
+            SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.read_only(true)).await?;
         Ok(Self { pool, writer: Writer::spawn(conn) })
     }
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
     let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations").fetch_all(&mut *conn).await?;
     for (version, sql) in MIGRATIONS {
         if done.contains(version) {
@@ -91,13 +90,15 @@ async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
 
 async fn ensure_user(conn: &mut SqliteConnection, id: &UserId, now: i64) -> StoreResult<()> {
     let profile = serde_json::to_string(&User::bare(id.clone()))?;
-    sqlx::query("INSERT INTO users (id, profile, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
-        .bind(id.as_str())
-        .bind(profile)
-        .bind(now)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO users (id, profile, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(profile)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -231,15 +232,17 @@ async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreRe
 }
 
 async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> StoreResult<()> {
-    sqlx::query("INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(to_ms(a.at))
-        .bind(a.user_id.as_str())
-        .bind(a.notification_id.to_string())
-        .bind(a.channel.map(Channel::as_str))
-        .bind(a.decision.as_str())
-        .bind(a.reason.map(|r| r.as_str()))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_ms(a.at))
+    .bind(a.user_id.as_str())
+    .bind(a.notification_id.to_string())
+    .bind(a.channel.map(Channel::as_str))
+    .bind(a.decision.as_str())
+    .bind(a.reason.map(|r| r.as_str()))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -264,7 +267,10 @@ impl Store for SqliteStore {
                         .bind(init)
                         .execute(&mut *c)
                         .await?;
-                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(&name).fetch_one(&mut *c).await?)
+                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                        .bind(&name)
+                        .fetch_one(&mut *c)
+                        .await?)
                 })
             })
             .await
@@ -374,13 +380,15 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    let r = sqlx::query("UPDATE users SET profile = ?, preferences = NULL, erased_at = ?, updated_at = ? WHERE id = ?")
-                        .bind(serde_json::to_string(&User::bare(id.clone()))?)
-                        .bind(to_ms(now))
-                        .bind(to_ms(now))
-                        .bind(id.as_str())
-                        .execute(&mut *c)
-                        .await?;
+                    let r = sqlx::query(
+                        "UPDATE users SET profile = ?, preferences = NULL, erased_at = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(serde_json::to_string(&User::bare(id.clone()))?)
+                    .bind(to_ms(now))
+                    .bind(to_ms(now))
+                    .bind(id.as_str())
+                    .execute(&mut *c)
+                    .await?;
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
@@ -473,7 +481,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp) -> StoreResult<TemplateRecord> {
+    async fn put_template(
+        &self,
+        key: &TemplateKey,
+        spec: &TemplateSpec,
+        now: Timestamp,
+    ) -> StoreResult<TemplateRecord> {
         let key = key.to_string();
         let spec = spec.clone();
         self.writer
@@ -503,7 +516,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>> {
-        let row = sqlx::query("SELECT * FROM templates WHERE key = ?").bind(key.as_str()).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM templates WHERE key = ?").bind(key.as_str()).fetch_optional(&self.pool).await?;
         row.map(|r| {
             Ok(TemplateRecord {
                 key: r.try_get("key")?,
@@ -583,10 +597,12 @@ impl Store for SqliteStore {
     }
 
     async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts> {
-        let rows = sqlx::query("SELECT state, decision, COUNT(*) AS n FROM recipients WHERE notification_id = ? GROUP BY state, decision")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT state, decision, COUNT(*) AS n FROM recipients WHERE notification_id = ? GROUP BY state, decision",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         let mut counts = RecipientCounts::default();
         for r in &rows {
             let state: String = r.try_get("state")?;
@@ -685,11 +701,13 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE recipients SET state = 'pending', due_at = ? WHERE seq = ? AND state = 'claimed'")
-                        .bind(to_ms(retry_at))
-                        .bind(seq)
-                        .execute(c)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE recipients SET state = 'pending', due_at = ? WHERE seq = ? AND state = 'claimed'",
+                    )
+                    .bind(to_ms(retry_at))
+                    .bind(seq)
+                    .execute(c)
+                    .await?;
                     Ok(())
                 })
             })
@@ -700,7 +718,9 @@ impl Store for SqliteStore {
         self.writer
             .write(|c| {
                 Box::pin(async move {
-                    let r = sqlx::query("UPDATE recipients SET state = 'pending' WHERE state = 'claimed'").execute(c).await?;
+                    let r = sqlx::query("UPDATE recipients SET state = 'pending' WHERE state = 'claimed'")
+                        .execute(c)
+                        .await?;
                     Ok(r.rows_affected())
                 })
             })
@@ -863,7 +883,8 @@ impl Store for SqliteStore {
                         "UPDATE inbox SET read_at = NULL WHERE user_id = ?2 AND read_at IS NOT NULL AND ?1 IS NOT NULL \
                          AND (?3 = 1 OR id IN (SELECT value FROM json_each(?4)))"
                     };
-                    let r = sqlx::query(sql).bind(to_ms(now)).bind(user.as_str()).bind(all).bind(ids).execute(c).await?;
+                    let r =
+                        sqlx::query(sql).bind(to_ms(now)).bind(user.as_str()).bind(all).bind(ids).execute(c).await?;
                     Ok(r.rows_affected())
                 })
             })

@@ -1,0 +1,128 @@
+//! The test harness: a Herald on a random port with its own data directory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::config::Config;
+use herald::startup::Application;
+use herald_runtime::SystemClock;
+use serde_json::{Value, json};
+
+/// The admin key every test app accepts.
+pub const KEY: &str = "test-admin-key";
+
+/// A running test application.
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        lanes: Some(4),
+        ..Config::default()
+    };
+    config.channels.webhook.retry_schedule_seconds = vec![0, 0, 0];
+    config.channels.webhook.timeout_seconds = 5;
+    tweak(&mut config);
+    let app = Application::build_with(config, Arc::new(SystemClock), Some(KEY.into())).await.expect("app starts");
+    let url = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    herald_channels::init_tls();
+    TestApp { url, client: reqwest::Client::new(), _dir: dir }
+}
+
+impl TestApp {
+    pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.req_as(method, path, body, Some(KEY)).await
+    }
+
+    pub async fn req_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        let mut r = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// A template with in-app content (and so webhook content too).
+    pub async fn reply_template(&self) {
+        let (s, b) = self
+            .put(
+                "/v1/templates/new_reply",
+                json!({"class": "social", "category": "replies",
+                       "channels": {"in_app": {"title": "{{ sender }} replied", "body": "{{ excerpt }}", "action_url": "/t/{{ thread }}"}}}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    pub async fn send(&self, body: Value) -> String {
+        let (s, b) = self.post("/v1/notifications", body).await;
+        assert_eq!(s, 202, "{b}");
+        b["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        let (s, b) = self.post(&format!("/v1/users/{user}/token"), json!({})).await;
+        assert_eq!(s, 200, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (bounded) until every recipient of the notification is decided.
+    pub async fn processed(&self, id: &str) -> Value {
+        wait_for(&format!("notification {id} processed"), || async {
+            let (_, n) = self.get(&format!("/v1/notifications/{id}")).await;
+            (n["status"] == "completed").then_some(n)
+        })
+        .await
+    }
+}
+
+/// Polls `f` until it yields a value, failing after ten seconds.
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Herald's integration tests: each starts the real application on port 0 (or the real binary,
+//! for crash tests) and talks HTTP to it.
+
+mod common;
+mod crash;
+mod inbox;
+mod notifications;
+mod rest;
+mod webhook;
