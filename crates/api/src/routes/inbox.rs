@@ -89,7 +89,7 @@ async fn page(state: &AppState, user: &UserId, p: InboxParams) -> ApiResult<Inbo
     let before = paging.seq()?;
     let rows =
         state.store.list_inbox(user, InboxQuery { limit, before, unread_only: p.unread.unwrap_or(false) }).await?;
-    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
     let unread_count = state.store.unread_count(user).await?;
     Ok(InboxPage { items: rows.into_iter().map(ItemView::from).collect(), next_cursor, unread_count })
 }

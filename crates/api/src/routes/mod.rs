@@ -53,6 +53,11 @@ impl Page {
     }
 }
 
+/// The cursor of the page after `rows`: the last row's key when the page was full, else none.
+pub(crate) fn next_cursor<T>(rows: &[T], limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
+    if rows.len() == limit as usize { rows.last().map(key) } else { None }
+}
+
 /// The shared list shape.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct List<T> {

@@ -284,7 +284,7 @@ async fn get_notification(
     let limit = page.limit(100)?;
     let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
     let counts = state.store.recipient_counts(id).await?;
-    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
     let recipients = rows
         .into_iter()
         .map(|r| RecipientView {

@@ -87,6 +87,6 @@ async fn list(
     let topic = TopicKey::parse("key", &key)?;
     let limit = page.limit(100)?;
     let ids = state.store.subscribers(&topic, page.cursor.as_deref(), limit).await?;
-    let next_cursor = (ids.len() == limit as usize).then(|| ids.last().map(|u| u.to_string())).flatten();
+    let next_cursor = super::next_cursor(&ids, limit, |u| u.to_string());
     Ok(Json(List { items: ids.into_iter().map(String::from).collect(), next_cursor }))
 }

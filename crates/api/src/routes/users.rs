@@ -333,7 +333,7 @@ async fn timeline(
     }
     let limit = page.limit(50)?;
     let rows = state.store.timeline(&id, page.seq()?, limit).await?;
-    let next_cursor = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
     let items = rows
         .into_iter()
         .map(|r| TimelineItem {
