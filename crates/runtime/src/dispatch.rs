@@ -12,6 +12,7 @@ use herald_domain::{Channel, UserId};
 use herald_store::{AuditEntry, DeliveryRecord, DeliveryUpdate, Store, StoreError};
 use rand::Rng;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::process::targets;
@@ -52,14 +53,16 @@ impl Dispatcher {
     pub(crate) fn dispatch(self: &Arc<Self>, d: DeliveryRecord) {
         let this = self.clone();
         metrics::gauge!("herald_queue_depth", "queue" => "deliveries").increment(1.0);
-        tokio::spawn(async move {
-            let span = tracing::info_span!("deliver", delivery_id = %d.id, notification_id = %d.notification_id, user_id = %d.user_id, channel = %d.channel);
-            let _e = span.enter();
-            if let Err(e) = this.run(d).await {
-                tracing::error!(error = %e, "delivery bookkeeping failed; it resumes at the next start");
+        let span = tracing::info_span!("deliver", delivery_id = %d.id, notification_id = %d.notification_id, user_id = %d.user_id, channel = %d.channel);
+        tokio::spawn(
+            async move {
+                if let Err(e) = this.run(d).await {
+                    tracing::error!(error = %e, "delivery bookkeeping failed; it resumes at the next start");
+                }
+                metrics::gauge!("herald_queue_depth", "queue" => "deliveries").decrement(1.0);
             }
-            metrics::gauge!("herald_queue_depth", "queue" => "deliveries").decrement(1.0);
-        });
+            .instrument(span),
+        );
     }
 
     async fn run(&self, mut d: DeliveryRecord) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ use herald_store::{
     AuditEntry, DeliveryRecord, NewDelivery, NewInboxItem, NotificationRecord, RecipientOutcome, Store, StoreError,
     WorkItem,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::RuntimeConfig;
@@ -60,7 +61,10 @@ impl Processor {
     pub(crate) async fn process(&self, item: WorkItem, lane: usize) {
         let span =
             tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
-        let _enter = span.enter();
+        self.process_in_span(item).instrument(span).await
+    }
+
+    async fn process_in_span(&self, item: WorkItem) {
         let started = std::time::Instant::now();
         if let Err(e) = self.try_process(item.clone()).await {
             tracing::error!(error = %e, "processing failed; will retry in {}s", RETRY_AFTER.as_secs());
