@@ -1,14 +1,65 @@
-//! The per-user decision: which of a notification's channels go out to one user, and why the
-//! others do not. A pure function of the user's state; the runtime supplies that state.
+//! The per-user decision engine: for one notification and one user's state at `now`, what
+//! happens on each channel and why. Pure: the same input always gives the same plan.
+//!
+//! Order of questions: consent (erasure, channel switches, category opt-outs, marketing SMS,
+//! addresses), then the class strategy (breakthrough budgets, presence, quiet hours, the cap).
 
 use std::collections::BTreeSet;
 
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, Class};
 use crate::ids::Category;
 use crate::preferences::Preferences;
+use crate::quiet::quiet_until;
 use crate::reason::Reason;
+use crate::window::{free_slots, next_free};
+
+/// Critical notifications that may break through per user per hour.
+pub const CRITICAL_BUDGET: usize = 2;
+/// Time-sensitive transactional notifications that may break quiet hours per user per hour.
+pub const TIME_SENSITIVE_BUDGET: usize = 1;
+
+/// Which allowance an interruption used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spend {
+    /// A slot of the frequency cap (social, marketing, digests).
+    Cap,
+    /// The critical breakthrough budget.
+    Critical,
+    /// The time-sensitive breakthrough budget.
+    TimeSensitive,
+    /// Nothing capped: a transactional send (kept for the hard ceilings).
+    Uncapped,
+}
+
+impl Spend {
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spend::Cap => "cap",
+            Spend::Critical => "critical",
+            Spend::TimeSensitive => "time_sensitive",
+            Spend::Uncapped => "uncapped",
+        }
+    }
+
+    /// Parses [`Spend::as_str`].
+    pub fn parse(s: &str) -> Option<Spend> {
+        [Spend::Cap, Spend::Critical, Spend::TimeSensitive, Spend::Uncapped].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One past interruption of the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interruption {
+    /// When.
+    pub at: Timestamp,
+    /// Which allowance it used.
+    pub spend: Spend,
+}
 
 /// What the engine knows about one recipient when it decides.
 #[derive(Debug, Clone)]
@@ -19,6 +70,12 @@ pub struct RecipientState<'a> {
     pub reachable: &'a BTreeSet<Channel>,
     /// Whether the user was erased.
     pub erased: bool,
+    /// Whether the user has an open inbox stream.
+    pub online: bool,
+    /// The user's time zone (UTC when unknown).
+    pub timezone: Option<&'a jiff::tz::TimeZone>,
+    /// Recent interruptions (at least the last hour and the cap window).
+    pub interruptions: &'a [Interruption],
 }
 
 /// What one notification asks of the engine.
@@ -32,16 +89,29 @@ pub struct Ask<'a> {
     pub template_channels: &'a [Channel],
     /// The producer's channel restriction.
     pub requested: Option<&'a [Channel]>,
+    /// Lets a transactional notification through quiet hours, on a budget.
+    pub time_sensitive: bool,
 }
 
 /// The outcome for one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Send on this channel.
+    /// Send on this channel now.
     Send,
     /// Do not send, for this reason.
     Suppress(Reason),
+    /// Decide again at `until`.
+    Defer {
+        /// When to decide again.
+        until: Timestamp,
+        /// Why (quiet hours).
+        reason: Reason,
+    },
+    /// Wait in the user's pending digest.
+    Batch(Reason),
+    /// Kept in reserve: a transactional fallback if the channels before it fail.
+    Standby,
 }
 
 /// One channel's decision.
@@ -53,17 +123,41 @@ pub struct ChannelDecision {
     pub outcome: Outcome,
 }
 
-/// Decides each candidate channel (template channels, narrowed by the request) for one user.
-pub fn decide(ask: &Ask<'_>, user: &RecipientState<'_>) -> Vec<ChannelDecision> {
-    ask.template_channels
+/// The engine's answer for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Every candidate channel, the inbox first when it is one.
+    pub decisions: Vec<ChannelDecision>,
+    /// The allowance spent when something interrupts now.
+    pub spend: Option<Spend>,
+}
+
+impl Plan {
+    /// The outcome on `channel`, if it was a candidate.
+    pub fn outcome(&self, channel: Channel) -> Option<Outcome> {
+        self.decisions.iter().find(|d| d.channel == channel).map(|d| d.outcome)
+    }
+}
+
+/// The order transactional notifications try the interrupting channels.
+const FALLBACK_ORDER: [Channel; 5] = [Channel::Push, Channel::WebPush, Channel::Email, Channel::Sms, Channel::Webhook];
+
+/// Decides one notification for one user at `now`.
+pub fn decide(ask: &Ask<'_>, user: &RecipientState<'_>, now: Timestamp) -> Plan {
+    let mut decisions: Vec<ChannelDecision> = ask
+        .template_channels
         .iter()
         .copied()
         .filter(|c| ask.requested.is_none_or(|r| r.contains(c)))
-        .map(|channel| ChannelDecision { channel, outcome: decide_channel(ask, user, channel) })
-        .collect()
+        .map(|channel| ChannelDecision { channel, outcome: consent(ask, user, channel) })
+        .collect();
+    decisions.sort_by_key(|d| (d.channel != Channel::InApp, FALLBACK_ORDER.iter().position(|c| *c == d.channel)));
+    let spend = strategy(ask, user, now, &mut decisions);
+    Plan { decisions, spend }
 }
 
-fn decide_channel(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) -> Outcome {
+/// Consent and reachability: what no class strategy can override.
+fn consent(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) -> Outcome {
     let prefs = user.preferences;
     let critical = ask.class == Class::Critical;
     if user.erased {
@@ -85,6 +179,90 @@ fn decide_channel(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) ->
     Outcome::Send
 }
 
+fn used_in_last_hour(user: &RecipientState<'_>, spend: Spend, now: Timestamp) -> usize {
+    let from = now - SignedDuration::from_hours(1);
+    user.interruptions.iter().filter(|i| i.spend == spend && i.at > from && i.at <= now).count()
+}
+
+/// Applies the class strategy to the interrupting channels that passed consent.
+fn strategy(ask: &Ask<'_>, user: &RecipientState<'_>, now: Timestamp, decisions: &mut [ChannelDecision]) -> Option<Spend> {
+    let open: Vec<usize> = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.channel.interrupts() && d.outcome == Outcome::Send)
+        .map(|(i, _)| i)
+        .collect();
+    if open.is_empty() {
+        return None;
+    }
+    let set = |decisions: &mut [ChannelDecision], outcome: Outcome| {
+        for &i in &open {
+            decisions[i].outcome = outcome;
+        }
+    };
+    let quiet = user
+        .preferences
+        .quiet_hours
+        .as_ref()
+        .and_then(|q| quiet_until(q, user.timezone.unwrap_or(&jiff::tz::TimeZone::UTC), now));
+    let class = match ask.class {
+        Class::Critical if used_in_last_hour(user, Spend::Critical, now) < CRITICAL_BUDGET => return Some(Spend::Critical),
+        // Beyond its breakthrough budget, critical is handled as transactional.
+        Class::Critical => Class::Transactional,
+        other => other,
+    };
+    match class {
+        Class::Critical | Class::Transactional => {
+            if let Some(until) = quiet {
+                if !(ask.time_sensitive && used_in_last_hour(user, Spend::TimeSensitive, now) < TIME_SENSITIVE_BUDGET) {
+                    set(decisions, Outcome::Defer { until, reason: Reason::QuietHours });
+                    return None;
+                }
+                standby_after_first(decisions, &open);
+                return Some(Spend::TimeSensitive);
+            }
+            standby_after_first(decisions, &open);
+            Some(Spend::Uncapped)
+        }
+        Class::Social | Class::Marketing => {
+            if class == Class::Social && user.online {
+                set(decisions, Outcome::Suppress(Reason::UserOnline));
+                return None;
+            }
+            if let Some(until) = quiet {
+                set(decisions, Outcome::Defer { until, reason: Reason::QuietHours });
+                return None;
+            }
+            if let Some(cap) = &user.preferences.frequency_cap {
+                let log: Vec<Timestamp> = user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
+                if free_slots(&log, cap, now) == 0 {
+                    set(decisions, Outcome::Batch(Reason::FrequencyCap));
+                    return None;
+                }
+            }
+            Some(Spend::Cap)
+        }
+    }
+}
+
+/// Transactional uses one channel: the first in fallback order, the rest stand by.
+fn standby_after_first(decisions: &mut [ChannelDecision], open: &[usize]) {
+    for &i in open.iter().skip(1) {
+        decisions[i].outcome = Outcome::Standby;
+    }
+}
+
+/// When a user's pending digest may next go out under their cap (`now` if a slot is free).
+pub fn digest_due(user: &RecipientState<'_>, now: Timestamp) -> Timestamp {
+    match &user.preferences.frequency_cap {
+        Some(cap) => {
+            let log: Vec<Timestamp> = user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
+            next_free(&log, cap, now)
+        }
+        None => now,
+    }
+}
+
 /// Marketing may use SMS only when the user listed `sms` for the category themselves.
 fn explicit_sms_opt_in(prefs: &Preferences, category: Option<&Category>) -> bool {
     category
@@ -94,105 +272,4 @@ fn explicit_sms_opt_in(prefs: &Preferences, category: Option<&Category>) -> bool
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::preferences::{PreferenceDefaults, StoredPreferences};
-    use proptest::prelude::*;
-
-    fn prefs(j: &str) -> Preferences {
-        serde_json::from_str::<StoredPreferences>(j).unwrap().resolve(&PreferenceDefaults::default())
-    }
-
-    fn outcome(decisions: &[ChannelDecision], c: Channel) -> Option<Outcome> {
-        decisions.iter().find(|d| d.channel == c).map(|d| d.outcome)
-    }
-
-    const TEMPLATE: [Channel; 4] = [Channel::InApp, Channel::Push, Channel::Sms, Channel::Webhook];
-
-    #[test]
-    fn suppression_reasons() {
-        let p = prefs(r#"{"channels": {"push": false}, "categories": {"promo": {"enabled": false}}}"#);
-        let reachable = BTreeSet::from([Channel::Webhook, Channel::Sms]);
-        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false };
-        let promo = Category::parse("c", "promo").unwrap();
-        let ask = Ask { class: Class::Social, category: None, template_channels: &TEMPLATE, requested: None };
-        let d = decide(&ask, &user);
-        assert_eq!(outcome(&d, Channel::InApp), Some(Outcome::Send));
-        assert_eq!(outcome(&d, Channel::Push), Some(Outcome::Suppress(Reason::ChannelDisabled)));
-        assert_eq!(outcome(&d, Channel::Webhook), Some(Outcome::Send));
-
-        let ask = Ask { category: Some(&promo), ..ask };
-        let d = decide(&ask, &user);
-        assert_eq!(outcome(&d, Channel::InApp), Some(Outcome::Suppress(Reason::CategoryOptOut)));
-
-        let critical = Ask { class: Class::Critical, ..ask.clone() };
-        let d = decide(&critical, &user);
-        assert_eq!(outcome(&d, Channel::InApp), Some(Outcome::Send), "critical overrides a category opt-out");
-        assert_eq!(
-            outcome(&d, Channel::Push),
-            Some(Outcome::Suppress(Reason::ChannelDisabled)),
-            "but never channel consent"
-        );
-
-        let marketing = Ask { class: Class::Marketing, category: None, ..ask };
-        assert_eq!(outcome(&decide(&marketing, &user), Channel::Sms), Some(Outcome::Suppress(Reason::NoSmsOptIn)));
-    }
-
-    #[test]
-    fn request_narrows_and_addresses_matter() {
-        let p = prefs("{}");
-        let reachable = BTreeSet::new();
-        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false };
-        let ask = Ask {
-            class: Class::Social,
-            category: None,
-            template_channels: &TEMPLATE,
-            requested: Some(&[Channel::Push, Channel::InApp]),
-        };
-        let d = decide(&ask, &user);
-        assert_eq!(d.len(), 2);
-        assert_eq!(outcome(&d, Channel::Push), Some(Outcome::Suppress(Reason::NoAddress)));
-        assert_eq!(outcome(&d, Channel::InApp), Some(Outcome::Send), "the inbox needs no address");
-        let erased = RecipientState { erased: true, ..user };
-        assert!(decide(&ask, &erased).iter().all(|d| d.outcome == Outcome::Suppress(Reason::Erased)));
-    }
-
-    fn channel() -> impl Strategy<Value = Channel> {
-        prop::sample::select(Channel::ALL.to_vec())
-    }
-
-    fn class() -> impl Strategy<Value = Class> {
-        prop::sample::select(vec![Class::Critical, Class::Transactional, Class::Social, Class::Marketing])
-    }
-
-    proptest! {
-        #[test]
-        fn never_sends_without_channel_consent_or_address(
-            disabled in prop::collection::btree_set(channel(), 0..6),
-            reachable in prop::collection::btree_set(channel(), 0..6),
-            requested in prop::option::of(prop::collection::vec(channel(), 1..6)),
-            class in class(),
-            opted_out in any::<bool>(),
-        ) {
-            let mut stored = StoredPreferences::default();
-            for c in &disabled { stored.channels.insert(*c, false); }
-            let cat = Category::parse("c", "cat").unwrap();
-            if opted_out {
-                stored.categories.insert(cat.clone(), crate::preferences::CategoryPreference { enabled: Some(false), channels: None });
-            }
-            let p = stored.resolve(&PreferenceDefaults::default());
-            let user = RecipientState { preferences: &p, reachable: &reachable, erased: false };
-            let ask = Ask { class, category: Some(&cat), template_channels: &Channel::ALL, requested: requested.as_deref() };
-            let first = decide(&ask, &user);
-            prop_assert_eq!(&first, &decide(&ask, &user), "deterministic");
-            for d in first {
-                if d.outcome == Outcome::Send {
-                    prop_assert!(!disabled.contains(&d.channel));
-                    prop_assert!(!d.channel.interrupts() || reachable.contains(&d.channel));
-                    prop_assert!(!opted_out || class == Class::Critical);
-                    prop_assert!(requested.as_ref().is_none_or(|r| r.contains(&d.channel)));
-                }
-            }
-        }
-    }
-}
+mod tests;

@@ -9,9 +9,11 @@ pub mod error;
 pub mod ids;
 pub mod notification;
 pub mod preferences;
+pub mod quiet;
 pub mod reason;
 pub mod template;
 pub mod user;
+pub mod window;
 
 pub use channel::{Channel, Class};
 pub use error::{FieldError, ValidationErrors};

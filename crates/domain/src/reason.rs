@@ -56,6 +56,20 @@ pub enum Reason {
     Erased,
     /// Marketing SMS without an explicit opt-in for the category.
     NoSmsOptIn,
+    /// Over the frequency cap: waiting in the pending digest.
+    FrequencyCap,
+    /// Inside the user's quiet hours: waiting for them to end.
+    QuietHours,
+    /// The user has the app open: the inbox is enough.
+    UserOnline,
+    /// A newer notification with the same collapse key replaced it.
+    Collapsed,
+    /// Sent as part of a digest.
+    Digest,
+    /// The pending digest went to the inbox because the user came online.
+    DrainedToInbox,
+    /// A transactional fallback after the previous channel failed.
+    Fallback,
     /// The template could not be rendered for this user.
     RenderError,
     /// The producer cancelled the notification.
@@ -78,6 +92,13 @@ impl Reason {
             Reason::NoAddress => "no_address",
             Reason::Erased => "erased",
             Reason::NoSmsOptIn => "no_sms_opt_in",
+            Reason::FrequencyCap => "frequency_cap",
+            Reason::QuietHours => "quiet_hours",
+            Reason::UserOnline => "user_online",
+            Reason::Collapsed => "collapsed",
+            Reason::Digest => "digest",
+            Reason::DrainedToInbox => "drained_to_inbox",
+            Reason::Fallback => "fallback",
             Reason::RenderError => "render_error",
             Reason::Cancelled => "cancelled",
             Reason::Duplicate => "duplicate",
