@@ -185,7 +185,12 @@ fn used_in_last_hour(user: &RecipientState<'_>, spend: Spend, now: Timestamp) ->
 }
 
 /// Applies the class strategy to the interrupting channels that passed consent.
-fn strategy(ask: &Ask<'_>, user: &RecipientState<'_>, now: Timestamp, decisions: &mut [ChannelDecision]) -> Option<Spend> {
+fn strategy(
+    ask: &Ask<'_>,
+    user: &RecipientState<'_>,
+    now: Timestamp,
+    decisions: &mut [ChannelDecision],
+) -> Option<Spend> {
     let open: Vec<usize> = decisions
         .iter()
         .enumerate()
@@ -206,7 +211,9 @@ fn strategy(ask: &Ask<'_>, user: &RecipientState<'_>, now: Timestamp, decisions:
         .as_ref()
         .and_then(|q| quiet_until(q, user.timezone.unwrap_or(&jiff::tz::TimeZone::UTC), now));
     let class = match ask.class {
-        Class::Critical if used_in_last_hour(user, Spend::Critical, now) < CRITICAL_BUDGET => return Some(Spend::Critical),
+        Class::Critical if used_in_last_hour(user, Spend::Critical, now) < CRITICAL_BUDGET => {
+            return Some(Spend::Critical);
+        }
         // Beyond its breakthrough budget, critical is handled as transactional.
         Class::Critical => Class::Transactional,
         other => other,
@@ -234,7 +241,8 @@ fn strategy(ask: &Ask<'_>, user: &RecipientState<'_>, now: Timestamp, decisions:
                 return None;
             }
             if let Some(cap) = &user.preferences.frequency_cap {
-                let log: Vec<Timestamp> = user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
+                let log: Vec<Timestamp> =
+                    user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
                 if free_slots(&log, cap, now) == 0 {
                     set(decisions, Outcome::Batch(Reason::FrequencyCap));
                     return None;
@@ -256,7 +264,8 @@ fn standby_after_first(decisions: &mut [ChannelDecision], open: &[usize]) {
 pub fn digest_due(user: &RecipientState<'_>, now: Timestamp) -> Timestamp {
     match &user.preferences.frequency_cap {
         Some(cap) => {
-            let log: Vec<Timestamp> = user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
+            let log: Vec<Timestamp> =
+                user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
             next_free(&log, cap, now)
         }
         None => now,

@@ -15,10 +15,9 @@ fn time_of(minutes: u16) -> Time {
 /// The instant of local time `minutes` on `date`; a time skipped by DST moves forward by the
 /// gap (02:30 in a 02:00-03:00 gap is 03:30), a repeated time takes its first occurrence.
 fn local(tz: &TimeZone, date: Date, minutes: u16) -> Timestamp {
-    tz.to_ambiguous_zoned(date.to_datetime(time_of(minutes)))
-        .compatible()
-        .map(|z| z.timestamp())
-        .unwrap_or_else(|_| date.to_datetime(time_of(minutes)).to_zoned(TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_default())
+    tz.to_ambiguous_zoned(date.to_datetime(time_of(minutes))).compatible().map(|z| z.timestamp()).unwrap_or_else(|_| {
+        date.to_datetime(time_of(minutes)).to_zoned(TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_default()
+    })
 }
 
 /// When the quiet window containing `now` ends, or `None` if `now` is outside every window.

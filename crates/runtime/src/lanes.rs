@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{Store, WorkItem};
+use herald_store::{Store, Work};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
@@ -22,7 +22,7 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// Senders into each lane.
 pub(crate) struct Lanes {
-    senders: Vec<mpsc::Sender<WorkItem>>,
+    senders: Vec<mpsc::Sender<Work>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -32,7 +32,7 @@ impl Lanes {
         let processor = Arc::new(processor);
         let senders = (0..n)
             .map(|lane| {
-                let (tx, mut rx) = mpsc::channel::<WorkItem>(LANE_DEPTH);
+                let (tx, mut rx) = mpsc::channel::<Work>(LANE_DEPTH);
                 let p = processor.clone();
                 tasks.spawn(async move {
                     while let Some(item) = rx.recv().await {
@@ -50,8 +50,8 @@ impl Lanes {
         (self.hasher.hash_one(user) % self.senders.len() as u64) as usize
     }
 
-    async fn route(&self, item: WorkItem) {
-        let lane = self.lane_of(item.user_id.as_str());
+    async fn route(&self, item: Work) {
+        let lane = self.lane_of(item.user().as_str());
         metrics::gauge!("herald_queue_depth", "queue" => "lanes").increment(1.0);
         if self.senders[lane].send(item).await.is_err() {
             tracing::error!(lane, "lane stopped");

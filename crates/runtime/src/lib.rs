@@ -60,6 +60,8 @@ pub enum RuntimeError {
 /// A running runtime.
 pub struct Runtime {
     hub: Hub,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
@@ -91,8 +93,8 @@ impl Runtime {
             process::Processor::new(store.clone(), config.clone(), hub.clone(), dispatcher, clock.clone()),
             config.lanes.max(1),
         );
-        tasks.spawn(lanes::feed(store, lanes, wake.clone(), clock));
-        Ok(Arc::new(Self { hub, wake, tasks: tokio::sync::Mutex::new(tasks) }))
+        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone()));
+        Ok(Arc::new(Self { hub, store, clock, wake, tasks: tokio::sync::Mutex::new(tasks) }))
     }
 
     /// The live inbox hub.
@@ -103,6 +105,13 @@ impl Runtime {
     /// Tells the runtime that new work was committed.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A user opened an inbox stream: their pending digest drains into the inbox now.
+    pub async fn user_online(&self, user: &herald_domain::UserId) -> Result<(), StoreError> {
+        self.store.schedule_flush(user, self.clock.now()).await?;
+        self.wake();
+        Ok(())
     }
 
     /// Stops claiming work; what is claimed but unfinished is released at the next start.

@@ -1,18 +1,21 @@
-//! Deciding one work item: load the user's state, run the engine, render each channel, record
-//! the outcome atomically, then feed the live hub and the dispatcher.
+//! Deciding work: load the user's state, run the engine, render each channel, record the
+//! outcome atomically, then feed the live hub and the dispatcher. Also flushes pending digests.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use herald_domain::decision::{Ask, Outcome, RecipientState, decide};
+use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
 use herald_domain::device::DeviceSpec;
+use herald_domain::notification::NotificationSpec;
+use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::template::{Rendered, render_context};
+use herald_domain::template::{Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, UserId};
 use herald_store::{
-    AuditEntry, DeliveryRecord, NewDelivery, NewInboxItem, NotificationRecord, RecipientOutcome, Store, StoreError,
-    WorkItem,
+    AuditEntry, DeliveryRecord, DeviceRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification,
+    Next, NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
 };
+use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -30,6 +33,12 @@ pub fn delivery_id(notification: Uuid, user: &UserId, channel: Channel) -> Uuid 
     Uuid::new_v5(&DELIVERY_NS, format!("{notification}/{user}/{channel}").as_bytes())
 }
 
+/// How long work whose processing failed waits before it is tried again.
+const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(30);
+
+/// Notifications kept in memory while their recipients are processed.
+const CACHE_LIMIT: usize = 4096;
+
 /// Decides work items; shared by all lanes.
 pub(crate) struct Processor {
     store: Arc<dyn Store>,
@@ -40,11 +49,37 @@ pub(crate) struct Processor {
     notifications: Mutex<HashMap<Uuid, Arc<NotificationRecord>>>,
 }
 
-/// How long a recipient whose processing failed waits before it is tried again.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// Everything the engine needs to know about one user, loaded once per work item.
+struct UserContext {
+    user: Option<UserRecord>,
+    prefs: Preferences,
+    reachable: BTreeSet<Channel>,
+    erased: bool,
+    online: bool,
+    tz: jiff::tz::TimeZone,
+    interruptions: Vec<Interruption>,
+}
 
-/// Notifications kept in memory while their recipients are processed.
-const CACHE_LIMIT: usize = 4096;
+impl UserContext {
+    fn state<'a>(&'a self, log: &'a [Interruption]) -> RecipientState<'a> {
+        RecipientState {
+            preferences: &self.prefs,
+            reachable: &self.reachable,
+            erased: self.erased,
+            online: self.online,
+            timezone: Some(&self.tz),
+            interruptions: log,
+        }
+    }
+
+    fn locale(&self) -> Option<String> {
+        self.user.as_ref().and_then(|u| u.user.locale.as_ref()).map(|l| l.as_str().to_owned())
+    }
+
+    fn template_user(&self, id: &UserId) -> serde_json::Value {
+        self.user.as_ref().map(|u| u.user.template_context()).unwrap_or_else(|| serde_json::json!({"id": id.as_str()}))
+    }
+}
 
 impl Processor {
     pub(crate) fn new(
@@ -57,54 +92,64 @@ impl Processor {
         Self { store, config, hub, dispatcher, clock, notifications: Mutex::new(HashMap::new()) }
     }
 
-    /// Processes one item; on a store failure the claim stays and is retried at the next start.
-    pub(crate) async fn process(&self, item: WorkItem, lane: usize) {
-        let span =
-            tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
-        self.process_in_span(item).instrument(span).await
-    }
-
-    async fn process_in_span(&self, item: WorkItem) {
+    /// Processes one piece of work; on a store failure it is handed back and retried later.
+    pub(crate) async fn process(&self, work: Work, lane: usize) {
         let started = std::time::Instant::now();
-        if let Err(e) = self.try_process(item.clone()).await {
-            tracing::error!(error = %e, "processing failed; will retry in {}s", RETRY_AFTER.as_secs());
-            let retry_at = self.clock.now() + RETRY_AFTER;
-            if let Err(e) = self.store.release_claim(item.seq, retry_at).await {
-                tracing::error!(error = %e, "cannot release the claim; it returns at the next start");
+        match work {
+            Work::Decide(item) => {
+                let span = tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
+                let seq = item.seq;
+                if let Err(e) = self.decide_item(item).instrument(span).await {
+                    tracing::error!(error = %e, "processing failed; will retry");
+                    if let Err(e) = self.store.release_claim(seq, self.clock.now() + RETRY_AFTER).await {
+                        tracing::error!(error = %e, "cannot release the claim; it returns at the next start");
+                    }
+                }
+            }
+            Work::Flush(user) => {
+                let span = tracing::info_span!("flush", user_id = %user, lane);
+                if let Err(e) = self.flush(&user).instrument(span).await {
+                    tracing::error!(error = %e, "digest flush failed; will retry");
+                    let retry = FlushOutcome {
+                        user_id: user,
+                        digests: Vec::new(),
+                        settled: Vec::new(),
+                        audit: Vec::new(),
+                        next_due: Some(self.clock.now() + RETRY_AFTER),
+                        now: self.clock.now(),
+                    };
+                    if let Err(e) = self.store.record_flush(retry).await {
+                        tracing::error!(error = %e, "cannot reschedule the flush; it returns at the next start");
+                    }
+                }
             }
         }
         metrics::histogram!("herald_decide_seconds").record(started.elapsed().as_secs_f64());
     }
 
-    async fn notification(&self, id: Uuid) -> Result<Option<Arc<NotificationRecord>>, StoreError> {
+    async fn notification(&self, id: Uuid) -> Result<Arc<NotificationRecord>, StoreError> {
         if let Some(n) = self.notifications.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok(Some(n.clone()));
+            return Ok(n.clone());
         }
-        let Some(n) = self.store.get_notification(id).await? else { return Ok(None) };
+        let n = self
+            .store
+            .get_notification(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("notification {id} is missing")))?;
         let n = Arc::new(n);
         let mut cache = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
         cache.insert(id, n.clone());
-        Ok(Some(n))
+        Ok(n)
     }
 
-    async fn try_process(&self, item: WorkItem) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let Some(n) = self.notification(item.notification_id).await? else {
-            return Err(StoreError::Corrupt(format!("notification {} is missing", item.notification_id)));
-        };
-        let template = self.store.get_template(&n.spec.template).await?.map(|t| t.spec);
-        let user = self.store.get_user(&item.user_id).await?;
-        let stored_prefs = self.store.get_preferences(&item.user_id).await?.unwrap_or_default();
-        let prefs = stored_prefs.resolve(&self.config.defaults);
-        let devices = self.store.list_devices(&item.user_id).await?;
-
-        let mut reachable = BTreeSet::new();
-        for d in &devices {
-            reachable.insert(d.spec.channel());
-        }
+    async fn load_user(&self, id: &UserId, now: Timestamp) -> Result<UserContext, StoreError> {
+        let user = self.store.get_user(id).await?;
+        let prefs = self.store.get_preferences(id).await?.unwrap_or_default().resolve(&self.config.defaults);
+        let devices = self.store.list_devices(id).await?;
+        let mut reachable: BTreeSet<Channel> = devices.iter().map(|d| d.spec.channel()).collect();
         let profile = user.as_ref().map(|u| &u.user);
         if profile.is_some_and(|u| u.email.is_some()) {
             reachable.insert(Channel::Email);
@@ -112,17 +157,26 @@ impl Processor {
         if profile.is_some_and(|u| u.phone.is_some()) {
             reachable.insert(Channel::Sms);
         }
-        let erased = user.as_ref().is_some_and(|u| u.erased_at.is_some());
+        let tz = profile.and_then(|u| u.timezone.as_ref()).map_or(jiff::tz::TimeZone::UTC, |t| t.zone());
+        // Budgets look back an hour; the cap looks back its window.
+        let lookback = prefs.frequency_cap.map_or(3600, |c| c.window_seconds.max(3600));
+        let interruptions = self.store.interruptions(id, now - SignedDuration::from_secs(lookback as i64)).await?;
+        Ok(UserContext {
+            erased: user.as_ref().is_some_and(|u| u.erased_at.is_some()),
+            online: self.hub.is_online(id.as_str()),
+            user,
+            prefs,
+            reachable,
+            tz,
+            interruptions,
+        })
+    }
 
-        let mut outcome = RecipientOutcome {
-            item: item.clone(),
-            decision: Decision::Suppressed,
-            reason: None,
-            inbox: None,
-            deliveries: Vec::new(),
-            audit: Vec::new(),
-            now,
-        };
+    async fn decide_item(&self, item: WorkItem) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let n = self.notification(item.notification_id).await?;
+        let template = self.store.get_template(&n.spec.template).await?.map(|t| t.spec);
+        let ctx = self.load_user(&item.user_id, now).await?;
         let audit = |channel: Option<Channel>, decision: Decision, reason: Option<Reason>| AuditEntry {
             user_id: item.user_id.clone(),
             notification_id: n.id,
@@ -131,7 +185,19 @@ impl Processor {
             reason,
             at: now,
         };
-
+        let mut outcome = RecipientOutcome {
+            item: item.clone(),
+            next: Next::Done,
+            spend: None,
+            flush_at: None,
+            collapse_key: n.spec.collapse_key.clone(),
+            decision: Decision::Suppressed,
+            reason: None,
+            inbox: None,
+            deliveries: Vec::new(),
+            audit: Vec::new(),
+            now,
+        };
         let Some(template) = template else {
             outcome.reason = Some(Reason::RenderError);
             outcome.audit.push(audit(None, Decision::Suppressed, Some(Reason::RenderError)));
@@ -144,93 +210,98 @@ impl Processor {
             category,
             template_channels: &template_channels,
             requested: n.spec.channels.as_deref(),
+            time_sensitive: n.spec.time_sensitive,
         };
-        let state = RecipientState { preferences: &prefs, reachable: &reachable, erased };
-        let decisions = decide(&ask, &state);
+        let plan = decide(&ask, &ctx.state(&ctx.interruptions), now);
+        let render_ctx = render_context(&n.spec.data, ctx.template_user(&item.user_id));
+        let locale = ctx.locale();
+        // After a deferral the inbox is already done; only the interruptions are decided again.
+        let first_pass = item.phase == 0;
 
-        let user_ctx =
-            profile.map(|u| u.template_context()).unwrap_or_else(|| serde_json::json!({"id": item.user_id.as_str()}));
-        let ctx = render_context(&n.spec.data, user_ctx);
-        let locale = profile.and_then(|u| u.locale.as_ref()).map(|l| l.as_str().to_owned());
-
+        let mut delivering = false;
+        let mut held: Option<(Decision, Reason)> = None;
         let mut to_dispatch = Vec::new();
-        if decisions.is_empty() {
+        if plan.decisions.is_empty() {
             outcome.reason = Some(Reason::NoChannel);
             outcome.audit.push(audit(None, Decision::Suppressed, Some(Reason::NoChannel)));
         }
-        for d in decisions {
+        for d in &plan.decisions {
+            if d.channel == Channel::InApp && !first_pass {
+                continue;
+            }
             let id = delivery_id(n.id, &item.user_id, d.channel);
-            let rendered = match d.outcome {
-                Outcome::Send => template.render(d.channel, locale.as_deref(), &ctx).map_err(|e| {
+            let result = match d.outcome {
+                Outcome::Send => template.render(d.channel, locale.as_deref(), &render_ctx).map_err(|e| {
                     tracing::warn!(channel = %d.channel, error = %e, "render failed");
                     Reason::RenderError
                 }),
                 Outcome::Suppress(r) => Err(r),
+                Outcome::Defer { until, reason } => {
+                    if held.is_none() {
+                        outcome.audit.push(audit(None, Decision::Deferred, Some(reason)));
+                    }
+                    held = Some((Decision::Deferred, reason));
+                    outcome.next = Next::Defer(until);
+                    continue;
+                }
+                Outcome::Batch(reason) => {
+                    if held.is_none() {
+                        outcome.audit.push(audit(None, Decision::Batched, Some(reason)));
+                    }
+                    held = Some((Decision::Batched, reason));
+                    outcome.next = Next::Batch;
+                    outcome.flush_at = Some(digest_due(&ctx.state(&ctx.interruptions), now));
+                    continue;
+                }
+                // Transactional fallbacks stand by; they are not sent unless the first channel fails.
+                Outcome::Standby => continue,
             };
-            match rendered {
+            match result {
                 Err(reason) => {
                     outcome.reason.get_or_insert(reason);
                     outcome.audit.push(audit(Some(d.channel), Decision::Suppressed, Some(reason)));
+                    outcome.deliveries.push(suppressed(id, d.channel, reason));
+                    metrics::counter!("herald_suppressed_total", "reason" => reason.as_str(), "channel" => d.channel.as_str())
+                        .increment(1);
+                }
+                Ok(content) if d.channel == Channel::InApp => {
+                    delivering = true;
+                    outcome.inbox = Some(NewInboxItem {
+                        id: Uuid::now_v7(),
+                        title: content.title,
+                        body: content.body,
+                        action_url: content.action_url,
+                        category: category.map(|c| c.to_string()),
+                    });
+                    outcome.audit.push(audit(Some(d.channel), Decision::Delivered, None));
                     outcome.deliveries.push(NewDelivery {
                         id,
                         channel: d.channel,
-                        status: "suppressed".into(),
-                        provider: None,
-                        error: Some(reason.as_str().into()),
+                        status: "delivered".into(),
+                        provider: Some("inbox".into()),
+                        error: None,
                         payload: serde_json::Value::Null,
                     });
-                    metrics::counter!("herald_suppressed_total", "reason" => reason.as_str(), "channel" => d.channel.as_str()).increment(1);
                 }
                 Ok(content) => {
-                    outcome.decision = Decision::Delivering;
+                    delivering = true;
                     outcome.audit.push(audit(Some(d.channel), Decision::Delivering, None));
-                    if d.channel == Channel::InApp {
-                        outcome.inbox = Some(NewInboxItem {
-                            id: Uuid::now_v7(),
-                            title: content.title,
-                            body: content.body,
-                            action_url: content.action_url,
-                            category: category.map(|c| c.to_string()),
-                        });
-                        outcome.audit.push(audit(Some(d.channel), Decision::Delivered, None));
-                        outcome.deliveries.push(NewDelivery {
-                            id,
-                            channel: d.channel,
-                            status: "delivered".into(),
-                            provider: Some("inbox".into()),
-                            error: None,
-                            payload: serde_json::Value::Null,
-                        });
-                    } else {
-                        let payload = payload(&n, &item.user_id, category.map(|c| c.as_str()), d.channel, content);
-                        to_dispatch.push(DeliveryRecord {
-                            id,
-                            notification_id: n.id,
-                            user_id: item.user_id.to_string(),
-                            channel: d.channel,
-                            status: "queued".into(),
-                            attempts: 0,
-                            provider: None,
-                            error: None,
-                            payload: payload.clone(),
-                            next_attempt_at: None,
-                            updated_at: now,
-                        });
-                        outcome.deliveries.push(NewDelivery {
-                            id,
-                            channel: d.channel,
-                            status: "queued".into(),
-                            provider: None,
-                            error: None,
-                            payload,
-                        });
-                    }
+                    let payload =
+                        payload(&n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
+                    let (record, new) = queued(id, &n, &item.user_id, d.channel, payload, now);
+                    to_dispatch.push(record);
+                    outcome.deliveries.push(new);
                 }
             }
         }
-        if outcome.decision == Decision::Delivering {
-            outcome.reason = None;
+        if delivering && plan.spend.is_some() {
+            outcome.spend = plan.spend;
         }
+        (outcome.decision, outcome.reason) = match held {
+            Some((decision, reason)) => (decision, Some(reason)),
+            None if delivering => (Decision::Delivering, None),
+            None => (Decision::Suppressed, outcome.reason.or(Some(Reason::NoChannel))),
+        };
         self.finish(outcome, to_dispatch).await
     }
 
@@ -250,15 +321,249 @@ impl Processor {
         }
         Ok(())
     }
+
+    /// Sends the user's pending digests that the cap now allows, one per group; drains them into
+    /// the inbox instead when the user is online.
+    async fn flush(&self, user: &UserId) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let batched = self.store.batched(user).await?;
+        let mut out = FlushOutcome {
+            user_id: user.clone(),
+            digests: Vec::new(),
+            settled: Vec::new(),
+            audit: Vec::new(),
+            next_due: None,
+            now,
+        };
+        if batched.is_empty() {
+            return self.store.record_flush(out).await;
+        }
+        let ctx = self.load_user(user, now).await?;
+        let audit = |notification_id: Uuid, channel: Option<Channel>, decision: Decision, reason: Option<Reason>| {
+            AuditEntry { user_id: user.clone(), notification_id, channel, decision, reason, at: now }
+        };
+        let mut groups: BTreeMap<(i64, String), Vec<(i64, Arc<NotificationRecord>)>> = BTreeMap::new();
+        let mut first_seq: HashMap<String, i64> = HashMap::new();
+        for b in batched {
+            let n = self.notification(b.notification_id).await?;
+            let key = format!("{}\u{1f}{}", n.template, b.group_key);
+            let first = *first_seq.entry(key.clone()).or_insert(b.seq);
+            groups.entry((first, key)).or_default().push((b.seq, n));
+        }
+        let mut log = ctx.interruptions.clone();
+        let mut to_dispatch = Vec::new();
+        for (_, members) in groups {
+            if ctx.online {
+                for (seq, n) in &members {
+                    out.settled.push((*seq, Reason::DrainedToInbox));
+                    out.audit.push(audit(n.id, None, Decision::Delivered, Some(Reason::DrainedToInbox)));
+                }
+                continue;
+            }
+            let first = members[0].1.clone();
+            let Some(template) = self.store.get_template(&first.spec.template).await?.map(|t| t.spec) else {
+                for (seq, n) in &members {
+                    out.settled.push((*seq, Reason::RenderError));
+                    out.audit.push(audit(n.id, None, Decision::Suppressed, Some(Reason::RenderError)));
+                }
+                continue;
+            };
+            let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
+            let category = first.spec.category.as_ref().or(template.category.as_ref());
+            let ask = Ask {
+                class: first.class,
+                category,
+                template_channels: &channels,
+                requested: first.spec.channels.as_deref(),
+                time_sensitive: false,
+            };
+            let state = ctx.state(&log);
+            let plan = decide(&ask, &state, now);
+            if plan.spend.is_none() {
+                let held = plan.decisions.iter().find_map(|d| match d.outcome {
+                    Outcome::Batch(_) => Some(digest_due(&state, now)),
+                    Outcome::Defer { until, .. } => Some(until),
+                    _ => None,
+                });
+                if let Some(at) = held {
+                    // The cap or quiet hours still hold: this group and the rest wait.
+                    out.next_due = Some(at);
+                    break;
+                }
+                let reason = plan
+                    .decisions
+                    .iter()
+                    .find_map(|d| match d.outcome {
+                        Outcome::Suppress(r) => Some(r),
+                        _ => None,
+                    })
+                    .unwrap_or(Reason::NoChannel);
+                for (seq, n) in &members {
+                    out.settled.push((*seq, reason));
+                    out.audit.push(audit(n.id, None, Decision::Suppressed, Some(reason)));
+                }
+                continue;
+            }
+            let digest =
+                self.digest(&ctx, user, &members, &template, category.map(|c| c.as_str()), &plan, now, &mut out.audit);
+            match digest {
+                Ok((d, records)) => {
+                    log.push(Interruption { at: now, spend: Spend::Cap });
+                    out.digests.push(d);
+                    to_dispatch.extend(records);
+                }
+                Err(reason) => {
+                    for (seq, n) in &members {
+                        out.settled.push((*seq, reason));
+                        out.audit.push(audit(n.id, None, Decision::Suppressed, Some(reason)));
+                    }
+                }
+            }
+        }
+        self.store.record_flush(out).await?;
+        for d in to_dispatch {
+            self.dispatcher.dispatch(d);
+        }
+        Ok(())
+    }
+
+    /// Builds one digest: its notification, the rendered deliveries, the audit lines.
+    #[allow(clippy::too_many_arguments)]
+    fn digest(
+        &self,
+        ctx: &UserContext,
+        user: &UserId,
+        members: &[(i64, Arc<NotificationRecord>)],
+        template: &TemplateSpec,
+        category: Option<&str>,
+        plan: &herald_domain::decision::Plan,
+        now: Timestamp,
+        audit: &mut Vec<AuditEntry>,
+    ) -> Result<(DigestOutcome, Vec<DeliveryRecord>), Reason> {
+        let first = &members[0].1;
+        let items: Vec<serde_json::Value> =
+            members.iter().map(|(_, n)| serde_json::Value::Object(n.spec.data.clone())).collect();
+        let render_ctx = serde_json::json!({
+            "count": items.len(),
+            "items": items,
+            "first": items[0],
+            "user": ctx.template_user(user),
+        });
+        let rendered = template.render_digest(ctx.locale().as_deref(), &render_ctx).map_err(|e| {
+            tracing::warn!(error = %e, "digest render failed");
+            Reason::RenderError
+        })?;
+        let spec = NotificationSpec {
+            data: serde_json::Map::new(),
+            channels: first.spec.channels.clone(),
+            send_at: None,
+            time_sensitive: false,
+            ttl_seconds: None,
+            collapse_key: None,
+            ..first.spec.clone()
+        };
+        let id = Uuid::now_v7();
+        let header = NotificationRecord {
+            id,
+            template: first.template.clone(),
+            class: first.class,
+            spec: spec.clone(),
+            recipients_total: 1,
+            created_at: now,
+            cancelled_at: None,
+        };
+        let digest_info = serde_json::json!({"count": items.len(), "items": items});
+        let mut deliveries = Vec::new();
+        let mut records = Vec::new();
+        for d in &plan.decisions {
+            let delivery = delivery_id(id, user, d.channel);
+            match d.outcome {
+                Outcome::Send => {
+                    let content = for_channel(d.channel, &rendered);
+                    let payload = payload(&header, &spec, user, category, d.channel, content, Some(&digest_info));
+                    let (record, new) = queued(delivery, &header, user, d.channel, payload, now);
+                    records.push(record);
+                    deliveries.push(new);
+                    audit.push(AuditEntry {
+                        user_id: user.clone(),
+                        notification_id: id,
+                        channel: Some(d.channel),
+                        decision: Decision::Delivering,
+                        reason: Some(Reason::Digest),
+                        at: now,
+                    });
+                }
+                Outcome::Suppress(r) => deliveries.push(suppressed(delivery, d.channel, r)),
+                _ => {}
+            }
+        }
+        let notification = NewNotification {
+            id,
+            spec,
+            class: first.class,
+            recipients: vec![user.clone()],
+            idempotency: None,
+            now,
+            due_at: now,
+        };
+        Ok((DigestOutcome { notification, merged: members.iter().map(|(s, _)| *s).collect(), deliveries }, records))
+    }
+}
+
+/// A digest's title and body, shaped for a channel's fields.
+fn for_channel(channel: Channel, r: &Rendered) -> Rendered {
+    match channel {
+        Channel::Email => Rendered { subject: r.title.clone(), text: r.body.clone(), ..Rendered::default() },
+        Channel::Sms => Rendered { body: r.body.clone(), ..Rendered::default() },
+        _ => Rendered { title: r.title.clone(), body: r.body.clone(), ..Rendered::default() },
+    }
+}
+
+fn suppressed(id: Uuid, channel: Channel, reason: Reason) -> NewDelivery {
+    NewDelivery {
+        id,
+        channel,
+        status: "suppressed".into(),
+        provider: None,
+        error: Some(reason.as_str().into()),
+        payload: serde_json::Value::Null,
+    }
+}
+
+fn queued(
+    id: Uuid,
+    n: &NotificationRecord,
+    user: &UserId,
+    channel: Channel,
+    payload: serde_json::Value,
+    now: Timestamp,
+) -> (DeliveryRecord, NewDelivery) {
+    let record = DeliveryRecord {
+        id,
+        notification_id: n.id,
+        user_id: user.to_string(),
+        channel,
+        status: "queued".into(),
+        attempts: 0,
+        provider: None,
+        error: None,
+        payload: payload.clone(),
+        next_attempt_at: None,
+        updated_at: now,
+    };
+    let new = NewDelivery { id, channel, status: "queued".into(), provider: None, error: None, payload };
+    (record, new)
 }
 
 /// What a delivery carries: the Standard Webhooks body for webhooks, the rendered content otherwise.
 fn payload(
     n: &NotificationRecord,
+    spec: &NotificationSpec,
     user: &UserId,
     category: Option<&str>,
     channel: Channel,
     content: Rendered,
+    digest: Option<&serde_json::Value>,
 ) -> serde_json::Value {
     if channel == Channel::Webhook {
         serde_json::json!({
@@ -272,8 +577,8 @@ fn payload(
                 "category": category,
                 "title": content.title,
                 "body": content.body,
-                "data": n.spec.data,
-                "digest": null,
+                "data": spec.data,
+                "digest": digest,
             }
         })
     } else {
@@ -284,7 +589,7 @@ fn payload(
 /// The targets of a delivery for `channel` among the user's devices and contacts.
 pub(crate) fn targets(
     channel: Channel,
-    devices: &[herald_store::DeviceRecord],
+    devices: &[DeviceRecord],
     user: Option<&herald_domain::user::User>,
 ) -> Vec<herald_channels::Target> {
     use herald_channels::Target;

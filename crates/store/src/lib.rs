@@ -107,8 +107,8 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels what has not been processed yet; returns how many recipients were cancelled.
     async fn cancel_notification(&self, id: Uuid, now: Timestamp) -> StoreResult<u64>;
 
-    /// Claims up to `limit` recipients due at `now`, oldest first.
-    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<WorkItem>>;
+    /// Claims up to `limit` recipients and digest flushes due at `now`, oldest first.
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Work>>;
     /// When the next pending recipient falls due.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
     /// Returns one claim to the pending pool, due again at `retry_at`.
@@ -118,6 +118,19 @@ pub trait Store: Send + Sync + 'static {
     /// Records the decision for one recipient with its inbox item, deliveries and audit, atomically.
     /// Returns the inbox item if this call created it.
     async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<InboxItem>>;
+
+    /// The user's interruptions since `since`.
+    async fn interruptions(
+        &self,
+        user: &UserId,
+        since: Timestamp,
+    ) -> StoreResult<Vec<herald_domain::decision::Interruption>>;
+    /// The user's pending digest, oldest first.
+    async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>>;
+    /// Records a digest flush atomically.
+    async fn record_flush(&self, outcome: FlushOutcome) -> StoreResult<()>;
+    /// Makes the user's digest due no later than `at`.
+    async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
 
     /// Deliveries still to be attempted (for restart).
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;

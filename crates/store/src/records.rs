@@ -158,11 +158,32 @@ pub struct RecipientRecord {
     pub deliveries: Vec<DeliveryRecord>,
 }
 
+/// What the feeder hands a lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Decide one notification for one user.
+    Decide(WorkItem),
+    /// Send (or drain) the user's pending digest.
+    Flush(UserId),
+}
+
+impl Work {
+    /// The user whose lane runs this work.
+    pub fn user(&self) -> &UserId {
+        match self {
+            Work::Decide(i) => &i.user_id,
+            Work::Flush(u) => u,
+        }
+    }
+}
+
 /// A unit of work: decide one notification for one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkItem {
     /// Recipient row.
     pub seq: i64,
+    /// 0 on the first decision; 1 once the inbox is done and only interruptions remain.
+    pub phase: i64,
     /// The notification.
     pub notification_id: Uuid,
     /// The user.
@@ -308,11 +329,30 @@ pub struct AuditRecord {
     pub channel: Option<String>,
 }
 
+/// What becomes of a recipient after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Decided for good.
+    Done,
+    /// Decide the interruptions again at this time (quiet hours).
+    Defer(Timestamp),
+    /// Wait in the user's pending digest.
+    Batch,
+}
+
 /// The decision for one recipient, written atomically.
 #[derive(Debug, Clone)]
 pub struct RecipientOutcome {
     /// The work item decided.
     pub item: WorkItem,
+    /// What becomes of the recipient.
+    pub next: Next,
+    /// The allowance spent by interrupting now.
+    pub spend: Option<herald_domain::decision::Spend>,
+    /// Schedule the user's digest no later than this.
+    pub flush_at: Option<Timestamp>,
+    /// Older pending notifications of the user with this collapse key are superseded.
+    pub collapse_key: Option<String>,
     /// Overall decision.
     pub decision: Decision,
     /// Overall reason (when suppressed).
@@ -345,4 +385,43 @@ pub enum InboxTarget {
     Ids(Vec<Uuid>),
     /// Everything.
     All,
+}
+
+/// A recipient waiting in a pending digest.
+#[derive(Debug, Clone)]
+pub struct BatchedRecipient {
+    /// Recipient row.
+    pub seq: i64,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Digest group (the notification's group key, else its template).
+    pub group_key: String,
+}
+
+/// A digest to send: a notification of its own that merges batched ones.
+#[derive(Debug, Clone)]
+pub struct DigestOutcome {
+    /// The digest's own notification (one recipient, decided).
+    pub notification: NewNotification,
+    /// Recipient rows it merges.
+    pub merged: Vec<i64>,
+    /// Its deliveries.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// The result of flushing a user's pending digest, written atomically.
+#[derive(Debug, Clone)]
+pub struct FlushOutcome {
+    /// The user.
+    pub user_id: UserId,
+    /// Digests sent now.
+    pub digests: Vec<DigestOutcome>,
+    /// Batched recipients settled without a digest (drained to the inbox, or no longer consented).
+    pub settled: Vec<(i64, herald_domain::reason::Reason)>,
+    /// Audit lines.
+    pub audit: Vec<AuditEntry>,
+    /// When to flush again, if anything remains.
+    pub next_due: Option<Timestamp>,
+    /// When.
+    pub now: Timestamp,
 }

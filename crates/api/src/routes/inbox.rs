@@ -218,6 +218,7 @@ async fn stream(
         .or(params.last_event_id);
     // Subscribe before reading the backlog so nothing falls between the two.
     let mut sub = state.runtime.hub().subscribe(user.as_str());
+    state.runtime.user_online(&user).await?;
     let mut last = match resume {
         Some(id) => id,
         None => latest_seq(&state, &user).await?,

@@ -1,5 +1,7 @@
 use super::*;
-use crate::preferences::{CategoryPreference, FrequencyCap, PreferenceDefaults, QuietHours, StoredPreferences, TimeOfDay};
+use crate::preferences::{
+    CategoryPreference, FrequencyCap, PreferenceDefaults, QuietHours, StoredPreferences, TimeOfDay,
+};
 use proptest::prelude::*;
 
 fn prefs(j: &str) -> Preferences {
@@ -23,7 +25,13 @@ struct Fixture {
 
 impl Fixture {
     fn new(p: &str) -> Self {
-        Self { prefs: prefs(p), reachable: Channel::ALL.into_iter().collect(), online: false, log: vec![], tz: jiff::tz::TimeZone::UTC }
+        Self {
+            prefs: prefs(p),
+            reachable: Channel::ALL.into_iter().collect(),
+            online: false,
+            log: vec![],
+            tz: jiff::tz::TimeZone::UTC,
+        }
     }
     fn state(&self) -> RecipientState<'_> {
         RecipientState {
@@ -52,12 +60,22 @@ fn consent_reasons() {
     assert_eq!(plan.outcome(Channel::Email), Some(Outcome::Suppress(Reason::NoAddress)));
     assert_eq!(plan.outcome(Channel::Webhook), Some(Outcome::Send));
     let opted = Ask { category: Some(&promo), ..ask(Class::Social) };
-    assert_eq!(decide(&opted, &f.state(), ts(NOON)).outcome(Channel::InApp), Some(Outcome::Suppress(Reason::CategoryOptOut)));
+    assert_eq!(
+        decide(&opted, &f.state(), ts(NOON)).outcome(Channel::InApp),
+        Some(Outcome::Suppress(Reason::CategoryOptOut))
+    );
     let critical = Ask { category: Some(&promo), ..ask(Class::Critical) };
     let plan = decide(&critical, &f.state(), ts(NOON));
     assert_eq!(plan.outcome(Channel::InApp), Some(Outcome::Send), "critical overrides a category opt-out");
-    assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Suppress(Reason::ChannelDisabled)), "but never channel consent");
-    assert_eq!(decide(&ask(Class::Marketing), &f.state(), ts(NOON)).outcome(Channel::Sms), Some(Outcome::Suppress(Reason::NoSmsOptIn)));
+    assert_eq!(
+        plan.outcome(Channel::Push),
+        Some(Outcome::Suppress(Reason::ChannelDisabled)),
+        "but never channel consent"
+    );
+    assert_eq!(
+        decide(&ask(Class::Marketing), &f.state(), ts(NOON)).outcome(Channel::Sms),
+        Some(Outcome::Suppress(Reason::NoSmsOptIn))
+    );
 }
 
 #[test]
@@ -68,7 +86,11 @@ fn social_is_inbox_only_while_online() {
     assert_eq!(plan.outcome(Channel::InApp), Some(Outcome::Send));
     assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Suppress(Reason::UserOnline)));
     assert_eq!(plan.spend, None);
-    assert_eq!(decide(&ask(Class::Marketing), &f.state(), ts(NOON)).spend, Some(Spend::Cap), "presence governs social only");
+    assert_eq!(
+        decide(&ask(Class::Marketing), &f.state(), ts(NOON)).spend,
+        Some(Spend::Cap),
+        "presence governs social only"
+    );
 }
 
 #[test]
@@ -79,12 +101,19 @@ fn the_cap_batches_and_counts_a_notification_once() {
     assert_eq!(plan.spend, Some(Spend::Cap), "one spend for all its channels");
     assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Send));
     assert_eq!(plan.outcome(Channel::Email), Some(Outcome::Send));
-    f.log = vec![Interruption { at: now - SignedDuration::from_mins(50), spend: Spend::Cap }, Interruption { at: now - SignedDuration::from_mins(5), spend: Spend::Cap }];
+    f.log = vec![
+        Interruption { at: now - SignedDuration::from_mins(50), spend: Spend::Cap },
+        Interruption { at: now - SignedDuration::from_mins(5), spend: Spend::Cap },
+    ];
     let plan = decide(&ask(Class::Social), &f.state(), now);
     assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Batch(Reason::FrequencyCap)));
     assert_eq!(plan.outcome(Channel::InApp), Some(Outcome::Send), "the inbox is never capped");
     assert_eq!(digest_due(&f.state(), now), now + SignedDuration::from_mins(10));
-    assert_eq!(decide(&ask(Class::Transactional), &f.state(), now).spend, Some(Spend::Uncapped), "transactional is never capped");
+    assert_eq!(
+        decide(&ask(Class::Transactional), &f.state(), now).spend,
+        Some(Spend::Uncapped),
+        "transactional is never capped"
+    );
 }
 
 #[test]
@@ -96,16 +125,25 @@ fn quiet_hours_defer_interruptions_but_not_the_inbox() {
     let until = ts("2026-06-02T01:30:00Z");
     assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Defer { until, reason: Reason::QuietHours }));
     assert_eq!(plan.outcome(Channel::InApp), Some(Outcome::Send));
-    assert_eq!(decide(&ask(Class::Transactional), &f.state(), now).outcome(Channel::Push), Some(Outcome::Defer { until, reason: Reason::QuietHours }));
+    assert_eq!(
+        decide(&ask(Class::Transactional), &f.state(), now).outcome(Channel::Push),
+        Some(Outcome::Defer { until, reason: Reason::QuietHours })
+    );
     let ts_ask = Ask { time_sensitive: true, ..ask(Class::Transactional) };
     let plan = decide(&ts_ask, &f.state(), now);
     assert_eq!(plan.spend, Some(Spend::TimeSensitive));
     assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Send));
     f.log = vec![Interruption { at: now - SignedDuration::from_mins(30), spend: Spend::TimeSensitive }];
-    assert!(matches!(decide(&ts_ask, &f.state(), now).outcome(Channel::Push), Some(Outcome::Defer { .. })), "budget of one per hour");
+    assert!(
+        matches!(decide(&ts_ask, &f.state(), now).outcome(Channel::Push), Some(Outcome::Defer { .. })),
+        "budget of one per hour"
+    );
     let plan = decide(&ask(Class::Critical), &f.state(), now);
     assert_eq!(plan.spend, Some(Spend::Critical));
-    assert!(plan.decisions.iter().filter(|d| d.channel.interrupts()).all(|d| d.outcome == Outcome::Send), "critical: every consented channel at once");
+    assert!(
+        plan.decisions.iter().filter(|d| d.channel.interrupts()).all(|d| d.outcome == Outcome::Send),
+        "critical: every consented channel at once"
+    );
 }
 
 #[test]

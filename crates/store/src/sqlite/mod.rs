@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use herald_domain::decision::{Interruption, Spend};
 use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{TemplateKey, TopicKey};
 use herald_domain::notification::NotificationSpec;
@@ -24,7 +25,10 @@ use crate::{Store, StoreError, StoreResult, from_ms, to_ms};
 use writer::Writer;
 
 /// Schema migrations, applied in order and recorded in `herald_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_engine.sql")),
+];
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -206,12 +210,15 @@ async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreRe
     for user in &n.recipients {
         ensure_user(conn, user, now).await?;
         sqlx::query(
-            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at) VALUES (?, ?, 'pending', ?, ?)",
+            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key) \
+             VALUES (?, ?, 'pending', ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(user.as_str())
         .bind(to_ms(n.due_at))
         .bind(now)
+        .bind(n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str()))
+        .bind(n.spec.collapse_key.as_deref())
         .execute(&mut *conn)
         .await?;
     }
@@ -241,6 +248,72 @@ async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> StoreResul
     .bind(a.channel.map(Channel::as_str))
     .bind(a.decision.as_str())
     .bind(a.reason.map(|r| r.as_str()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_delivery(
+    conn: &mut SqliteConnection,
+    notification_id: &str,
+    user: &UserId,
+    d: &NewDelivery,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, next_attempt_at, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(d.id.to_string())
+    .bind(notification_id)
+    .bind(user.as_str())
+    .bind(d.channel.as_str())
+    .bind(&d.status)
+    .bind(&d.provider)
+    .bind(&d.error)
+    .bind(serde_json::to_string(&d.payload)?)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Supersedes the user's older notifications with the same collapse key that have not interrupted yet.
+async fn collapse(conn: &mut SqliteConnection, item: &WorkItem, key: &str, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+         SELECT ?, user_id, notification_id, NULL, 'suppressed', 'collapsed' FROM recipients \
+         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'batched')",
+    )
+    .bind(now)
+    .bind(item.user_id.as_str())
+    .bind(key)
+    .bind(item.seq)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE recipients SET state = 'done', decision = 'suppressed', reason = 'collapsed', updated_at = ? \
+         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'batched')",
+    )
+    .bind(now)
+    .bind(item.user_id.as_str())
+    .bind(key)
+    .bind(item.seq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes the user's digest due no later than `at` (an earlier existing time stands).
+async fn schedule(conn: &mut SqliteConnection, user: &UserId, at: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO digest_timers (user_id, due_at, state) VALUES (?, ?, 'pending') ON CONFLICT (user_id) DO UPDATE \
+         SET due_at = MIN(digest_timers.due_at, excluded.due_at), state = 'pending'",
+    )
+    .bind(user.as_str())
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
@@ -660,40 +733,57 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<WorkItem>> {
+    async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Work>> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
                     let rows = sqlx::query(
                         "UPDATE recipients SET state = 'claimed', updated_at = ?1 WHERE seq IN \
                          (SELECT seq FROM recipients WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, seq LIMIT ?2) \
-                         RETURNING seq, notification_id, user_id",
+                         RETURNING seq, notification_id, user_id, phase",
                     )
                     .bind(to_ms(now))
                     .bind(i64::from(limit))
-                    .fetch_all(c)
+                    .fetch_all(&mut *c)
                     .await?;
                     let mut items = rows
                         .iter()
                         .map(|r| {
                             Ok(WorkItem {
                                 seq: r.try_get("seq")?,
+                                phase: r.try_get("phase")?,
                                 notification_id: parse_uuid(r.try_get("notification_id")?)?,
                                 user_id: parse_user(r.try_get("user_id")?)?,
                             })
                         })
                         .collect::<StoreResult<Vec<_>>>()?;
                     items.sort_by_key(|i| i.seq);
-                    Ok(items)
+                    let flushes: Vec<String> = sqlx::query_scalar(
+                        "UPDATE digest_timers SET state = 'claimed' WHERE user_id IN \
+                         (SELECT user_id FROM digest_timers WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at LIMIT ?2) \
+                         RETURNING user_id",
+                    )
+                    .bind(to_ms(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await?;
+                    let mut work: Vec<Work> = items.into_iter().map(Work::Decide).collect();
+                    for u in flushes {
+                        work.push(Work::Flush(parse_user(&u)?));
+                    }
+                    Ok(work)
                 })
             })
             .await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM recipients WHERE state = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(d) FROM (SELECT MIN(due_at) AS d FROM recipients WHERE state = 'pending' \
+             UNION ALL SELECT MIN(due_at) FROM digest_timers WHERE state = 'pending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(v.map(from_ms))
     }
 
@@ -719,7 +809,10 @@ impl Store for SqliteStore {
             .write(|c| {
                 Box::pin(async move {
                     let r = sqlx::query("UPDATE recipients SET state = 'pending' WHERE state = 'claimed'")
-                        .execute(c)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query("UPDATE digest_timers SET state = 'pending' WHERE state = 'claimed'")
+                        .execute(&mut *c)
                         .await?;
                     Ok(r.rows_affected())
                 })
@@ -732,12 +825,20 @@ impl Store for SqliteStore {
             .write(move |c| {
                 Box::pin(async move {
                     let now = to_ms(o.now);
+                    let (state, due_at) = match o.next {
+                        Next::Done => ("done", None),
+                        Next::Defer(at) => ("pending", Some(to_ms(at))),
+                        Next::Batch => ("batched", None),
+                    };
                     let claimed = sqlx::query(
-                        "UPDATE recipients SET state = 'done', decision = ?, reason = ?, updated_at = ? WHERE seq = ? AND state = 'claimed'",
+                        "UPDATE recipients SET state = ?, decision = ?, reason = ?, updated_at = ?, \
+                         due_at = COALESCE(?, due_at), phase = 1 WHERE seq = ? AND state = 'claimed'",
                     )
+                    .bind(state)
                     .bind(o.decision.as_str())
                     .bind(o.reason.map(|r| r.as_str()))
                     .bind(now)
+                    .bind(due_at)
                     .bind(o.item.seq)
                     .execute(&mut *c)
                     .await?;
@@ -746,6 +847,21 @@ impl Store for SqliteStore {
                         return Ok(None);
                     }
                     let notification_id = o.item.notification_id.to_string();
+                    if let Some(key) = &o.collapse_key {
+                        collapse(c, &o.item, key, now).await?;
+                    }
+                    if let Some(spend) = o.spend {
+                        sqlx::query("INSERT INTO interruptions (user_id, at, spend, notification_id) VALUES (?, ?, ?, ?)")
+                            .bind(o.item.user_id.as_str())
+                            .bind(now)
+                            .bind(spend.as_str())
+                            .bind(&notification_id)
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    if let Some(at) = o.flush_at {
+                        schedule(c, &o.item.user_id, to_ms(at)).await?;
+                    }
                     let mut created = None;
                     if let Some(item) = &o.inbox {
                         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -765,23 +881,7 @@ impl Store for SqliteStore {
                         created = row.as_ref().map(inbox_row).transpose()?;
                     }
                     for d in &o.deliveries {
-                        sqlx::query(
-                            "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, next_attempt_at, created_at, updated_at) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                        )
-                        .bind(d.id.to_string())
-                        .bind(&notification_id)
-                        .bind(o.item.user_id.as_str())
-                        .bind(d.channel.as_str())
-                        .bind(&d.status)
-                        .bind(&d.provider)
-                        .bind(&d.error)
-                        .bind(serde_json::to_string(&d.payload)?)
-                        .bind(now)
-                        .bind(now)
-                        .bind(now)
-                        .execute(&mut *c)
-                        .await?;
+                        insert_delivery(c, &notification_id, &o.item.user_id, d, now).await?;
                     }
                     for a in &o.audit {
                         insert_audit(c, a).await?;
@@ -790,6 +890,128 @@ impl Store for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn interruptions(&self, user: &UserId, since: Timestamp) -> StoreResult<Vec<Interruption>> {
+        let rows = sqlx::query("SELECT at, spend FROM interruptions WHERE user_id = ? AND at > ? ORDER BY at")
+            .bind(user.as_str())
+            .bind(to_ms(since))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let spend: String = r.try_get("spend")?;
+                Ok(Interruption {
+                    at: from_ms(r.try_get("at")?),
+                    spend: Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>> {
+        let rows = sqlx::query(
+            "SELECT seq, notification_id, group_key FROM recipients WHERE user_id = ? AND state = 'batched' ORDER BY seq",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchedRecipient {
+                    seq: r.try_get("seq")?,
+                    notification_id: parse_uuid(r.try_get("notification_id")?)?,
+                    group_key: r.try_get::<Option<String>, _>("group_key")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_flush(&self, o: FlushOutcome) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let now = to_ms(o.now);
+                    for d in &o.digests {
+                        let n = &d.notification;
+                        let id = n.id.to_string();
+                        sqlx::query(
+                            "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at) \
+                             VALUES (?, ?, ?, ?, ?, 1, ?)",
+                        )
+                        .bind(&id)
+                        .bind(n.spec.template.as_str())
+                        .bind(n.class.as_str())
+                        .bind(n.spec.category.as_ref().map(|c| c.as_str()))
+                        .bind(serde_json::to_string(&n.spec)?)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, decision, reason, phase) \
+                             VALUES (?, ?, 'done', ?, ?, 'delivering', 'digest', 1)",
+                        )
+                        .bind(&id)
+                        .bind(o.user_id.as_str())
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await?;
+                        sqlx::query("INSERT INTO interruptions (user_id, at, spend, notification_id) VALUES (?, ?, 'cap', ?)")
+                            .bind(o.user_id.as_str())
+                            .bind(now)
+                            .bind(&id)
+                            .execute(&mut *c)
+                            .await?;
+                        for seq in &d.merged {
+                            sqlx::query(
+                                "UPDATE recipients SET state = 'done', digest_id = ?, updated_at = ? WHERE seq = ? AND state = 'batched'",
+                            )
+                            .bind(&id)
+                            .bind(now)
+                            .bind(seq)
+                            .execute(&mut *c)
+                            .await?;
+                        }
+                        for del in &d.deliveries {
+                            insert_delivery(c, &id, &o.user_id, del, now).await?;
+                        }
+                    }
+                    for (seq, reason) in &o.settled {
+                        sqlx::query("UPDATE recipients SET state = 'done', reason = ?, updated_at = ? WHERE seq = ? AND state = 'batched'")
+                            .bind(reason.as_str())
+                            .bind(now)
+                            .bind(seq)
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    for a in &o.audit {
+                        insert_audit(c, a).await?;
+                    }
+                    match o.next_due {
+                        Some(at) => {
+                            sqlx::query("UPDATE digest_timers SET due_at = ?, state = 'pending' WHERE user_id = ?")
+                                .bind(to_ms(at))
+                                .bind(o.user_id.as_str())
+                                .execute(&mut *c)
+                                .await?;
+                        }
+                        None => {
+                            sqlx::query("DELETE FROM digest_timers WHERE user_id = ?")
+                                .bind(o.user_id.as_str())
+                                .execute(&mut *c)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
+        let user = user.clone();
+        self.writer.write(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
     }
 
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
