@@ -96,6 +96,11 @@ impl Application {
         Ok(Self { addr, router: herald_api::router(state), listener, runtime })
     }
 
+    /// The runtime, to wake it after moving an injected clock.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.clone()
+    }
+
     /// The bound address (port 0 in the config picks a free one).
     pub fn addr(&self) -> SocketAddr {
         self.addr

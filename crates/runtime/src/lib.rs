@@ -20,7 +20,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use hub::{Hub, LiveEvent};
 
 use dispatch::Dispatcher;

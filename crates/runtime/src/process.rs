@@ -36,6 +36,9 @@ pub fn delivery_id(notification: Uuid, user: &UserId, channel: Channel) -> Uuid 
 /// How long work whose processing failed waits before it is tried again.
 const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(30);
 
+/// A batched recipient (its row) with its notification.
+type Member = (i64, Arc<NotificationRecord>);
+
 /// Notifications kept in memory while their recipients are processed.
 const CACHE_LIMIT: usize = 4096;
 
@@ -342,7 +345,7 @@ impl Processor {
         let audit = |notification_id: Uuid, channel: Option<Channel>, decision: Decision, reason: Option<Reason>| {
             AuditEntry { user_id: user.clone(), notification_id, channel, decision, reason, at: now }
         };
-        let mut groups: BTreeMap<(i64, String), Vec<(i64, Arc<NotificationRecord>)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(i64, String), Vec<Member>> = BTreeMap::new();
         let mut first_seq: HashMap<String, i64> = HashMap::new();
         for b in batched {
             let n = self.notification(b.notification_id).await?;
@@ -433,7 +436,7 @@ impl Processor {
         &self,
         ctx: &UserContext,
         user: &UserId,
-        members: &[(i64, Arc<NotificationRecord>)],
+        members: &[Member],
         template: &TemplateSpec,
         category: Option<&str>,
         plan: &herald_domain::decision::Plan,

@@ -133,10 +133,12 @@ pub struct NotificationRecord {
 /// Counts of a notification's recipients.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RecipientCounts {
-    /// Recipients not yet decided.
+    /// Recipients not decided yet.
     pub pending: u64,
     /// Recipients decided.
     pub processed: u64,
+    /// Decided recipients still waiting (deferred or batched).
+    pub waiting: u64,
     /// Decided recipients by decision code.
     pub by_decision: std::collections::BTreeMap<String, u64>,
 }

@@ -244,7 +244,8 @@ struct NotificationView {
     id: Uuid,
     template: String,
     class: herald_domain::Class,
-    /// `accepted`, `processing`, `completed` or `cancelled`.
+    /// `accepted` (nothing decided), `processing`, `waiting` (all decided, some deferred or batched),
+    /// `completed` or `cancelled`.
     status: &'static str,
     #[schema(value_type = String, format = DateTime)]
     created_at: jiff::Timestamp,
@@ -257,10 +258,11 @@ struct NotificationView {
 }
 
 fn status_of(cancelled: bool, counts: &RecipientCounts) -> &'static str {
-    match (cancelled, counts.processed, counts.pending) {
-        (true, _, _) => "cancelled",
-        (_, 0, p) if p > 0 => "accepted",
-        (_, _, p) if p > 0 => "processing",
+    match (cancelled, counts.processed, counts.pending, counts.waiting) {
+        (true, ..) => "cancelled",
+        (_, 0, p, _) if p > 0 => "accepted",
+        (_, _, p, _) if p > 0 => "processing",
+        (_, _, _, w) if w > 0 => "waiting",
         _ => "completed",
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use herald::config::Config;
 use herald::startup::Application;
-use herald_runtime::SystemClock;
+use herald_runtime::{Clock, ManualClock, Runtime, SystemClock};
 use serde_json::{Value, json};
 
 /// The admin key every test app accepts.
@@ -16,6 +16,8 @@ pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub _dir: tempfile::TempDir,
+    clock: Option<Arc<ManualClock>>,
+    runtime: Arc<Runtime>,
 }
 
 pub async fn spawn() -> TestApp {
@@ -23,6 +25,15 @@ pub async fn spawn() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(tweak, None).await
+}
+
+/// An app whose clock stands still at `at` until [`TestApp::advance`].
+pub async fn spawn_at(at: &str) -> TestApp {
+    start(|_| {}, Some(Arc::new(ManualClock::new(at.parse().unwrap())))).await
+}
+
+async fn start(tweak: impl FnOnce(&mut Config), manual: Option<Arc<ManualClock>>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: "127.0.0.1:0".into(),
@@ -33,14 +44,25 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     config.channels.webhook.retry_schedule_seconds = vec![0, 0, 0];
     config.channels.webhook.timeout_seconds = 5;
     tweak(&mut config);
-    let app = Application::build_with(config, Arc::new(SystemClock), Some(KEY.into())).await.expect("app starts");
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(m) => m.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let app = Application::build_with(config, clock, Some(KEY.into())).await.expect("app starts");
     let url = format!("http://{}", app.addr());
+    let runtime = app.runtime();
     tokio::spawn(app.run_until(std::future::pending()));
     herald_channels::init_tls();
-    TestApp { url, client: reqwest::Client::new(), _dir: dir }
+    TestApp { url, client: reqwest::Client::new(), _dir: dir, clock: manual, runtime }
 }
 
 impl TestApp {
+    /// Moves the injected clock and lets the runtime look at what fell due.
+    pub fn advance(&self, by: jiff::SignedDuration) {
+        self.clock.as_ref().expect("spawned with spawn_at").advance(by);
+        self.runtime.wake();
+    }
+
     pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.req_as(method, path, body, Some(KEY)).await
     }
@@ -101,11 +123,11 @@ impl TestApp {
         b["token"].as_str().unwrap().to_owned()
     }
 
-    /// Waits (bounded) until every recipient of the notification is decided.
+    /// Waits (bounded) until every recipient of the notification is decided (deferred and batched count).
     pub async fn processed(&self, id: &str) -> Value {
         wait_for(&format!("notification {id} processed"), || async {
             let (_, n) = self.get(&format!("/v1/notifications/{id}")).await;
-            (n["status"] == "completed").then_some(n)
+            (n["status"] == "completed" || n["status"] == "waiting").then_some(n)
         })
         .await
     }

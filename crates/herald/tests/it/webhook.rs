@@ -12,11 +12,11 @@ use sha2::Sha256;
 
 use crate::common::{TestApp, spawn, wait_for};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[derive(Clone, Default)]
-struct Receiver {
-    hits: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+pub struct Receiver {
+    pub hits: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     /// Status codes to answer, in order; 200 once exhausted.
     script: Arc<Mutex<Vec<u16>>>,
 }
@@ -28,7 +28,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
     StatusCode::from_u16(code).unwrap()
 }
 
-async fn receiver(script: Vec<u16>) -> (String, Receiver) {
+pub async fn receiver(script: Vec<u16>) -> (String, Receiver) {
     let r = Receiver { script: Arc::new(Mutex::new(script)), ..Default::default() };
     let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -680,12 +680,15 @@ impl Store for SqliteStore {
         for r in &rows {
             let state: String = r.try_get("state")?;
             let n = r.try_get::<i64, _>("n")? as u64;
-            if state == "done" {
-                counts.processed += n;
-                let decision: Option<String> = r.try_get("decision")?;
-                *counts.by_decision.entry(decision.unwrap_or_default()).or_default() += n;
-            } else {
-                counts.pending += n;
+            match r.try_get::<Option<String>, _>("decision")? {
+                None => counts.pending += n,
+                Some(decision) => {
+                    counts.processed += n;
+                    if state != "done" {
+                        counts.waiting += n;
+                    }
+                    *counts.by_decision.entry(decision).or_default() += n;
+                }
             }
         }
         Ok(counts)
