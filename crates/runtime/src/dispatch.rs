@@ -56,7 +56,7 @@ impl Dispatcher {
         let span = tracing::info_span!("deliver", delivery_id = %d.id, notification_id = %d.notification_id, user_id = %d.user_id, channel = %d.channel);
         tokio::spawn(
             async move {
-                if let Err(e) = this.run(d).await {
+                if let Err(e) = this.clone().run(d).await {
                     tracing::error!(error = %e, "delivery bookkeeping failed; it resumes at the next start");
                 }
                 metrics::gauge!("herald_queue_depth", "queue" => "deliveries").decrement(1.0);
@@ -65,7 +65,7 @@ impl Dispatcher {
         );
     }
 
-    async fn run(&self, mut d: DeliveryRecord) -> Result<(), StoreError> {
+    async fn run(self: Arc<Self>, mut d: DeliveryRecord) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         loop {
             if let Some(at) = d.next_attempt_at {
@@ -98,8 +98,7 @@ impl Dispatcher {
                         metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str())
                             .record(started.elapsed().as_secs_f64());
                     }
-                    return self
-                        .store
+                    self.store
                         .update_delivery(DeliveryUpdate {
                             id: d.id,
                             status: status.into(),
@@ -110,7 +109,8 @@ impl Dispatcher {
                             audit: Some(audit(decision, reason)),
                             now,
                         })
-                        .await;
+                        .await?;
+                    return self.follow_up(&d, &user_id, decision, reason, now).await;
                 }
                 Attempt::Retry(delay, error) => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
@@ -132,6 +132,31 @@ impl Dispatcher {
                     d.next_attempt_at = Some(next);
                 }
             }
+        }
+    }
+
+    /// After a delivery settles: a success stands down its fallbacks; a failure (or a channel that
+    /// became unusable) hands over to the next transactional fallback, if any.
+    async fn follow_up(
+        self: &Arc<Self>,
+        d: &DeliveryRecord,
+        user: &UserId,
+        decision: Decision,
+        reason: Option<Reason>,
+        now: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        match (decision, reason) {
+            (Decision::Sent | Decision::Delivered, _) => {
+                self.store.settle_fallbacks(d.notification_id, user, now).await
+            }
+            (Decision::Failed, _) | (Decision::Suppressed, Some(Reason::NoAddress | Reason::ChannelDisabled)) => {
+                if let Some(next) = self.store.next_fallback(d.notification_id, user, now).await? {
+                    tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
+                    self.dispatch(next);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 

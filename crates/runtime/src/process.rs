@@ -233,11 +233,14 @@ impl Processor {
                 continue;
             }
             let id = delivery_id(n.id, &item.user_id, d.channel);
+            let standby = d.outcome == Outcome::Standby;
             let result = match d.outcome {
-                Outcome::Send => template.render(d.channel, locale.as_deref(), &render_ctx).map_err(|e| {
-                    tracing::warn!(channel = %d.channel, error = %e, "render failed");
-                    Reason::RenderError
-                }),
+                Outcome::Send | Outcome::Standby => {
+                    template.render(d.channel, locale.as_deref(), &render_ctx).map_err(|e| {
+                        tracing::warn!(channel = %d.channel, error = %e, "render failed");
+                        Reason::RenderError
+                    })
+                }
                 Outcome::Suppress(r) => Err(r),
                 Outcome::Defer { until, reason } => {
                     if held.is_none() {
@@ -256,8 +259,6 @@ impl Processor {
                     outcome.flush_at = Some(digest_due(&ctx.state(&ctx.interruptions), now));
                     continue;
                 }
-                // Transactional fallbacks stand by; they are not sent unless the first channel fails.
-                Outcome::Standby => continue,
             };
             match result {
                 Err(reason) => {
@@ -266,6 +267,14 @@ impl Processor {
                     outcome.deliveries.push(suppressed(id, d.channel, reason));
                     metrics::counter!("herald_suppressed_total", "reason" => reason.as_str(), "channel" => d.channel.as_str())
                         .increment(1);
+                }
+                Ok(content) if standby => {
+                    // A transactional fallback: stored ready to go, sent only if the channels before it fail.
+                    let payload =
+                        payload(&n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
+                    let (_, mut new) = queued(id, &n, &item.user_id, d.channel, payload, now);
+                    new.status = "standby".into();
+                    outcome.deliveries.push(new);
                 }
                 Ok(content) if d.channel == Channel::InApp => {
                     delivering = true;

@@ -132,6 +132,17 @@ pub trait Store: Send + Sync + 'static {
     /// Makes the user's digest due no later than `at`.
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
 
+    /// Activates the next standby (transactional fallback) delivery of this notification and user,
+    /// with its audit line; `None` when there is none left.
+    async fn next_fallback(
+        &self,
+        notification_id: Uuid,
+        user: &UserId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRecord>>;
+    /// Stands down the remaining fallbacks once a channel succeeded.
+    async fn settle_fallbacks(&self, notification_id: Uuid, user: &UserId, now: Timestamp) -> StoreResult<()>;
+
     /// Deliveries still to be attempted (for restart).
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
     /// Records an attempt's result, with an audit entry when `audit` is given.

@@ -1017,6 +1017,62 @@ impl Store for SqliteStore {
         self.writer.write(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
     }
 
+    async fn next_fallback(
+        &self,
+        notification_id: Uuid,
+        user: &UserId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRecord>> {
+        let user = user.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET status = 'queued', updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
+                         WHERE notification_id = ?2 AND user_id = ?3 AND status = 'standby' ORDER BY rowid LIMIT 1) \
+                         RETURNING {DELIVERY_COLUMNS}"
+                    )))
+                    .bind(to_ms(now))
+                    .bind(notification_id.to_string())
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
+                    let audit = AuditEntry {
+                        user_id: user.clone(),
+                        notification_id,
+                        channel: Some(d.channel),
+                        decision: herald_domain::reason::Decision::Delivering,
+                        reason: Some(herald_domain::reason::Reason::Fallback),
+                        at: now,
+                    };
+                    insert_audit(c, &audit).await?;
+                    Ok(Some(d))
+                })
+            })
+            .await
+    }
+
+    async fn settle_fallbacks(&self, notification_id: Uuid, user: &UserId, now: Timestamp) -> StoreResult<()> {
+        let user = user.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ? \
+                         WHERE notification_id = ? AND user_id = ? AND status = 'standby'",
+                    )
+                    .bind(to_ms(now))
+                    .bind(notification_id.to_string())
+                    .bind(user.as_str())
+                    .execute(c)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
