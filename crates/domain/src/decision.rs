@@ -14,7 +14,7 @@ use crate::ids::Category;
 use crate::preferences::Preferences;
 use crate::quiet::quiet_until;
 use crate::reason::Reason;
-use crate::window::{free_slots, next_free};
+use crate::window::{free_slots_of, next_free};
 
 /// Critical notifications that may break through per user per hour.
 pub const CRITICAL_BUDGET: usize = 2;
@@ -241,9 +241,8 @@ fn strategy(
                 return None;
             }
             if let Some(cap) = &user.preferences.frequency_cap {
-                let log: Vec<Timestamp> =
-                    user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at).collect();
-                if free_slots(&log, cap, now) == 0 {
+                let log = user.interruptions.iter().filter(|i| i.spend == Spend::Cap).map(|i| i.at);
+                if free_slots_of(log, cap, now) == 0 {
                     set(decisions, Outcome::Batch(Reason::FrequencyCap));
                     return None;
                 }

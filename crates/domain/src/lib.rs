@@ -5,6 +5,7 @@ pub mod channel;
 pub mod contact;
 pub mod decision;
 pub mod device;
+pub mod digest;
 pub mod error;
 pub mod ids;
 pub mod notification;

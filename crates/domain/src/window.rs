@@ -17,9 +17,16 @@ fn in_window(log: &[Timestamp], cap: &FrequencyCap, now: Timestamp) -> Vec<Times
     v
 }
 
-/// Slots free now.
+/// Slots free now. Counts without allocating: this runs on every capped decision.
 pub fn free_slots(log: &[Timestamp], cap: &FrequencyCap, now: Timestamp) -> u32 {
-    cap.max.saturating_sub(in_window(log, cap, now).len() as u32)
+    free_slots_of(log.iter().copied(), cap, now)
+}
+
+/// [`free_slots`] over any sequence of interruption times.
+pub fn free_slots_of(log: impl Iterator<Item = Timestamp>, cap: &FrequencyCap, now: Timestamp) -> u32 {
+    let from = now - window(cap);
+    let used = log.filter(|t| *t > from && *t <= now).count();
+    cap.max.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
 }
 
 /// When the next slot frees: `now` if one is free, else when the oldest interruption that keeps

@@ -1,7 +1,7 @@
 //! Deciding work: load the user's state, run the engine, render each channel, record the
 //! outcome atomically, then feed the live hub and the dispatcher. Also flushes pending digests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
@@ -354,17 +354,20 @@ impl Processor {
         let audit = |notification_id: Uuid, channel: Option<Channel>, decision: Decision, reason: Option<Reason>| {
             AuditEntry { user_id: user.clone(), notification_id, channel, decision, reason, at: now }
         };
-        let mut groups: BTreeMap<(i64, String), Vec<Member>> = BTreeMap::new();
-        let mut first_seq: HashMap<String, i64> = HashMap::new();
+        let mut pending: Vec<Member> = Vec::with_capacity(batched.len());
+        let mut keys = Vec::with_capacity(batched.len());
         for b in batched {
             let n = self.notification(b.notification_id).await?;
-            let key = format!("{}\u{1f}{}", n.template, b.group_key);
-            let first = *first_seq.entry(key.clone()).or_insert(b.seq);
-            groups.entry((first, key)).or_default().push((b.seq, n));
+            keys.push((n.template.clone(), b.group_key));
+            pending.push((b.seq, n));
         }
+        let groups: Vec<Vec<Member>> = herald_domain::digest::group(&keys)
+            .into_iter()
+            .map(|g| g.into_iter().map(|i| pending[i].clone()).collect())
+            .collect();
         let mut log = ctx.interruptions.clone();
         let mut to_dispatch = Vec::new();
-        for (_, members) in groups {
+        for members in groups {
             if ctx.online {
                 for (seq, n) in &members {
                     out.settled.push((*seq, Reason::DrainedToInbox));
