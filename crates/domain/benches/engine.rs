@@ -50,6 +50,7 @@ fn decide_social(bencher: divan::Bencher) {
         preferences: &p,
         reachable: &reachable,
         erased: false,
+        duplicate: false,
         online: false,
         timezone: Some(&tz),
         interruptions: &log,

@@ -70,6 +70,8 @@ pub struct RecipientState<'a> {
     pub reachable: &'a BTreeSet<Channel>,
     /// Whether the user was erased.
     pub erased: bool,
+    /// Whether the same content already reached the user by another path moments ago.
+    pub duplicate: bool,
     /// Whether the user has an open inbox stream.
     pub online: bool,
     /// The user's time zone (UTC when unknown).
@@ -162,6 +164,9 @@ fn consent(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) -> Outcom
     let critical = ask.class == Class::Critical;
     if user.erased {
         return Outcome::Suppress(Reason::Erased);
+    }
+    if user.duplicate {
+        return Outcome::Suppress(Reason::Duplicate);
     }
     // Channel consent is never overridden, not even by critical.
     if !prefs.channel_enabled(channel) {

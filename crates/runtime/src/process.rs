@@ -39,6 +39,9 @@ const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(30);
 /// A batched recipient (its row) with its notification.
 type Member = (i64, Arc<NotificationRecord>);
 
+/// How long the same content reaching a user again (by a topic and a direct send, say) counts as a duplicate.
+const DUPLICATE_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+
 /// Notifications kept in memory while their recipients are processed.
 const CACHE_LIMIT: usize = 4096;
 
@@ -58,6 +61,7 @@ struct UserContext {
     prefs: Preferences,
     reachable: BTreeSet<Channel>,
     erased: bool,
+    duplicate: bool,
     online: bool,
     tz: jiff::tz::TimeZone,
     interruptions: Vec<Interruption>,
@@ -69,6 +73,7 @@ impl UserContext {
             preferences: &self.prefs,
             reachable: &self.reachable,
             erased: self.erased,
+            duplicate: self.duplicate,
             online: self.online,
             timezone: Some(&self.tz),
             interruptions: log,
@@ -166,6 +171,7 @@ impl Processor {
         let interruptions = self.store.interruptions(id, now - SignedDuration::from_secs(lookback as i64)).await?;
         Ok(UserContext {
             erased: user.as_ref().is_some_and(|u| u.erased_at.is_some()),
+            duplicate: false,
             online: self.hub.is_online(id.as_str()),
             user,
             prefs,
@@ -179,7 +185,14 @@ impl Processor {
         let now = self.clock.now();
         let n = self.notification(item.notification_id).await?;
         let template = self.store.get_template(&n.spec.template).await?.map(|t| t.spec);
-        let ctx = self.load_user(&item.user_id, now).await?;
+        let mut ctx = self.load_user(&item.user_id, now).await?;
+        // A collapse key already says how repeats behave: the newer replaces the older.
+        if item.phase == 0
+            && n.spec.collapse_key.is_none()
+            && let Some(fp) = &n.fingerprint
+        {
+            ctx.duplicate = self.store.seen_recently(&item.user_id, fp, now - DUPLICATE_WINDOW, item.seq).await?;
+        }
         let audit = |channel: Option<Channel>, decision: Decision, reason: Option<Reason>| AuditEntry {
             user_id: item.user_id.clone(),
             notification_id: n.id,
@@ -486,6 +499,7 @@ impl Processor {
             recipients_total: 1,
             created_at: now,
             cancelled_at: None,
+            fingerprint: None,
         };
         let digest_info = serde_json::json!({"count": items.len(), "items": items});
         let mut deliveries = Vec::new();
@@ -518,6 +532,7 @@ impl Processor {
             class: first.class,
             recipients: vec![user.clone()],
             idempotency: None,
+            fingerprint: None,
             now,
             due_at: now,
         };

@@ -67,6 +67,7 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
             class: Class::Transactional,
             recipients: vec![ana.clone()],
             idempotency: None,
+            fingerprint: None,
             now,
             due_at: now,
         })

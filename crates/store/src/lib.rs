@@ -119,6 +119,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the inbox item if this call created it.
     async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<InboxItem>>;
 
+    /// Whether the user got a notification with this fingerprint since `since`, before recipient `seq`.
+    async fn seen_recently(&self, user: &UserId, fingerprint: &str, since: Timestamp, seq: i64) -> StoreResult<bool>;
     /// The user's interruptions since `since`.
     async fn interruptions(
         &self,

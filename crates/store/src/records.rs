@@ -81,6 +81,9 @@ pub struct NewNotification {
     pub recipients: Vec<UserId>,
     /// Idempotency key and a hash of the request it came with.
     pub idempotency: Option<(String, String)>,
+    /// Hash of what the notification says (template, class, category, data): the same content
+    /// reaching a user again by another path within minutes is a duplicate.
+    pub fingerprint: Option<String>,
     /// Accept time.
     pub now: Timestamp,
     /// When recipients fall due.
@@ -128,6 +131,8 @@ pub struct NotificationRecord {
     pub created_at: Timestamp,
     /// Set when cancelled.
     pub cancelled_at: Option<Timestamp>,
+    /// Content hash for duplicate suppression.
+    pub fingerprint: Option<String>,
 }
 
 /// Counts of a notification's recipients.

@@ -91,7 +91,10 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
         (k, format!("{:x}", Sha256::digest(canonical.as_bytes())))
     });
     let due_at = spec.send_at.filter(|t| *t > now).unwrap_or(now);
-    Ok(NewNotification { id: Uuid::now_v7(), spec, class, recipients, idempotency, now, due_at })
+    let content = serde_json::to_string(&(&spec.template, class, &spec.category, &spec.group_key, &spec.data))
+        .unwrap_or_default();
+    let fingerprint = Some(format!("{:x}", Sha256::digest(content.as_bytes())));
+    Ok(NewNotification { id: Uuid::now_v7(), spec, class, recipients, idempotency, fingerprint, now, due_at })
 }
 
 /// What makes two requests "the same" for idempotency: content and recipients.

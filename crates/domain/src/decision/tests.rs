@@ -38,6 +38,7 @@ impl Fixture {
             preferences: &self.prefs,
             reachable: &self.reachable,
             erased: false,
+            duplicate: false,
             online: self.online,
             timezone: Some(&self.tz),
             interruptions: &self.log,
@@ -207,7 +208,7 @@ proptest! {
         let tz = jiff::tz::TimeZone::get(zone).unwrap();
         let log: Vec<Interruption> = log.into_iter().map(|(ago, spend)| Interruption { at: now - SignedDuration::from_secs(ago), spend }).collect();
         let cat = Category::parse("c", "cat").unwrap();
-        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, online, timezone: Some(&tz), interruptions: &log };
+        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online, timezone: Some(&tz), interruptions: &log };
         let ask = Ask { class, category: Some(&cat), template_channels: &Channel::ALL, requested: requested.as_deref(), time_sensitive };
         let plan = decide(&ask, &user, now);
         prop_assert_eq!(&plan, &decide(&ask, &user, now), "deterministic");
@@ -248,7 +249,7 @@ proptest! {
         let mut log: Vec<Interruption> = Vec::new();
         for (t, class) in arrivals {
             let now = base + SignedDuration::from_secs(t);
-            let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, online: false, timezone: None, interruptions: &log };
+            let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online: false, timezone: None, interruptions: &log };
             let plan = decide(&Ask { class, category: None, template_channels: &Channel::ALL, requested: None, time_sensitive: false }, &user, now);
             if let Some(spend) = plan.spend { log.push(Interruption { at: now, spend }); }
         }

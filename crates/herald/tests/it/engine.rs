@@ -114,10 +114,10 @@ async fn critical_breaks_through_on_a_budget() {
         json!({"quiet_hours": {"start": "22:00", "end": "07:00"}, "categories": {"replies": {"enabled": false}}}),
     )
     .await;
-    let mut critical = reply("ravi", 0);
-    critical["class"] = json!("critical");
-    for _ in 0..3 {
-        let id = app.send(critical.clone()).await;
+    for i in 0..3 {
+        let mut critical = reply("ravi", i);
+        critical["class"] = json!("critical");
+        let id = app.send(critical).await;
         app.processed(&id).await;
     }
     hits(&r, 2).await;
@@ -220,4 +220,26 @@ async fn user_tokens_expire_on_herald_clock() {
     app.advance(SignedDuration::from_secs(120));
     let (s, _) = app.req_as(Method::GET, "/v1/me/inbox", None, Some(&token)).await;
     assert_eq!(s, 401, "expired");
+}
+
+#[tokio::test]
+async fn the_same_content_by_another_path_is_a_duplicate() {
+    let app = spawn_at("2026-06-01T12:00:00Z").await;
+    let (_, r) = setup(&app, "ana", json!({})).await;
+    app.put("/v1/topics/thread:1/subscribers", json!({"user_ids": ["ana"]})).await;
+    let direct = app.send(reply("ana", 1)).await;
+    app.processed(&direct).await;
+    let mut by_topic = reply("ana", 1);
+    by_topic["to"] = json!({"topic": "thread:1"});
+    let again = app.send(by_topic).await;
+    let n = app.processed(&again).await;
+    assert_eq!(n["recipients"][0]["decision"], "suppressed");
+    assert_eq!(n["recipients"][0]["reason"], "duplicate");
+    let (_, inbox) = app.get("/v1/users/ana/inbox").await;
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
+    hits(&r, 1).await;
+    app.advance(SignedDuration::from_mins(11));
+    let later = app.send(reply("ana", 1)).await;
+    let n = app.processed(&later).await;
+    assert_eq!(n["recipients"][0]["decision"], "delivering", "outside the window it is news again");
 }

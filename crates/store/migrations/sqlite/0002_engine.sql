@@ -20,3 +20,6 @@ CREATE TABLE digest_timers (
     state TEXT NOT NULL
 );
 CREATE INDEX digest_timers_due ON digest_timers (due_at) WHERE state = 'pending';
+
+ALTER TABLE notifications ADD COLUMN fingerprint TEXT;
+CREATE INDEX notifications_fingerprint ON notifications (fingerprint, created_at) WHERE fingerprint IS NOT NULL;

@@ -168,6 +168,7 @@ fn notification_row(r: &SqliteRow) -> StoreResult<NotificationRecord> {
         recipients_total: r.try_get::<i64, _>("recipients_total")? as u64,
         created_at: from_ms(r.try_get("created_at")?),
         cancelled_at: opt_ms(r.try_get("cancelled_at")?),
+        fingerprint: r.try_get("fingerprint")?,
     })
 }
 
@@ -195,7 +196,8 @@ async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreRe
         }
     }
     sqlx::query(
-        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(n.id.to_string())
     .bind(n.spec.template.as_str())
@@ -204,6 +206,7 @@ async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreRe
     .bind(serde_json::to_string(&n.spec)?)
     .bind(n.recipients.len() as i64)
     .bind(now)
+    .bind(n.fingerprint.as_deref())
     .execute(&mut *conn)
     .await?;
     let id = n.id.to_string();
@@ -893,6 +896,21 @@ impl Store for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn seen_recently(&self, user: &UserId, fingerprint: &str, since: Timestamp, seq: i64) -> StoreResult<bool> {
+        let hit: Option<i64> = sqlx::query_scalar(
+            "SELECT r.seq FROM notifications n JOIN recipients r ON r.notification_id = n.id \
+             WHERE n.fingerprint = ? AND n.created_at > ? AND r.user_id = ? AND r.seq < ? \
+             AND (r.reason IS NULL OR r.reason NOT IN ('duplicate', 'cancelled')) LIMIT 1",
+        )
+        .bind(fingerprint)
+        .bind(to_ms(since))
+        .bind(user.as_str())
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(hit.is_some())
     }
 
     async fn interruptions(&self, user: &UserId, since: Timestamp) -> StoreResult<Vec<Interruption>> {
