@@ -15,9 +15,11 @@ pub const KEY: &str = "test-admin-key";
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
-    pub _dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
     clock: Option<Arc<ManualClock>>,
     runtime: Arc<Runtime>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub async fn spawn() -> TestApp {
@@ -25,16 +27,24 @@ pub async fn spawn() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    start(tweak, None).await
+    start(tweak, None, Arc::new(tempfile::tempdir().unwrap())).await
 }
 
 /// An app whose clock stands still at `at` until [`TestApp::advance`].
 pub async fn spawn_at(at: &str) -> TestApp {
-    start(|_| {}, Some(Arc::new(ManualClock::new(at.parse().unwrap())))).await
+    start(|_| {}, Some(Arc::new(ManualClock::new(at.parse().unwrap()))), Arc::new(tempfile::tempdir().unwrap())).await
 }
 
-async fn start(tweak: impl FnOnce(&mut Config), manual: Option<Arc<ManualClock>>) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+/// A fresh process on the same data directory, its clock at `at`.
+pub async fn spawn_on(dir: Arc<tempfile::TempDir>, at: jiff::Timestamp) -> TestApp {
+    start(|_| {}, Some(Arc::new(ManualClock::new(at))), dir).await
+}
+
+async fn start(
+    tweak: impl FnOnce(&mut Config),
+    manual: Option<Arc<ManualClock>>,
+    dir: Arc<tempfile::TempDir>,
+) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().to_path_buf(),
@@ -51,12 +61,27 @@ async fn start(tweak: impl FnOnce(&mut Config), manual: Option<Arc<ManualClock>>
     let app = Application::build_with(config, clock, Some(KEY.into())).await.expect("app starts");
     let url = format!("http://{}", app.addr());
     let runtime = app.runtime();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     herald_channels::init_tls();
-    TestApp { url, client: reqwest::Client::new(), _dir: dir, clock: manual, runtime }
+    TestApp { url, client: reqwest::Client::new(), dir, clock: manual, runtime, stop, served }
 }
 
 impl TestApp {
+    /// Stops the app as SIGTERM would, and waits until it has.
+    pub async fn stop(self) {
+        drop(self.client);
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+    }
+
+    /// The injected clock's time.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.as_ref().expect("spawned with spawn_at").now()
+    }
+
     /// Moves the injected clock and lets the runtime look at what fell due.
     pub fn advance(&self, by: jiff::SignedDuration) {
         self.clock.as_ref().expect("spawned with spawn_at").advance(by);

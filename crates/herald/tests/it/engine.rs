@@ -5,7 +5,7 @@ use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, spawn_at, wait_for};
+use crate::common::{TestApp, spawn_at, spawn_on, wait_for};
 use crate::webhook::{Receiver, SECRET, receiver};
 
 async fn setup(app: &TestApp, user: &str, prefs: Value) -> (String, Receiver) {
@@ -242,4 +242,22 @@ async fn the_same_content_by_another_path_is_a_duplicate() {
     let later = app.send(reply("ana", 1)).await;
     let n = app.processed(&later).await;
     assert_eq!(n["recipients"][0]["decision"], "delivering", "outside the window it is news again");
+}
+
+#[tokio::test]
+async fn pending_digests_and_their_timers_survive_a_restart() {
+    let app = spawn_at("2026-06-01T12:00:00Z").await;
+    let (_, r) = setup(&app, "ana", json!({"frequency_cap": {"max": 1, "window_seconds": 600}})).await;
+    for i in 0..3 {
+        let id = app.send(reply("ana", i)).await;
+        app.processed(&id).await;
+    }
+    hits(&r, 1).await;
+    let (dir, then) = (app.dir.clone(), app.now());
+    app.stop().await;
+
+    let app = spawn_on(dir, then + SignedDuration::from_secs(601)).await;
+    app.advance(SignedDuration::ZERO);
+    let got = hits(&r, 2).await;
+    assert_eq!(got[1]["data"]["digest"]["count"], 2, "the batch was rebuilt from the store");
 }
