@@ -31,16 +31,24 @@ impl User {
         Self { id, email: None, phone: None, timezone: None, locale: None, name: None, data: Default::default() }
     }
 
-    /// The `user` object templates see.
+    /// The `user` object templates see. Unknown fields are left out rather than set to null, so a
+    /// template using one fails strictly (or falls back with `default`) instead of printing "none".
     pub fn template_context(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id.as_str(),
-            "name": self.name,
-            "email": self.email.as_ref().map(Email::as_str),
-            "phone": self.phone.as_ref().map(Phone::as_str),
-            "locale": self.locale.as_ref().map(Locale::as_str),
-            "data": self.data,
-        })
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("id".into(), self.id.as_str().into());
+        ctx.insert("data".into(), serde_json::Value::Object(self.data.clone()));
+        let optional = [
+            ("name", self.name.as_deref()),
+            ("email", self.email.as_ref().map(Email::as_str)),
+            ("phone", self.phone.as_ref().map(Phone::as_str)),
+            ("locale", self.locale.as_ref().map(Locale::as_str)),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                ctx.insert(key.into(), v.into());
+            }
+        }
+        serde_json::Value::Object(ctx)
     }
 }
 
@@ -146,6 +154,12 @@ mod tests {
         let err = bad.apply(&user()).unwrap_err();
         let fields: Vec<_> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["email", "phone", "timezone"]);
+    }
+
+    #[test]
+    fn templates_see_only_known_fields() {
+        let ctx = user().template_context();
+        assert_eq!(ctx, serde_json::json!({"id": "u1", "data": {}}));
     }
 
     #[test]

@@ -145,6 +145,11 @@ impl Config {
         {
             return Err(ConfigError(format!("defaults.quiet_hours must be \"none\" or {{ start, end }}, not {n:?}")));
         }
+        if let QuietHoursSetting::Window(w) = &self.defaults.quiet_hours
+            && w.start == w.end
+        {
+            return Err(ConfigError("defaults.quiet_hours: start and end must differ".into()));
+        }
         if !self.redis_url.is_empty() {
             return Err(ConfigError(
                 "redis_url: the Redis runtime is not available in this build yet; leave it empty".into(),

@@ -98,7 +98,8 @@ impl Dispatcher {
                         metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str())
                             .record(started.elapsed().as_secs_f64());
                     }
-                    self.store
+                    let open = self
+                        .store
                         .update_delivery(DeliveryUpdate {
                             id: d.id,
                             status: status.into(),
@@ -110,12 +111,16 @@ impl Dispatcher {
                             now,
                         })
                         .await?;
+                    if !open {
+                        return Ok(());
+                    }
                     return self.follow_up(&d, &user_id, decision, reason, now).await;
                 }
                 Attempt::Retry(delay, error) => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
                     let next = now + delay;
-                    self.store
+                    let open = self
+                        .store
                         .update_delivery(DeliveryUpdate {
                             id: d.id,
                             status: "queued".into(),
@@ -127,6 +132,9 @@ impl Dispatcher {
                             now,
                         })
                         .await?;
+                    if !open {
+                        return Ok(());
+                    }
                     d.attempts = attempt;
                     d.error = Some(error);
                     d.next_attempt_at = Some(next);

@@ -235,6 +235,8 @@ impl Processor {
         let first_pass = item.phase == 0;
 
         let mut delivering = false;
+        // Set when a transactional channel could not be rendered: the next standby takes its place.
+        let mut promote = false;
         let mut held: Option<(Decision, Reason)> = None;
         let mut to_dispatch = Vec::new();
         if plan.decisions.is_empty() {
@@ -246,7 +248,8 @@ impl Processor {
                 continue;
             }
             let id = delivery_id(n.id, &item.user_id, d.channel);
-            let standby = d.outcome == Outcome::Standby;
+            let standby = d.outcome == Outcome::Standby && !promote;
+            let promoted = d.outcome == Outcome::Standby && promote;
             let result = match d.outcome {
                 Outcome::Send | Outcome::Standby => {
                     template.render(d.channel, locale.as_deref(), &render_ctx).map_err(|e| {
@@ -275,6 +278,9 @@ impl Processor {
             };
             match result {
                 Err(reason) => {
+                    promote |= reason == Reason::RenderError
+                        && (d.outcome == Outcome::Send || promoted)
+                        && d.channel.interrupts();
                     outcome.reason.get_or_insert(reason);
                     outcome.audit.push(audit(Some(d.channel), Decision::Suppressed, Some(reason)));
                     outcome.deliveries.push(suppressed(id, d.channel, reason));
@@ -310,7 +316,12 @@ impl Processor {
                 }
                 Ok(content) => {
                     delivering = true;
-                    outcome.audit.push(audit(Some(d.channel), Decision::Delivering, None));
+                    promote = false;
+                    outcome.audit.push(audit(
+                        Some(d.channel),
+                        Decision::Delivering,
+                        promoted.then_some(Reason::Fallback),
+                    ));
                     let payload =
                         payload(&n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
                     let (record, new) = queued(id, &n, &item.user_id, d.channel, payload, now);
@@ -332,17 +343,22 @@ impl Processor {
 
     async fn finish(&self, outcome: RecipientOutcome, to_dispatch: Vec<DeliveryRecord>) -> Result<(), StoreError> {
         let user = outcome.item.user_id.clone();
-        let inbox = self.store.record_outcome(outcome).await?;
-        if let Some(item) = inbox {
+        let Some(recorded) = self.store.record_outcome(outcome).await? else {
+            // Cancelled or collapsed while it was being decided: nothing may go out.
+            return Ok(());
+        };
+        for d in to_dispatch {
+            self.dispatcher.dispatch(d);
+        }
+        if let Some(item) = recorded.inbox {
             metrics::counter!("herald_deliveries_total", "channel" => "in_app", "status" => "delivered").increment(1);
             self.hub.publish(user.as_str(), LiveEvent::Notification(Box::new(item)));
             if self.hub.is_online(user.as_str()) {
-                let unread = self.store.unread_count(&user).await?;
-                self.hub.publish(user.as_str(), LiveEvent::UnreadCount(unread));
+                match self.store.unread_count(&user).await {
+                    Ok(unread) => self.hub.publish(user.as_str(), LiveEvent::UnreadCount(unread)),
+                    Err(e) => tracing::warn!(error = %e, "cannot count unread items for the live stream"),
+                }
             }
-        }
-        for d in to_dispatch {
-            self.dispatcher.dispatch(d);
         }
         Ok(())
     }
@@ -381,13 +397,6 @@ impl Processor {
         let mut log = ctx.interruptions.clone();
         let mut to_dispatch = Vec::new();
         for members in groups {
-            if ctx.online {
-                for (seq, n) in &members {
-                    out.settled.push((*seq, Reason::DrainedToInbox));
-                    out.audit.push(audit(n.id, None, Decision::Delivered, Some(Reason::DrainedToInbox)));
-                }
-                continue;
-            }
             let first = members[0].1.clone();
             let Some(template) = self.store.get_template(&first.spec.template).await?.map(|t| t.spec) else {
                 for (seq, n) in &members {
@@ -396,6 +405,19 @@ impl Processor {
                 }
                 continue;
             };
+            if ctx.online {
+                // The inbox already holds these; without an inbox block there is nothing to drain into.
+                let (decision, reason) = if template.channels.in_app.is_some() {
+                    (Decision::Delivered, Reason::DrainedToInbox)
+                } else {
+                    (Decision::Suppressed, Reason::UserOnline)
+                };
+                for (seq, n) in &members {
+                    out.settled.push((*seq, reason));
+                    out.audit.push(audit(n.id, None, decision, Some(reason)));
+                }
+                continue;
+            }
             let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
             let category = first.spec.category.as_ref().or(template.category.as_ref());
             let ask = Ask {

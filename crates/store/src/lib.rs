@@ -116,8 +116,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns claims of a crashed or stopped process to the pending pool.
     async fn release_claims(&self) -> StoreResult<u64>;
     /// Records the decision for one recipient with its inbox item, deliveries and audit, atomically.
-    /// Returns the inbox item if this call created it.
-    async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<InboxItem>>;
+    /// `None` when the claim was lost meanwhile (cancelled, collapsed): then nothing was recorded.
+    async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<Recorded>>;
 
     /// Whether the user got a notification with this fingerprint since `since`, before recipient `seq`.
     async fn seen_recently(&self, user: &UserId, fingerprint: &str, since: Timestamp, seq: i64) -> StoreResult<bool>;
@@ -147,8 +147,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deliveries still to be attempted (for restart).
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
-    /// Records an attempt's result, with an audit entry when `audit` is given.
-    async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<()>;
+    /// Records an attempt's result, with an audit entry when `audit` is given; false (and nothing
+    /// recorded) when the delivery is no longer open (cancelled meanwhile).
+    async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool>;
 
     /// A page of the inbox, newest first.
     async fn list_inbox(&self, user: &UserId, query: InboxQuery) -> StoreResult<Vec<InboxItem>>;

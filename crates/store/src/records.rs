@@ -432,3 +432,10 @@ pub struct FlushOutcome {
     /// When.
     pub now: Timestamp,
 }
+
+/// What [`crate::Store::record_outcome`] recorded.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The inbox item, if this call created it.
+    pub inbox: Option<InboxItem>,
+}

@@ -287,8 +287,9 @@ async fn get_notification(
     let n =
         state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
     let limit = page.limit(100)?;
-    let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
+    // Counts first: if they say everyone is decided, the rows read after them are decided too.
     let counts = state.store.recipient_counts(id).await?;
+    let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
     let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
     let recipients = rows
         .into_iter()

@@ -261,3 +261,46 @@ async fn pending_digests_and_their_timers_survive_a_restart() {
     let got = hits(&r, 2).await;
     assert_eq!(got[1]["data"]["digest"]["count"], 2, "the batch was rebuilt from the store");
 }
+
+#[tokio::test]
+async fn a_cancelled_notification_leaves_the_pending_digest() {
+    let app = spawn_at("2026-06-01T12:00:00Z").await;
+    let (_, r) = setup(&app, "ana", json!({"frequency_cap": {"max": 1, "window_seconds": 600}})).await;
+    let first = app.send(reply("ana", 0)).await;
+    app.processed(&first).await;
+    let batched = app.send(reply("ana", 1)).await;
+    let n = app.processed(&batched).await;
+    assert_eq!(n["recipients"][0]["decision"], "batched");
+    let (s, c) = app.req(Method::DELETE, &format!("/v1/notifications/{batched}"), None).await;
+    assert_eq!((s, c["cancelled"].as_u64()), (200, Some(1)));
+    hits(&r, 1).await;
+    app.advance(SignedDuration::from_secs(601));
+    let (_, n) = app.get(&format!("/v1/notifications/{batched}")).await;
+    assert_eq!(n["status"], "cancelled");
+    app.advance(SignedDuration::from_secs(601));
+    assert_eq!(r.hits.lock().unwrap().len(), 1, "a cancelled notification is never part of a digest");
+}
+
+#[tokio::test]
+async fn a_channel_that_cannot_render_hands_over_to_the_next() {
+    let app = spawn_at("2026-06-01T12:00:00Z").await;
+    app.put("/v1/users/ana", json!({"email": "ana@example.com"})).await;
+    let (_, r) = setup(&app, "ana", json!({})).await;
+    let (s, b) = app
+        .put(
+            "/v1/templates/code",
+            json!({"class": "transactional", "channels": {
+                "email": {"subject": "Hi {{ user.name }}", "text": "Code {{ code }}"},
+                "webhook": {"title": "Code", "body": "Code {{ code }}"}}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let id = app.send(json!({"template": "code", "to": ["ana"], "data": {"code": "42"}})).await;
+    let got = hits(&r, 1).await;
+    assert_eq!(got[0]["data"]["body"], "Code 42", "ana has no name, so email cannot render; the webhook takes over");
+    let t = timeline(&app, "ana").await;
+    assert!(t.iter().any(|i| i["channel"] == "email" && i["reason"] == "render_error"));
+    assert!(
+        t.iter().any(|i| i["channel"] == "webhook" && i["reason"] == "fallback" && i["notification_id"] == id.as_str())
+    );
+}

@@ -288,7 +288,7 @@ async fn collapse(conn: &mut SqliteConnection, item: &WorkItem, key: &str, now: 
     sqlx::query(
         "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
          SELECT ?, user_id, notification_id, NULL, 'suppressed', 'collapsed' FROM recipients \
-         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'batched')",
+         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'claimed', 'batched')",
     )
     .bind(now)
     .bind(item.user_id.as_str())
@@ -298,7 +298,7 @@ async fn collapse(conn: &mut SqliteConnection, item: &WorkItem, key: &str, now: 
     .await?;
     sqlx::query(
         "UPDATE recipients SET state = 'done', decision = 'suppressed', reason = 'collapsed', updated_at = ? \
-         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'batched')",
+         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'claimed', 'batched')",
     )
     .bind(now)
     .bind(item.user_id.as_str())
@@ -711,7 +711,7 @@ impl Store for SqliteStore {
                     sqlx::query(
                         "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
                          SELECT ?, user_id, notification_id, NULL, 'cancelled', 'cancelled' FROM recipients \
-                         WHERE notification_id = ? AND state IN ('pending', 'claimed')",
+                         WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
                     )
                     .bind(now)
                     .bind(&id)
@@ -719,7 +719,7 @@ impl Store for SqliteStore {
                     .await?;
                     let r = sqlx::query(
                         "UPDATE recipients SET state = 'done', decision = 'cancelled', reason = 'cancelled', updated_at = ? \
-                         WHERE notification_id = ? AND state IN ('pending', 'claimed')",
+                         WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
                     )
                     .bind(now)
                     .bind(&id)
@@ -727,7 +727,7 @@ impl Store for SqliteStore {
                     .await?;
                     sqlx::query(
                         "UPDATE deliveries SET status = 'suppressed', error = 'cancelled', updated_at = ? \
-                         WHERE notification_id = ? AND status = 'queued'",
+                         WHERE notification_id = ? AND status IN ('queued', 'standby')",
                     )
                     .bind(now)
                     .bind(&id)
@@ -826,7 +826,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_outcome(&self, o: RecipientOutcome) -> StoreResult<Option<InboxItem>> {
+    async fn record_outcome(&self, o: RecipientOutcome) -> StoreResult<Option<Recorded>> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -869,7 +869,13 @@ impl Store for SqliteStore {
                         schedule(c, &o.item.user_id, to_ms(at)).await?;
                     }
                     let mut created = None;
-                    if let Some(item) = &o.inbox {
+                    // An erasure that landed while this was being decided wins: no inbox item comes back.
+                    let erased: Option<i64> = sqlx::query_scalar("SELECT erased_at FROM users WHERE id = ?")
+                        .bind(o.item.user_id.as_str())
+                        .fetch_optional(&mut *c)
+                        .await?
+                        .flatten();
+                    if let Some(item) = o.inbox.as_ref().filter(|_| erased.is_none()) {
                         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                             "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, notification_id) DO NOTHING RETURNING {INBOX_COLUMNS}"
@@ -892,7 +898,7 @@ impl Store for SqliteStore {
                     for a in &o.audit {
                         insert_audit(c, a).await?;
                     }
-                    Ok(created)
+                    Ok(Some(Recorded { inbox: created }))
                 })
             })
             .await
@@ -902,7 +908,7 @@ impl Store for SqliteStore {
         let hit: Option<i64> = sqlx::query_scalar(
             "SELECT r.seq FROM notifications n JOIN recipients r ON r.notification_id = n.id \
              WHERE n.fingerprint = ? AND n.created_at > ? AND r.user_id = ? AND r.seq < ? \
-             AND (r.reason IS NULL OR r.reason NOT IN ('duplicate', 'cancelled')) LIMIT 1",
+             AND r.decision IN ('delivering', 'deferred', 'batched') LIMIT 1",
         )
         .bind(fingerprint)
         .bind(to_ms(since))
@@ -1102,12 +1108,13 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<()> {
+    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<bool> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = ?, attempts = ?, provider = ?, error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                    let r = sqlx::query(
+                        "UPDATE deliveries SET status = ?, attempts = ?, provider = ?, error = ?, next_attempt_at = ?, updated_at = ? \
+                         WHERE id = ? AND status IN ('queued', 'sending')",
                     )
                     .bind(&u.status)
                     .bind(i64::from(u.attempts))
@@ -1118,10 +1125,14 @@ impl Store for SqliteStore {
                     .bind(u.id.to_string())
                     .execute(&mut *c)
                     .await?;
+                    if r.rows_affected() == 0 {
+                        // Cancelled or settled meanwhile: this attempt's result no longer counts.
+                        return Ok(false);
+                    }
                     if let Some(a) = &u.audit {
                         insert_audit(c, a).await?;
                     }
-                    Ok(())
+                    Ok(true)
                 })
             })
             .await
