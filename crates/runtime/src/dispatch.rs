@@ -9,7 +9,7 @@ use std::time::Duration;
 use herald_channels::{Provider, SendCommand, SendError, Target};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, UserId};
-use herald_store::{AuditEntry, DeliveryRecord, DeliveryUpdate, Store, StoreError};
+use herald_store::{AfterUpdate, AuditEntry, DeliveryRecord, DeliveryUpdate, Store, StoreError, Updated};
 use rand::Rng;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -56,8 +56,19 @@ impl Dispatcher {
         let span = tracing::info_span!("deliver", delivery_id = %d.id, notification_id = %d.notification_id, user_id = %d.user_id, channel = %d.channel);
         tokio::spawn(
             async move {
-                if let Err(e) = this.clone().run(d).await {
-                    tracing::error!(error = %e, "delivery bookkeeping failed; it resumes at the next start");
+                // A store hiccup must not strand the delivery until the next start: try again a few
+                // times (a repeated send keeps its delivery id, so receivers can deduplicate).
+                for pause in [1, 5, 30, 120, 0] {
+                    match this.clone().run(d.clone()).await {
+                        Ok(()) => break,
+                        Err(e) if pause > 0 => {
+                            tracing::warn!(error = %e, "delivery bookkeeping failed; trying again in {pause}s");
+                            tokio::time::sleep(Duration::from_secs(pause)).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "delivery bookkeeping failed; it resumes at the next start")
+                        }
+                    }
                 }
                 metrics::gauge!("herald_queue_depth", "queue" => "deliveries").decrement(1.0);
             }
@@ -98,7 +109,15 @@ impl Dispatcher {
                         metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str())
                             .record(started.elapsed().as_secs_f64());
                     }
-                    let open = self
+                    let then = match (decision, reason) {
+                        (Decision::Sent | Decision::Delivered, _) => AfterUpdate::StandDown,
+                        (Decision::Failed, _)
+                        | (Decision::Suppressed, Some(Reason::NoAddress | Reason::ChannelDisabled)) => {
+                            AfterUpdate::HandOver
+                        }
+                        _ => AfterUpdate::Nothing,
+                    };
+                    let updated = self
                         .store
                         .update_delivery(DeliveryUpdate {
                             id: d.id,
@@ -108,13 +127,15 @@ impl Dispatcher {
                             error,
                             next_attempt_at: None,
                             audit: Some(audit(decision, reason)),
+                            then,
                             now,
                         })
                         .await?;
-                    if !open {
-                        return Ok(());
+                    if let Updated::Recorded(Some(next)) = updated {
+                        tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
+                        self.dispatch(next);
                     }
-                    return self.follow_up(&d, &user_id, decision, reason, now).await;
+                    return Ok(());
                 }
                 Attempt::Retry(delay, error) => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
@@ -129,10 +150,11 @@ impl Dispatcher {
                             error: Some(error.clone()),
                             next_attempt_at: Some(next),
                             audit: None,
+                            then: AfterUpdate::Nothing,
                             now,
                         })
                         .await?;
-                    if !open {
+                    if matches!(open, Updated::Closed) {
                         return Ok(());
                     }
                     d.attempts = attempt;
@@ -140,31 +162,6 @@ impl Dispatcher {
                     d.next_attempt_at = Some(next);
                 }
             }
-        }
-    }
-
-    /// After a delivery settles: a success stands down its fallbacks; a failure (or a channel that
-    /// became unusable) hands over to the next transactional fallback, if any.
-    async fn follow_up(
-        self: &Arc<Self>,
-        d: &DeliveryRecord,
-        user: &UserId,
-        decision: Decision,
-        reason: Option<Reason>,
-        now: jiff::Timestamp,
-    ) -> Result<(), StoreError> {
-        match (decision, reason) {
-            (Decision::Sent | Decision::Delivered, _) => {
-                self.store.settle_fallbacks(d.notification_id, user, now).await
-            }
-            (Decision::Failed, _) | (Decision::Suppressed, Some(Reason::NoAddress | Reason::ChannelDisabled)) => {
-                if let Some(next) = self.store.next_fallback(d.notification_id, user, now).await? {
-                    tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
-                    self.dispatch(next);
-                }
-                Ok(())
-            }
-            _ => Ok(()),
         }
     }
 

@@ -134,22 +134,11 @@ pub trait Store: Send + Sync + 'static {
     /// Makes the user's digest due no later than `at`.
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
 
-    /// Activates the next standby (transactional fallback) delivery of this notification and user,
-    /// with its audit line; `None` when there is none left.
-    async fn next_fallback(
-        &self,
-        notification_id: Uuid,
-        user: &UserId,
-        now: Timestamp,
-    ) -> StoreResult<Option<DeliveryRecord>>;
-    /// Stands down the remaining fallbacks once a channel succeeded.
-    async fn settle_fallbacks(&self, notification_id: Uuid, user: &UserId, now: Timestamp) -> StoreResult<()>;
-
     /// Deliveries still to be attempted (for restart).
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
-    /// Records an attempt's result, with an audit entry when `audit` is given; false (and nothing
-    /// recorded) when the delivery is no longer open (cancelled meanwhile).
-    async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<bool>;
+    /// Records an attempt's result with its audit entry and fallback hand-over, atomically;
+    /// nothing is recorded when the delivery is no longer open (cancelled meanwhile).
+    async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<Updated>;
 
     /// A page of the inbox, newest first.
     async fn list_inbox(&self, user: &UserId, query: InboxQuery) -> StoreResult<Vec<InboxItem>>;

@@ -298,8 +298,30 @@ pub struct DeliveryUpdate {
     pub next_attempt_at: Option<Timestamp>,
     /// Audit entry to add with it.
     pub audit: Option<AuditEntry>,
+    /// What to do with the transactional fallbacks of the same notification and user, atomically.
+    pub then: AfterUpdate,
     /// When.
     pub now: Timestamp,
+}
+
+/// Fallback handling that goes with a delivery update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUpdate {
+    /// Leave them.
+    Nothing,
+    /// The channel succeeded: stand the fallbacks down.
+    StandDown,
+    /// The channel failed for good: activate the next fallback.
+    HandOver,
+}
+
+/// What [`crate::Store::update_delivery`] did.
+#[derive(Debug, Clone)]
+pub enum Updated {
+    /// The delivery was no longer open (cancelled meanwhile): nothing recorded.
+    Closed,
+    /// Recorded; with the fallback delivery it activated, if any, to dispatch.
+    Recorded(Option<DeliveryRecord>),
 }
 
 /// One line of the audit trail.

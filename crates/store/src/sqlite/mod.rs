@@ -283,6 +283,55 @@ async fn insert_delivery(
     Ok(())
 }
 
+/// Activates the next standby delivery of (notification, user), with its audit line.
+async fn hand_over(
+    conn: &mut SqliteConnection,
+    notification_id: Uuid,
+    user: &UserId,
+    now: Timestamp,
+) -> StoreResult<Option<DeliveryRecord>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET status = 'queued', updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
+         WHERE notification_id = ?2 AND user_id = ?3 AND status = 'standby' ORDER BY rowid LIMIT 1) \
+         RETURNING {DELIVERY_COLUMNS}"
+    )))
+    .bind(to_ms(now))
+    .bind(notification_id.to_string())
+    .bind(user.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
+    let audit = AuditEntry {
+        user_id: user.clone(),
+        notification_id,
+        channel: Some(d.channel),
+        decision: herald_domain::reason::Decision::Delivering,
+        reason: Some(herald_domain::reason::Reason::Fallback),
+        at: now,
+    };
+    insert_audit(conn, &audit).await?;
+    Ok(Some(d))
+}
+
+/// Stands down the remaining standby deliveries of (notification, user).
+async fn stand_down(
+    conn: &mut SqliteConnection,
+    notification_id: Uuid,
+    user: &UserId,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ? \
+         WHERE notification_id = ? AND user_id = ? AND status = 'standby'",
+    )
+    .bind(to_ms(now))
+    .bind(notification_id.to_string())
+    .bind(user.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Supersedes the user's older notifications with the same collapse key that have not interrupted yet.
 async fn collapse(conn: &mut SqliteConnection, item: &WorkItem, key: &str, now: i64) -> StoreResult<()> {
     sqlx::query(
@@ -1041,62 +1090,6 @@ impl Store for SqliteStore {
         self.writer.write(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
     }
 
-    async fn next_fallback(
-        &self,
-        notification_id: Uuid,
-        user: &UserId,
-        now: Timestamp,
-    ) -> StoreResult<Option<DeliveryRecord>> {
-        let user = user.clone();
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE deliveries SET status = 'queued', updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
-                         WHERE notification_id = ?2 AND user_id = ?3 AND status = 'standby' ORDER BY rowid LIMIT 1) \
-                         RETURNING {DELIVERY_COLUMNS}"
-                    )))
-                    .bind(to_ms(now))
-                    .bind(notification_id.to_string())
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
-                    let audit = AuditEntry {
-                        user_id: user.clone(),
-                        notification_id,
-                        channel: Some(d.channel),
-                        decision: herald_domain::reason::Decision::Delivering,
-                        reason: Some(herald_domain::reason::Reason::Fallback),
-                        at: now,
-                    };
-                    insert_audit(c, &audit).await?;
-                    Ok(Some(d))
-                })
-            })
-            .await
-    }
-
-    async fn settle_fallbacks(&self, notification_id: Uuid, user: &UserId, now: Timestamp) -> StoreResult<()> {
-        let user = user.clone();
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ? \
-                         WHERE notification_id = ? AND user_id = ? AND status = 'standby'",
-                    )
-                    .bind(to_ms(now))
-                    .bind(notification_id.to_string())
-                    .bind(user.as_str())
-                    .execute(c)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
@@ -1108,7 +1101,7 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<bool> {
+    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -1127,12 +1120,21 @@ impl Store for SqliteStore {
                     .await?;
                     if r.rows_affected() == 0 {
                         // Cancelled or settled meanwhile: this attempt's result no longer counts.
-                        return Ok(false);
+                        return Ok(Updated::Closed);
                     }
                     if let Some(a) = &u.audit {
                         insert_audit(c, a).await?;
                     }
-                    Ok(true)
+                    let Some(a) = &u.audit else { return Ok(Updated::Recorded(None)) };
+                    let (notification_id, user) = (a.notification_id, a.user_id.clone());
+                    match u.then {
+                        AfterUpdate::Nothing => Ok(Updated::Recorded(None)),
+                        AfterUpdate::StandDown => {
+                            stand_down(c, notification_id, &user, u.now).await?;
+                            Ok(Updated::Recorded(None))
+                        }
+                        AfterUpdate::HandOver => Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now).await?)),
+                    }
                 })
             })
             .await
