@@ -133,7 +133,7 @@ impl Dispatcher {
                         .await?;
                     if let Updated::Recorded(Some(next)) = updated {
                         tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
-                        self.dispatch(next);
+                        self.dispatch(*next);
                     }
                     return Ok(());
                 }

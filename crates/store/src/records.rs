@@ -321,7 +321,7 @@ pub enum Updated {
     /// The delivery was no longer open (cancelled meanwhile): nothing recorded.
     Closed,
     /// Recorded; with the fallback delivery it activated, if any, to dispatch.
-    Recorded(Option<DeliveryRecord>),
+    Recorded(Option<Box<DeliveryRecord>>),
 }
 
 /// One line of the audit trail.

@@ -1133,7 +1133,7 @@ impl Store for SqliteStore {
                             stand_down(c, notification_id, &user, u.now).await?;
                             Ok(Updated::Recorded(None))
                         }
-                        AfterUpdate::HandOver => Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now).await?)),
+                        AfterUpdate::HandOver => Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now).await?.map(Box::new))),
                     }
                 })
             })
