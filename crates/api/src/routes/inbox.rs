@@ -115,9 +115,7 @@ async fn user_inbox(
     Query(p): Query<InboxParams>,
 ) -> ApiResult<Json<InboxPage>> {
     let id = user_id(&id)?;
-    if state.store.get_user(&id).await?.is_none_or(|u| u.erased_at.is_some()) {
-        return Err(ApiError::NotFound(format!("no user {id}")));
-    }
+    super::users::live_user(&state, &id).await?;
     Ok(Json(page(&state, &id, p).await?))
 }
 

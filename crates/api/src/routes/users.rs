@@ -62,11 +62,19 @@ impl From<UserRecord> for UserView {
     }
 }
 
-async fn live_user(state: &AppState, id: &UserId) -> ApiResult<UserRecord> {
+pub(super) async fn live_user(state: &AppState, id: &UserId) -> ApiResult<UserRecord> {
     match state.store.get_user(id).await? {
         Some(u) if u.erased_at.is_none() => Ok(u),
         _ => Err(ApiError::NotFound(format!("no user {id}"))),
     }
+}
+
+/// Refuses to attach data to an erased user (unknown users are fine: they are created).
+async fn not_erased(state: &AppState, id: &UserId) -> ApiResult<()> {
+    if state.store.get_user(id).await?.is_some_and(|u| u.erased_at.is_some()) {
+        return Err(ApiError::NotFound(format!("user {id} was erased; PUT it again first")));
+    }
+    Ok(())
 }
 
 /// Creates or updates a user. Omitted fields stay as they are; `null` clears one.
@@ -190,9 +198,7 @@ async fn add_device(
 ) -> ApiResult<(StatusCode, Json<DeviceView>)> {
     let id = user_id(&id)?;
     spec.validate()?;
-    if state.store.get_user(&id).await?.is_some_and(|u| u.erased_at.is_some()) {
-        return Err(ApiError::NotFound(format!("user {id} was erased; PUT it again first")));
-    }
+    not_erased(&state, &id).await?;
     let rec = state.store.add_device(&id, &spec, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(rec.into())))
 }
@@ -235,9 +241,7 @@ async fn read_prefs(state: &AppState, id: &UserId) -> ApiResult<Preferences> {
 }
 
 async fn write_prefs(state: &AppState, id: &UserId, body: StoredPreferences, merge: bool) -> ApiResult<Preferences> {
-    if state.store.get_user(id).await?.is_some_and(|u| u.erased_at.is_some()) {
-        return Err(ApiError::NotFound(format!("user {id} was erased; PUT it again first")));
-    }
+    not_erased(state, id).await?;
     let next = if merge { state.store.get_preferences(id).await?.unwrap_or_default().merged(&body) } else { body };
     next.validate()?;
     state.store.put_preferences(id, &next, state.clock.now()).await?;
