@@ -52,6 +52,7 @@ pub struct AppState {
         (name = "notifications", description = "Sending, status and cancellation"),
         (name = "inbox", description = "The in-app inbox and its live stream (user token)"),
         (name = "topics", description = "Topic subscriptions"),
+        (name = "deliveries", description = "Dead letters, replay and provider feedback"),
         (name = "operations", description = "Health, metrics and documentation"),
     )
 )]

@@ -65,6 +65,10 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Sends to every target; an error means at least one target failed.
     async fn send(&self, cmd: &SendCommand) -> Result<(), SendError>;
+    /// What one circuit breaker guards for this send: the provider as a whole by default.
+    fn circuit(&self, _cmd: &SendCommand) -> String {
+        self.name().to_owned()
+    }
 }
 
 /// Installs the process-wide TLS crypto provider (ring); harmless when already installed.

@@ -97,6 +97,15 @@ impl Provider for WebhookProvider {
         }
         first_error.map_or(Ok(()), Err)
     }
+
+    /// Each receiving host has its own breaker: one dead endpoint must not hold up the others.
+    fn circuit(&self, cmd: &SendCommand) -> String {
+        let origin = cmd.targets.iter().find_map(|t| match t {
+            Target::Webhook { url, .. } => reqwest::Url::parse(url).ok().map(|u| u.origin().ascii_serialization()),
+            Target::Address(_) => None,
+        });
+        format!("webhook {}", origin.unwrap_or_default())
+    }
 }
 
 #[cfg(test)]

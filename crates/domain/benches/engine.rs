@@ -54,6 +54,8 @@ fn decide_social(bencher: divan::Bencher) {
         online: false,
         timezone: Some(&tz),
         interruptions: &log,
+        blocked: &BTreeSet::new(),
+        shedding: None,
     };
     bencher.bench(|| decide(black_box(&ask), black_box(&user), black_box(now())));
 }

@@ -2,7 +2,8 @@
 //! happens on each channel and why. Pure: the same input always gives the same plan.
 //!
 //! Order of questions: consent (erasure, channel switches, category opt-outs, marketing SMS,
-//! addresses), then the class strategy (breakthrough budgets, presence, quiet hours, the cap).
+//! addresses), then load shedding, then the class strategy (breakthrough budgets, presence, quiet
+//! hours, the cap).
 
 use std::collections::BTreeSet;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, Class};
 use crate::ids::Category;
+use crate::overload::Shedding;
 use crate::preferences::Preferences;
 use crate::quiet::quiet_until;
 use crate::reason::Reason;
@@ -78,6 +80,10 @@ pub struct RecipientState<'a> {
     pub timezone: Option<&'a jiff::tz::TimeZone>,
     /// Recent interruptions (at least the last hour and the cap window).
     pub interruptions: &'a [Interruption],
+    /// Channels whose only addresses are blocked (a hard bounce, say).
+    pub blocked: &'a BTreeSet<Channel>,
+    /// Load shedding in force, if Herald is overloaded.
+    pub shedding: Option<Shedding>,
 }
 
 /// What one notification asks of the engine.
@@ -179,6 +185,9 @@ fn consent(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) -> Outcom
         return Outcome::Suppress(Reason::NoSmsOptIn);
     }
     if channel.interrupts() && !user.reachable.contains(&channel) {
+        if user.blocked.contains(&channel) {
+            return Outcome::Suppress(Reason::AddressBlocked);
+        }
         return Outcome::Suppress(Reason::NoAddress);
     }
     Outcome::Send
@@ -215,6 +224,12 @@ fn strategy(
         .quiet_hours
         .as_ref()
         .and_then(|q| quiet_until(q, user.timezone.unwrap_or(&jiff::tz::TimeZone::UTC), now));
+    if let Some(shedding) = user.shedding
+        && shedding.sheds(ask.class)
+    {
+        set(decisions, Outcome::Defer { until: shedding.until, reason: Reason::Overload });
+        return None;
+    }
     let class = match ask.class {
         Class::Critical if used_in_last_hour(user, Spend::Critical, now) < CRITICAL_BUDGET => {
             return Some(Spend::Critical);

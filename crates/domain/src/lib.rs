@@ -9,6 +9,7 @@ pub mod digest;
 pub mod error;
 pub mod ids;
 pub mod notification;
+pub mod overload;
 pub mod preferences;
 pub mod quiet;
 pub mod reason;

@@ -22,6 +22,8 @@ pub enum Decision {
     Delivered,
     /// Failed for good.
     Failed,
+    /// The provider reported a hard bounce or an invalid token after accepting it.
+    Bounced,
 }
 
 impl Decision {
@@ -36,6 +38,7 @@ impl Decision {
             Decision::Sent => "sent",
             Decision::Delivered => "delivered",
             Decision::Failed => "failed",
+            Decision::Bounced => "bounced",
         }
     }
 }
@@ -80,6 +83,24 @@ pub enum Reason {
     ProviderRejected,
     /// Retries ran out.
     RetriesExhausted,
+    /// The user already had the hard ceiling of sends on this channel in the last hour.
+    HourlyCeiling,
+    /// The server's daily SMS budget is spent.
+    SmsBudget,
+    /// Herald is overloaded: this class waits so that more urgent ones flow.
+    Overload,
+    /// The address hard-bounced earlier and is blocked.
+    AddressBlocked,
+    /// An operator replayed a dead letter.
+    Replayed,
+    /// The provider reported a hard bounce.
+    HardBounce,
+    /// The recipient marked it as spam.
+    Complaint,
+    /// The provider reported the device token or subscription invalid.
+    InvalidToken,
+    /// The recipient unsubscribed through the provider.
+    Unsubscribed,
 }
 
 impl Reason {
@@ -104,6 +125,15 @@ impl Reason {
             Reason::Duplicate => "duplicate",
             Reason::ProviderRejected => "provider_rejected",
             Reason::RetriesExhausted => "retries_exhausted",
+            Reason::HourlyCeiling => "hourly_ceiling",
+            Reason::SmsBudget => "sms_budget",
+            Reason::Overload => "overload",
+            Reason::AddressBlocked => "address_blocked",
+            Reason::Replayed => "replayed",
+            Reason::HardBounce => "hard_bounce",
+            Reason::Complaint => "complaint",
+            Reason::InvalidToken => "invalid_token",
+            Reason::Unsubscribed => "unsubscribed",
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct Config {
     pub channels: Channels,
     /// Per-user lanes (default: 4 per core).
     pub lanes: Option<usize>,
+    /// Delivery safety limits and shutdown.
+    pub delivery: Delivery,
+    /// Load shedding.
+    pub overload: Overload,
 }
 
 impl Default for Config {
@@ -42,6 +46,50 @@ impl Default for Config {
             defaults: Defaults::default(),
             channels: Channels::default(),
             lanes: None,
+            delivery: Delivery::default(),
+            overload: Overload::default(),
+        }
+    }
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Delivery {
+    /// Most sends per user per interrupting channel per rolling hour, whatever the class (0: off).
+    pub hourly_ceiling: u32,
+    /// How long SIGTERM waits for sends in flight before exiting.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self { hourly_ceiling: 100, shutdown_grace_seconds: 30 }
+    }
+}
+
+/// `[overload]`: delivery queue depths at which classes are shed (deferred), least urgent first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Overload {
+    /// Depth from which marketing waits.
+    pub shed_marketing_at: usize,
+    /// Depth from which social waits too.
+    pub shed_social_at: usize,
+    /// Depth from which transactional waits too (critical never does).
+    pub shed_transactional_at: usize,
+    /// How long a shed notification waits before it is decided again.
+    pub defer_seconds: u64,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        let t = herald_runtime::Thresholds::default();
+        Self {
+            shed_marketing_at: t.marketing,
+            shed_social_at: t.social,
+            shed_transactional_at: t.transactional,
+            defer_seconds: 60,
         }
     }
 }
@@ -75,19 +123,99 @@ pub enum QuietHoursSetting {
     Window(QuietHours),
 }
 
-/// Retry and timeout settings every channel takes.
+/// Dispatch settings every channel takes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChannelConfig {
-    /// Delays between attempts; when exhausted the delivery fails.
+    /// The provider, or several in failover order.
+    pub provider: ProviderList,
+    /// Delays between attempts; when exhausted the delivery fails (a dead letter).
     pub retry_schedule_seconds: Vec<u64>,
     /// Provider request timeout.
     pub timeout_seconds: u64,
+    /// Sends in flight at once on the channel.
+    pub max_in_flight: usize,
+    /// Circuit breaker of each provider.
+    pub breaker: BreakerConfig,
+    /// Each provider's rate (token bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateConfig>,
+    /// Email: each recipient domain's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_rate_limit: Option<RateConfig>,
+    /// Sends per UTC day across all users; over it: suppressed, reason `sms_budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<u32>,
+    /// `[channels.sms.twilio]`: only its `daily_budget` is read here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioBudget>,
 }
 
 impl ChannelConfig {
-    fn new(schedule: &[u64]) -> Self {
-        Self { retry_schedule_seconds: schedule.to_vec(), timeout_seconds: 15 }
+    fn new(provider: &str, schedule: &[u64]) -> Self {
+        Self {
+            provider: ProviderList::One(provider.into()),
+            retry_schedule_seconds: schedule.to_vec(),
+            timeout_seconds: 15,
+            max_in_flight: 64,
+            breaker: BreakerConfig::default(),
+            rate_limit: None,
+            domain_rate_limit: None,
+            daily_budget: None,
+            twilio: None,
+        }
     }
+
+    /// The provider names in failover order.
+    pub fn providers(&self) -> Vec<String> {
+        match &self.provider {
+            ProviderList::One(p) => vec![p.clone()],
+            ProviderList::Many(ps) => ps.clone(),
+        }
+    }
+}
+
+/// `provider = "smtp"` or `provider = ["smtp", "dev"]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProviderList {
+    /// One provider.
+    One(String),
+    /// Providers in failover order.
+    Many(Vec<String>),
+}
+
+/// `breaker = { failure_threshold, open_seconds }`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakerConfig {
+    /// Transient failures in a row that open the circuit.
+    pub failure_threshold: u32,
+    /// Seconds it stays open before one probe.
+    pub open_seconds: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_seconds: 30 }
+    }
+}
+
+/// `{ per_second, burst }`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RateConfig {
+    /// Sustained sends per second.
+    pub per_second: f64,
+    /// Largest burst (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// The part of `[channels.sms.twilio]` that dispatch uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TwilioBudget {
+    /// Messages per UTC day, all users.
+    #[serde(default)]
+    pub daily_budget: Option<u32>,
 }
 
 /// `[channels]`; provider sections of later channels are accepted and kept for them.
@@ -109,11 +237,11 @@ pub struct Channels {
 impl Default for Channels {
     fn default() -> Self {
         Self {
-            push: ChannelConfig::new(&[30, 120]),
-            web_push: ChannelConfig::new(&[30]),
-            email: ChannelConfig::new(&[60, 300, 1800]),
-            sms: ChannelConfig::new(&[60, 600]),
-            webhook: ChannelConfig::new(&[5, 300, 1800, 7200, 18000]),
+            push: ChannelConfig::new("dev", &[30, 120]),
+            web_push: ChannelConfig::new("dev", &[30]),
+            email: ChannelConfig::new("dev", &[60, 300, 1800]),
+            sms: ChannelConfig::new("dev", &[60, 600]),
+            webhook: ChannelConfig::new("webhook", &[5, 300, 1800, 7200, 18000]),
         }
     }
 }
@@ -159,7 +287,59 @@ impl Config {
         if cap.max == 0 || cap.window_seconds == 0 {
             return Err(ConfigError("defaults.frequency_cap needs max and window_seconds above 0".into()));
         }
+        for (channel, c) in self.channel_configs() {
+            let providers = c.providers();
+            if providers.is_empty() {
+                return Err(ConfigError(format!("channels.{channel}.provider: name at least one provider")));
+            }
+            if let Some(dup) = providers.iter().enumerate().find(|(i, p)| providers[..*i].contains(p)) {
+                return Err(ConfigError(format!("channels.{channel}.provider lists {} twice", dup.1)));
+            }
+            for (name, rate) in [("rate_limit", c.rate_limit), ("domain_rate_limit", c.domain_rate_limit)] {
+                if rate.is_some_and(|r| !(r.per_second > 0.0 && r.per_second.is_finite()) || r.burst == Some(0)) {
+                    return Err(ConfigError(format!(
+                        "channels.{channel}.{name}: per_second must be above 0 and burst at least 1"
+                    )));
+                }
+            }
+            if c.breaker.failure_threshold == 0 {
+                return Err(ConfigError(format!("channels.{channel}.breaker.failure_threshold must be at least 1")));
+            }
+        }
+        let o = &self.overload;
+        if !(o.shed_marketing_at <= o.shed_social_at && o.shed_social_at <= o.shed_transactional_at) {
+            return Err(ConfigError(
+                "overload: shed_marketing_at <= shed_social_at <= shed_transactional_at (marketing is shed first)"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Each channel's section.
+    pub fn channel_configs(&self) -> [(herald_domain::Channel, &ChannelConfig); 5] {
+        use herald_domain::Channel;
+        let c = &self.channels;
+        [
+            (Channel::Push, &c.push),
+            (Channel::WebPush, &c.web_push),
+            (Channel::Email, &c.email),
+            (Channel::Sms, &c.sms),
+            (Channel::Webhook, &c.webhook),
+        ]
+    }
+
+    /// The runtime's overload settings.
+    pub fn overload_settings(&self) -> herald_runtime::OverloadSettings {
+        let o = &self.overload;
+        herald_runtime::OverloadSettings {
+            thresholds: herald_runtime::Thresholds {
+                marketing: o.shed_marketing_at,
+                social: o.shed_social_at,
+                transactional: o.shed_transactional_at,
+            },
+            defer: jiff::SignedDuration::from_secs(o.defer_seconds.max(1) as i64),
+        }
     }
 
     /// The preference defaults for the engine.
@@ -173,28 +353,34 @@ impl Config {
         }
     }
 
-    /// Retry settings per channel.
+    /// Dispatch settings per channel.
     pub fn channel_settings(&self) -> Vec<(herald_domain::Channel, herald_runtime::ChannelSettings)> {
-        use herald_domain::Channel;
-        let c = &self.channels;
-        [
-            (Channel::Push, &c.push),
-            (Channel::WebPush, &c.web_push),
-            (Channel::Email, &c.email),
-            (Channel::Sms, &c.sms),
-            (Channel::Webhook, &c.webhook),
-        ]
-        .into_iter()
-        .map(|(ch, cfg)| {
-            (
-                ch,
-                herald_runtime::ChannelSettings {
-                    retry_schedule: cfg.retry_schedule_seconds.iter().map(|s| Duration::from_secs(*s)).collect(),
-                    timeout: Duration::from_secs(cfg.timeout_seconds.max(1)),
-                },
-            )
-        })
-        .collect()
+        let rate = |r: Option<RateConfig>| {
+            r.map(|r| herald_runtime::Rate {
+                per_second: r.per_second,
+                burst: r.burst.unwrap_or(r.per_second.ceil().max(1.0) as u32),
+            })
+        };
+        self.channel_configs()
+            .into_iter()
+            .map(|(ch, cfg)| {
+                (
+                    ch,
+                    herald_runtime::ChannelSettings {
+                        retry_schedule: cfg.retry_schedule_seconds.iter().map(|s| Duration::from_secs(*s)).collect(),
+                        timeout: Duration::from_secs(cfg.timeout_seconds.max(1)),
+                        max_in_flight: cfg.max_in_flight.max(1),
+                        breaker: herald_runtime::BreakerSettings {
+                            failure_threshold: cfg.breaker.failure_threshold,
+                            open_for: jiff::SignedDuration::from_secs(cfg.breaker.open_seconds.max(1) as i64),
+                        },
+                        rate_limit: rate(cfg.rate_limit),
+                        domain_rate_limit: rate(cfg.domain_rate_limit),
+                        daily_budget: cfg.daily_budget.or(cfg.twilio.as_ref().and_then(|t| t.daily_budget)),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -218,9 +404,15 @@ mod tests {
                 retry_schedule_seconds = [1, 2]
                 timeout_seconds = 3
                 [channels.email]
-                provider = "smtp"
+                provider = ["dev", "backup"]
                 retry_schedule_seconds = [60]
                 timeout_seconds = 15
+                rate_limit = { per_second = 14 }
+                breaker = { failure_threshold = 2 }
+                [channels.sms.twilio]
+                daily_budget = 250
+                [delivery]
+                hourly_ceiling = 50
                 "#,
             )?;
             jail.set_env("HERALD_LISTEN", "127.0.0.1:0");
@@ -231,6 +423,15 @@ mod tests {
             assert_eq!(c.channels.webhook.timeout_seconds, 9);
             assert_eq!(c.defaults.frequency_cap.max, 5);
             assert!(c.preference_defaults().quiet_hours.is_some());
+            assert_eq!(c.channels.email.providers(), vec!["dev", "backup"]);
+            let settings: std::collections::BTreeMap<_, _> = c.channel_settings().into_iter().collect();
+            let email = &settings[&herald_domain::Channel::Email];
+            assert_eq!(email.rate_limit.map(|r| r.burst), Some(14));
+            assert_eq!(email.breaker.failure_threshold, 2);
+            assert_eq!(email.breaker.open_for, jiff::SignedDuration::from_secs(30));
+            assert_eq!(settings[&herald_domain::Channel::Sms].daily_budget, Some(250));
+            assert_eq!(c.delivery.hourly_ceiling, 50);
+            assert_eq!(c.channels.webhook.providers(), vec!["webhook"]);
             Ok(())
         });
     }
@@ -242,6 +443,17 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("./herald-data"));
             assert!(c.database_url.is_empty());
             assert_eq!(c.channels.webhook.retry_schedule_seconds, vec![5, 300, 1800, 7200, 18000]);
+            assert_eq!(c.delivery.hourly_ceiling, 100);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn shedding_thresholds_must_shed_marketing_first() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_OVERLOAD__SHED_MARKETING_AT", "50000");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("marketing is shed first"), "{e}");
             Ok(())
         });
     }

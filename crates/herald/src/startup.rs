@@ -74,9 +74,21 @@ impl Application {
         clock: Arc<dyn Clock>,
         admin_key: Option<String>,
     ) -> Result<Self, StartupError> {
+        Self::build_with_providers(config, clock, admin_key, BTreeMap::new()).await
+    }
+
+    /// As [`Application::build_with`], with extra named providers that `channels.*.provider`
+    /// may list (tests plug in providers that fail on cue).
+    pub async fn build_with_providers(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        admin_key: Option<String>,
+        extra: BTreeMap<String, Arc<dyn Provider>>,
+    ) -> Result<Self, StartupError> {
         herald_channels::init_tls();
+        let runtime_config = runtime_config(&config, extra)?;
         let store = herald_store::open(&config.database_url, &config.data_dir).await?;
-        let runtime = Runtime::start(store.clone(), runtime_config(&config)?, clock.clone()).await?;
+        let runtime = Runtime::start(store.clone(), runtime_config, clock.clone()).await?;
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);
         let token_key: Arc<[u8]> = store.secret("user_token_key", key).await?.into();
@@ -127,19 +139,33 @@ impl Application {
     }
 }
 
-fn runtime_config(config: &Config) -> Result<RuntimeConfig, StartupError> {
+/// Resolves each channel's provider names, in failover order.
+fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -> Result<RuntimeConfig, StartupError> {
     let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
-    let webhook_timeout = settings.get(&Channel::Webhook).map_or(Duration::from_secs(15), |s| s.timeout);
-    let webhook: Arc<dyn Provider> =
-        Arc::new(WebhookProvider::new(webhook_timeout).map_err(|e| StartupError::Io(e.to_string()))?);
     let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
-    let providers = BTreeMap::from([
-        (Channel::Webhook, webhook),
-        (Channel::Push, dev.clone()),
-        (Channel::WebPush, dev.clone()),
-        (Channel::Email, dev.clone()),
-        (Channel::Sms, dev),
-    ]);
+    let mut providers = BTreeMap::new();
+    for (channel, section) in config.channel_configs() {
+        let mut chain = Vec::new();
+        for name in section.providers() {
+            let provider: Arc<dyn Provider> = match (name.as_str(), extra.get(&name)) {
+                (_, Some(p)) => p.clone(),
+                ("dev", None) => dev.clone(),
+                ("webhook", None) if channel == Channel::Webhook => {
+                    let timeout = settings.get(&channel).map_or(Duration::from_secs(15), |s| s.timeout);
+                    Arc::new(WebhookProvider::new(timeout).map_err(|e| StartupError::Io(e.to_string()))?)
+                }
+                (other, None) => {
+                    return Err(StartupError::Config(crate::config::ConfigError(format!(
+                        "channels.{channel}.provider: `{other}` is not available for {channel} in this build \
+                         (available: {})",
+                        if channel == Channel::Webhook { "webhook, dev" } else { "dev" }
+                    ))));
+                }
+            };
+            chain.push(provider);
+        }
+        providers.insert(channel, chain);
+    }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Ok(RuntimeConfig {
         data_dir: config.data_dir.clone(),
@@ -147,6 +173,9 @@ fn runtime_config(config: &Config) -> Result<RuntimeConfig, StartupError> {
         lanes: config.lanes.unwrap_or(cores * 4),
         channels: settings,
         providers,
+        hourly_ceiling: Some(config.delivery.hourly_ceiling).filter(|c| *c > 0),
+        overload: config.overload_settings(),
+        drain_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
     })
 }
 

@@ -1,65 +1,170 @@
-//! Delivery dispatch: each queued delivery is attempted through its channel's provider, with
-//! consent re-checked just before the send, bounded concurrency, and retries on the channel's
-//! schedule (with jitter). Every attempt's result is persisted, so a restart resumes where it stopped.
+//! Delivery dispatch: each queued delivery is attempted through its channel's providers, with
+//! consent re-checked just before the send, per-channel bounded concurrency, token-bucket rate
+//! limits, a circuit breaker per provider circuit with failover to the channel's next provider,
+//! the hard per-user ceiling and channel budgets, and retries on the channel's schedule (with
+//! jitter). Every attempt's start and result is persisted, so a restart resumes where it stopped
+//! with the same delivery id; what fails for good becomes a dead letter.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald_channels::{Provider, SendCommand, SendError, Target};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, UserId};
-use herald_store::{AfterUpdate, AuditEntry, DeliveryRecord, DeliveryUpdate, Store, StoreError, Updated};
+use herald_store::{
+    AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Limit, Store, StoreError, Updated,
+};
+use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
+use crate::breaker::{Breakers, Verdict};
 use crate::clock::Clock;
 use crate::process::targets;
+use crate::ratelimit::Limiter;
 use crate::{ChannelSettings, RuntimeConfig};
 
-/// Sends in flight at once, all channels together.
-const MAX_IN_FLIGHT: usize = 256;
+/// One channel's machinery.
+struct ChannelLane {
+    /// Providers in failover order, each with its own rate limiter.
+    providers: Vec<(Arc<dyn Provider>, Option<Limiter>)>,
+    /// Per-recipient-domain limiter (email).
+    domains: Option<Limiter>,
+    permits: Semaphore,
+    settings: ChannelSettings,
+}
 
 /// Dispatches deliveries to providers.
 pub(crate) struct Dispatcher {
     store: Arc<dyn Store>,
-    providers: BTreeMap<Channel, Arc<dyn Provider>>,
-    settings: BTreeMap<Channel, ChannelSettings>,
+    lanes: BTreeMap<Channel, ChannelLane>,
     defaults: herald_domain::preferences::PreferenceDefaults,
+    hourly_ceiling: Option<u32>,
     clock: Arc<dyn Clock>,
-    permits: Arc<Semaphore>,
+    breakers: Breakers,
+    /// Deliveries ready to be attempted or being attempted: the load that shedding watches.
+    depth: AtomicUsize,
+    /// Deliveries waiting for a retry time.
+    scheduled: AtomicUsize,
+    /// Attempts between their start being recorded and their result being recorded.
+    in_flight: AtomicUsize,
+    idle: Notify,
+    closing: AtomicBool,
+    /// Wakes waiting deliveries early: the clock moved, or shutdown began.
+    tick: Notify,
 }
 
 /// How one attempt ended.
 enum Attempt {
-    Done(&'static str, Decision, Option<Reason>, Option<String>),
-    Retry(Duration, String),
+    /// Settled: status, decision, reason, error, provider.
+    Done(&'static str, Decision, Option<Reason>, Option<String>, Option<String>),
+    /// Try again after a delay (counted attempt).
+    Retry(Duration, String, Option<String>),
+    /// Every circuit is open: wait, without using up an attempt.
+    Wait(Timestamp, String),
+    /// Nothing to record (closed meanwhile, or shutting down before the send).
+    Leave,
+}
+
+/// Counts one unit of a gauge for as long as it lives.
+struct Held<'a>(&'a AtomicUsize, &'static str);
+
+impl<'a> Held<'a> {
+    fn new(counter: &'a AtomicUsize, queue: &'static str) -> Self {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::gauge!("herald_queue_depth", "queue" => queue).set(n as f64);
+        Self(counter, queue)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let n = self.0.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("herald_queue_depth", "queue" => self.1).set(n as f64);
+    }
 }
 
 impl Dispatcher {
     pub(crate) fn new(store: Arc<dyn Store>, config: &RuntimeConfig, clock: Arc<dyn Clock>) -> Self {
+        let lanes = config
+            .providers
+            .iter()
+            .map(|(channel, providers)| {
+                let settings = config.channels.get(channel).cloned().unwrap_or_default();
+                let lane = ChannelLane {
+                    providers: providers.iter().map(|p| (p.clone(), settings.rate_limit.map(Limiter::new))).collect(),
+                    domains: settings.domain_rate_limit.filter(|_| *channel == Channel::Email).map(Limiter::new),
+                    permits: Semaphore::new(settings.max_in_flight.max(1)),
+                    settings,
+                };
+                (*channel, lane)
+            })
+            .collect();
         Self {
             store,
-            providers: config.providers.clone(),
-            settings: config.channels.clone(),
+            lanes,
             defaults: config.defaults,
+            hourly_ceiling: config.hourly_ceiling,
             clock,
-            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            breakers: Breakers::default(),
+            depth: AtomicUsize::new(0),
+            scheduled: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closing: AtomicBool::new(false),
+            tick: Notify::new(),
+        }
+    }
+
+    /// Deliveries ready or in flight now.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+
+    /// The clock moved: deliveries waiting for a time look again.
+    pub(crate) fn tick(&self) {
+        self.tick.notify_waiters();
+    }
+
+    /// Stops starting attempts and waits up to `grace` for those in flight to be recorded.
+    /// Waiting deliveries stay queued in the store and resume at the next start.
+    pub(crate) async fn drain(&self, grace: Duration) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.tick.notify_waiters();
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("in-flight deliveries drained"),
+            Err(_) => tracing::warn!(
+                in_flight = self.in_flight.load(Ordering::SeqCst),
+                "drain timed out; the rest resumes at the next start with the same delivery ids"
+            ),
         }
     }
 
     /// Starts delivering `d` in the background.
     pub(crate) fn dispatch(self: &Arc<Self>, d: DeliveryRecord) {
         let this = self.clone();
-        metrics::gauge!("herald_queue_depth", "queue" => "deliveries").increment(1.0);
         let span = tracing::info_span!("deliver", delivery_id = %d.id, notification_id = %d.notification_id, user_id = %d.user_id, channel = %d.channel);
         tokio::spawn(
             async move {
                 // A store hiccup must not strand the delivery until the next start: try again a few
                 // times (a repeated send keeps its delivery id, so receivers can deduplicate).
                 for pause in [1, 5, 30, 120, 0] {
-                    match this.clone().run(d.clone()).await {
+                    match this.run(d.clone()).await {
                         Ok(()) => break,
                         Err(e) if pause > 0 => {
                             tracing::warn!(error = %e, "delivery bookkeeping failed; trying again in {pause}s");
@@ -70,25 +175,42 @@ impl Dispatcher {
                         }
                     }
                 }
-                metrics::gauge!("herald_queue_depth", "queue" => "deliveries").decrement(1.0);
             }
             .instrument(span),
         );
     }
 
-    async fn run(self: Arc<Self>, mut d: DeliveryRecord) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
+    /// Sleeps until the clock reads `at`; false when shutdown began meanwhile.
+    async fn wait_until(&self, at: Timestamp) -> bool {
+        let _scheduled = Held::new(&self.scheduled, "scheduled");
         loop {
-            if let Some(at) = d.next_attempt_at {
-                let wait = self.clock.now().duration_until(at);
-                if let Ok(wait) = Duration::try_from(wait) {
-                    tokio::time::sleep(wait).await;
-                }
+            let tick = self.tick.notified();
+            tokio::pin!(tick);
+            tick.as_mut().enable();
+            if self.closing.load(Ordering::SeqCst) {
+                return false;
             }
-            let attempt = d.attempts + 1;
-            let result = {
-                let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
-                self.attempt(&d, attempt).await?
+            let Ok(wait) = Duration::try_from(self.clock.now().duration_until(at)) else { return true };
+            if wait.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut tick => {}
+            }
+        }
+    }
+
+    async fn run(self: &Arc<Self>, mut d: DeliveryRecord) -> Result<(), StoreError> {
+        loop {
+            if let Some(at) = d.next_attempt_at
+                && !self.wait_until(at).await
+            {
+                return Ok(());
+            }
+            let (result, in_flight) = {
+                let _ready = Held::new(&self.depth, "deliveries");
+                self.attempt(&d).await?
             };
             let now = self.clock.now();
             let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -100,105 +222,159 @@ impl Dispatcher {
                 reason,
                 at: now,
             };
-            let provider = self.providers.get(&d.channel).map(|p| p.name().to_owned());
+            let update = |status: &str, attempts, provider, error, next_attempt_at, audit, then| DeliveryUpdate {
+                id: d.id,
+                status: status.into(),
+                attempts,
+                provider,
+                error,
+                next_attempt_at,
+                audit,
+                then,
+                now,
+            };
+            // An attempt that reached a provider was counted when its start was recorded.
+            let counted = d.attempts + u32::from(in_flight.is_some());
             match result {
-                Attempt::Done(status, decision, reason, error) => {
-                    metrics::counter!("herald_deliveries_total", "channel" => d.channel.as_str(), "status" => status)
-                        .increment(1);
+                Attempt::Leave => return Ok(()),
+                Attempt::Done(status, decision, reason, error, provider) => {
+                    let channel = d.channel.as_str();
+                    metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status).increment(1);
                     if decision == Decision::Sent || decision == Decision::Delivered {
-                        metrics::histogram!("herald_delivery_seconds", "channel" => d.channel.as_str())
-                            .record(started.elapsed().as_secs_f64());
+                        let class = d.class.map_or("unknown", |c| c.as_str());
+                        let latency = now.duration_since(d.created_at).as_secs_f64().max(0.0);
+                        metrics::histogram!("herald_delivery_seconds", "channel" => channel, "class" => class)
+                            .record(latency);
+                    }
+                    if decision == Decision::Failed {
+                        metrics::counter!("herald_dead_letters_total", "channel" => channel).increment(1);
                     }
                     let then = match (decision, reason) {
                         (Decision::Sent | Decision::Delivered, _) => AfterUpdate::StandDown,
-                        (Decision::Failed, _)
-                        | (Decision::Suppressed, Some(Reason::NoAddress | Reason::ChannelDisabled)) => {
-                            AfterUpdate::HandOver
-                        }
+                        (Decision::Failed, _) => AfterUpdate::HandOver,
+                        (
+                            Decision::Suppressed,
+                            Some(
+                                Reason::NoAddress
+                                | Reason::ChannelDisabled
+                                | Reason::AddressBlocked
+                                | Reason::HourlyCeiling
+                                | Reason::SmsBudget,
+                            ),
+                        ) => AfterUpdate::HandOver,
                         _ => AfterUpdate::Nothing,
                     };
-                    let updated = self
+                    let provider = provider.or(d.provider.clone());
+                    let recorded = self
                         .store
-                        .update_delivery(DeliveryUpdate {
-                            id: d.id,
-                            status: status.into(),
-                            attempts: attempt,
+                        .update_delivery(update(
+                            status,
+                            counted,
                             provider,
                             error,
-                            next_attempt_at: None,
-                            audit: Some(audit(decision, reason)),
+                            None,
+                            Some(audit(decision, reason)),
                             then,
-                            now,
-                        })
-                        .await?;
-                    if let Updated::Recorded(Some(next)) = updated {
+                        ))
+                        .await;
+                    drop(in_flight);
+                    if let Updated::Recorded(Some(next)) = recorded? {
                         tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
                         self.dispatch(*next);
                     }
                     return Ok(());
                 }
-                Attempt::Retry(delay, error) => {
+                Attempt::Retry(delay, error, provider) => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
                     let next = now + delay;
-                    let open = self
+                    let recorded = self
                         .store
-                        .update_delivery(DeliveryUpdate {
-                            id: d.id,
-                            status: "queued".into(),
-                            attempts: attempt,
-                            provider,
-                            error: Some(error.clone()),
-                            next_attempt_at: Some(next),
-                            audit: None,
-                            then: AfterUpdate::Nothing,
-                            now,
-                        })
-                        .await?;
-                    if matches!(open, Updated::Closed) {
+                        .update_delivery(update(
+                            "queued",
+                            counted,
+                            provider.clone(),
+                            Some(error.clone()),
+                            Some(next),
+                            None,
+                            AfterUpdate::Nothing,
+                        ))
+                        .await;
+                    drop(in_flight);
+                    if matches!(recorded?, Updated::Closed) {
                         return Ok(());
                     }
-                    d.attempts = attempt;
+                    d.attempts = counted;
+                    d.provider = provider;
                     d.error = Some(error);
                     d.next_attempt_at = Some(next);
+                }
+                Attempt::Wait(until, error) => {
+                    let recorded = self
+                        .store
+                        .update_delivery(update(
+                            "queued",
+                            d.attempts,
+                            d.provider.clone(),
+                            Some(error.clone()),
+                            Some(until),
+                            None,
+                            AfterUpdate::Nothing,
+                        ))
+                        .await?;
+                    if matches!(recorded, Updated::Closed) {
+                        return Ok(());
+                    }
+                    d.error = Some(error);
+                    d.next_attempt_at = Some(until);
                 }
             }
         }
     }
 
-    /// One attempt: consent re-check, targets, send, classification.
-    async fn attempt(&self, d: &DeliveryRecord, attempt: u32) -> Result<Attempt, StoreError> {
-        let Some(provider) = self.providers.get(&d.channel) else {
-            return Ok(Attempt::Done(
-                "failed",
-                Decision::Failed,
-                Some(Reason::NoChannel),
-                Some("no provider configured".into()),
+    /// One attempt: consent re-check, a provider whose circuit is closed, rate limits, a
+    /// concurrency permit, the recorded start (with the send limits), the send, failover.
+    /// The in-flight mark, when returned, must live until the result is recorded.
+    async fn attempt(&self, d: &DeliveryRecord) -> Result<(Attempt, Option<InFlight<'_>>), StoreError> {
+        let Some(lane) = self.lanes.get(&d.channel).filter(|l| !l.providers.is_empty()) else {
+            return Ok((
+                Attempt::Done(
+                    "failed",
+                    Decision::Failed,
+                    Some(Reason::NoChannel),
+                    Some("no provider configured".into()),
+                    None,
+                ),
+                None,
             ));
+        };
+        let suppress = |reason: Reason| {
+            Ok((
+                Attempt::Done("suppressed", Decision::Suppressed, Some(reason), Some(reason.as_str().into()), None),
+                None,
+            ))
         };
         let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Defence in depth: consent may have changed since the decision; re-check it now.
         let user = self.store.get_user(&user_id).await?;
         if user.as_ref().is_none_or(|u| u.erased_at.is_some()) {
-            return Ok(Attempt::Done("suppressed", Decision::Suppressed, Some(Reason::Erased), Some("erased".into())));
+            return suppress(Reason::Erased);
         }
         let prefs = self.store.get_preferences(&user_id).await?.unwrap_or_default().resolve(&self.defaults);
         if !prefs.channel_enabled(d.channel) {
-            return Ok(Attempt::Done(
-                "suppressed",
-                Decision::Suppressed,
-                Some(Reason::ChannelDisabled),
-                Some("channel_disabled".into()),
-            ));
+            return suppress(Reason::ChannelDisabled);
+        }
+        let profile = user.as_ref().map(|u| &u.user);
+        if matches!(d.channel, Channel::Email | Channel::Sms) {
+            let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
+            let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
+            if self.store.blocked_channels(email, phone).await?.contains(&d.channel) {
+                return suppress(Reason::AddressBlocked);
+            }
         }
         let devices = self.store.list_devices(&user_id).await?;
-        let targets: Vec<Target> = targets(d.channel, &devices, user.as_ref().map(|u| &u.user));
+        let targets: Vec<Target> = targets(d.channel, &devices, profile);
         if targets.is_empty() {
-            return Ok(Attempt::Done(
-                "suppressed",
-                Decision::Suppressed,
-                Some(Reason::NoAddress),
-                Some("no_address".into()),
-            ));
+            return suppress(Reason::NoAddress);
         }
         let cmd = SendCommand {
             delivery_id: d.id,
@@ -206,29 +382,174 @@ impl Dispatcher {
             user_id: d.user_id.clone(),
             payload: d.payload.clone(),
             targets,
-            attempt,
+            attempt: d.attempts + 1,
         };
-        let delivered_status =
-            if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
-        Ok(match provider.send(&cmd).await {
-            Ok(()) => Attempt::Done(delivered_status.0, delivered_status.1, None, None),
-            Err(SendError::Permanent(msg)) => {
-                metrics::counter!("herald_provider_errors_total", "channel" => d.channel.as_str(), "kind" => "permanent").increment(1);
-                Attempt::Done("failed", Decision::Failed, Some(Reason::ProviderRejected), Some(msg))
+        let settings = &lane.settings;
+        let mut in_flight: Option<InFlight<'_>> = None;
+        let mut _permit = None;
+        let mut transient: Option<(String, Option<u64>, &'static str)> = None;
+        let mut reopen: Option<Timestamp> = None;
+        for (provider, limiter) in &lane.providers {
+            let circuit = provider.circuit(&cmd);
+            if let Verdict::Refuse(until) = self.breakers.check(d.channel, &circuit, settings.breaker, self.clock.now())
+            {
+                reopen = Some(reopen.map_or(until, |r| r.min(until)));
+                continue;
             }
-            Err(SendError::Transient { message, retry_after }) => {
-                metrics::counter!("herald_provider_errors_total", "channel" => d.channel.as_str(), "kind" => "transient").increment(1);
-                let schedule = self.settings.get(&d.channel).map(|s| s.retry_schedule.as_slice()).unwrap_or_default();
-                match schedule.get(attempt as usize - 1) {
-                    Some(base) => {
-                        let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
-                        Attempt::Retry(jitter(base), message)
-                    }
-                    None => Attempt::Done("failed", Decision::Failed, Some(Reason::RetriesExhausted), Some(message)),
+            if in_flight.is_none() {
+                if let Some(l) = limiter
+                    && l.acquire(provider.name()).await
+                {
+                    metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "provider").increment(1);
+                }
+                if let (Some(l), Some(domain)) = (&lane.domains, cmd.targets.iter().find_map(email_domain))
+                    && l.acquire(domain).await
+                {
+                    metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "domain").increment(1);
+                }
+                _permit = Some(lane.permits.acquire().await.map_err(|_| StoreError::Closed)?);
+                if self.closing.load(Ordering::SeqCst) {
+                    return Ok((Attempt::Leave, None));
+                }
+                let mark = InFlight::new(self);
+                match self.begin(d, settings).await? {
+                    Begin::Go => in_flight = Some(mark),
+                    Begin::Closed => return Ok((Attempt::Leave, None)),
+                    Begin::UserCeiling => return suppress(Reason::HourlyCeiling),
+                    Begin::ChannelBudget => return suppress(Reason::SmsBudget),
+                }
+                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await;
+                if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
+                    return Ok((done, in_flight));
+                }
+            } else {
+                // Failover within the same attempt: the next provider gets it at once.
+                tracing::info!(provider = provider.name(), "failing over to the next provider");
+                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await;
+                if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
+                    return Ok((done, in_flight));
                 }
             }
-        })
+        }
+        let Some((message, retry_after, provider)) = transient else {
+            // Every circuit is open: wait for the first to half-open, without using up an attempt.
+            let until = reopen.unwrap_or_else(|| self.clock.now() + SignedDuration::from_secs(1));
+            return Ok((Attempt::Wait(until, "circuit open".into()), None));
+        };
+        let attempt = d.attempts + 1;
+        Ok((
+            match settings.retry_schedule.get(attempt as usize - 1) {
+                Some(base) => {
+                    let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
+                    Attempt::Retry(jitter(base), message, Some(provider.into()))
+                }
+                None => Attempt::Done(
+                    "failed",
+                    Decision::Failed,
+                    Some(Reason::RetriesExhausted),
+                    Some(message),
+                    Some(provider.into()),
+                ),
+            },
+            in_flight,
+        ))
     }
+
+    /// Records the attempt's start, checking the hard ceiling and the channel's daily budget.
+    async fn begin(&self, d: &DeliveryRecord, settings: &ChannelSettings) -> Result<Begin, StoreError> {
+        let now = self.clock.now();
+        let per_user = self.hourly_ceiling.map(|max| Limit { since: now - SignedDuration::from_hours(1), max });
+        let per_channel = settings.daily_budget.map(|max| Limit { since: start_of_utc_day(now), max });
+        self.store.begin_attempt(BeginAttempt { id: d.id, per_user, per_channel, now }).await
+    }
+
+    /// One provider's send, bounded by the channel's timeout, reported to its breaker.
+    async fn send(
+        &self,
+        provider: &dyn Provider,
+        cmd: &SendCommand,
+        circuit: &str,
+        settings: &ChannelSettings,
+    ) -> Result<(), SendError> {
+        let result = match tokio::time::timeout(settings.timeout, provider.send(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Transient { message: "timed out".into(), retry_after: None }),
+        };
+        let kind = match &result {
+            Ok(()) => "ok",
+            Err(SendError::Transient { .. }) => "transient",
+            Err(SendError::Permanent(_)) => "permanent",
+        };
+        metrics::counter!("herald_delivery_attempts_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "outcome" => kind)
+            .increment(1);
+        if kind != "ok" {
+            metrics::counter!("herald_provider_errors_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "kind" => kind)
+                .increment(1);
+        }
+        // A permanent refusal is about the recipient, not the provider's health.
+        let healthy = !matches!(result, Err(SendError::Transient { .. }));
+        self.breakers.report(cmd.channel, circuit, healthy, settings.breaker, self.clock.now());
+        result
+    }
+
+    /// Turns a send's result into the attempt's end, or remembers a transient failure and lets
+    /// the next provider try.
+    fn settle(
+        &self,
+        d: &DeliveryRecord,
+        provider: &'static str,
+        result: Result<(), SendError>,
+        transient: &mut Option<(String, Option<u64>, &'static str)>,
+    ) -> Option<Attempt> {
+        let (status, decision) =
+            if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
+        match result {
+            Ok(()) => Some(Attempt::Done(status, decision, None, None, Some(provider.into()))),
+            Err(SendError::Permanent(msg)) => Some(Attempt::Done(
+                "failed",
+                Decision::Failed,
+                Some(Reason::ProviderRejected),
+                Some(msg),
+                Some(provider.into()),
+            )),
+            Err(SendError::Transient { message, retry_after }) => {
+                *transient = Some((message, retry_after, provider));
+                None
+            }
+        }
+    }
+}
+
+/// Marks an attempt in flight until its result is recorded; shutdown waits for these.
+struct InFlight<'a>(&'a Dispatcher);
+
+impl<'a> InFlight<'a> {
+    fn new(d: &'a Dispatcher) -> Self {
+        d.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(d)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The recipient's domain, for per-domain email limits.
+fn email_domain(t: &Target) -> Option<&str> {
+    match t {
+        Target::Address(a) => a.rsplit_once('@').map(|(_, domain)| domain),
+        Target::Webhook { .. } => None,
+    }
+}
+
+/// Midnight UTC of `now`'s day: daily budgets reset then.
+fn start_of_utc_day(now: Timestamp) -> Timestamp {
+    let secs = now.as_second();
+    Timestamp::from_second(secs - secs.rem_euclid(86_400)).unwrap_or(now)
 }
 
 /// Adds up to 10% random jitter so that retries after an outage do not arrive in lockstep.

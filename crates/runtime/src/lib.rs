@@ -2,11 +2,13 @@
 //! records the outcome, feeds the live inbox hub and dispatches deliveries with retries.
 //! Everything it holds in memory is rebuilt from the store at start.
 
+mod breaker;
 pub mod clock;
 mod dispatch;
 pub mod hub;
 mod lanes;
 mod process;
+mod ratelimit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,18 +22,60 @@ use herald_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+pub use breaker::BreakerSettings;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use herald_domain::overload::Thresholds;
 pub use hub::{Hub, LiveEvent};
+pub use ratelimit::Rate;
 
 use dispatch::Dispatcher;
 
-/// Retry and timeout settings of one channel.
+/// How one channel dispatches.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
-    /// Delay before each retry; when exhausted the delivery fails.
+    /// Delay before each retry; when exhausted the delivery fails (a dead letter).
     pub retry_schedule: Vec<Duration>,
     /// Provider request timeout.
     pub timeout: Duration,
+    /// Sends in flight at once on this channel.
+    pub max_in_flight: usize,
+    /// Circuit breaker thresholds of this channel's providers.
+    pub breaker: BreakerSettings,
+    /// Each provider's sending rate.
+    pub rate_limit: Option<Rate>,
+    /// Email only: each recipient domain's rate.
+    pub domain_rate_limit: Option<Rate>,
+    /// Sends per UTC day across all users (SMS).
+    pub daily_budget: Option<u32>,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self {
+            retry_schedule: Vec::new(),
+            timeout: Duration::from_secs(15),
+            max_in_flight: 64,
+            breaker: BreakerSettings::default(),
+            rate_limit: None,
+            domain_rate_limit: None,
+            daily_budget: None,
+        }
+    }
+}
+
+/// When to shed load, and for how long the shed notifications wait.
+#[derive(Debug, Clone, Copy)]
+pub struct OverloadSettings {
+    /// Delivery queue depths at which each class waits.
+    pub thresholds: Thresholds,
+    /// How long a shed notification waits before it is decided again.
+    pub defer: jiff::SignedDuration,
+}
+
+impl Default for OverloadSettings {
+    fn default() -> Self {
+        Self { thresholds: Thresholds::default(), defer: jiff::SignedDuration::from_secs(60) }
+    }
 }
 
 /// What the runtime needs from configuration.
@@ -43,10 +87,16 @@ pub struct RuntimeConfig {
     pub defaults: PreferenceDefaults,
     /// Number of per-user lanes.
     pub lanes: usize,
-    /// Per-channel retry settings.
+    /// Per-channel dispatch settings.
     pub channels: BTreeMap<Channel, ChannelSettings>,
-    /// The provider for each interrupting channel.
-    pub providers: BTreeMap<Channel, Arc<dyn Provider>>,
+    /// The providers of each interrupting channel, in failover order.
+    pub providers: BTreeMap<Channel, Vec<Arc<dyn Provider>>>,
+    /// Most sends per user per interrupting channel per rolling hour, whatever the class.
+    pub hourly_ceiling: Option<u32>,
+    /// Load shedding.
+    pub overload: OverloadSettings,
+    /// How long shutdown waits for sends in flight.
+    pub drain_grace: Duration,
 }
 
 /// Errors starting the runtime.
@@ -63,6 +113,8 @@ pub struct Runtime {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
+    dispatcher: Arc<Dispatcher>,
+    drain_grace: Duration,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
 
@@ -90,11 +142,12 @@ impl Runtime {
         let mut tasks = JoinSet::new();
         let lanes = lanes::Lanes::start(
             &mut tasks,
-            process::Processor::new(store.clone(), config.clone(), hub.clone(), dispatcher, clock.clone()),
+            process::Processor::new(store.clone(), config.clone(), hub.clone(), dispatcher.clone(), clock.clone()),
             config.lanes.max(1),
         );
         tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone()));
-        Ok(Arc::new(Self { hub, store, clock, wake, tasks: tokio::sync::Mutex::new(tasks) }))
+        let drain_grace = config.drain_grace;
+        Ok(Arc::new(Self { hub, store, clock, wake, dispatcher, drain_grace, tasks: tokio::sync::Mutex::new(tasks) }))
     }
 
     /// The live inbox hub.
@@ -102,9 +155,21 @@ impl Runtime {
         &self.hub
     }
 
-    /// Tells the runtime that new work was committed.
+    /// Tells the runtime that new work was committed (or that the clock moved).
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.dispatcher.tick();
+    }
+
+    /// Queues a dead letter again with the same delivery id; false when `id` is not one.
+    pub async fn replay(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        match self.store.replay_dead_letter(id, self.clock.now()).await? {
+            Some(d) => {
+                self.dispatcher.dispatch(d);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// A user opened an inbox stream: their pending digest drains into the inbox now.
@@ -114,8 +179,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops claiming work; what is claimed but unfinished is released at the next start.
+    /// Stops claiming work (what is claimed but undecided is released at the next start), then
+    /// lets the sends in flight finish and be recorded, for up to the drain grace period.
     pub async fn shutdown(&self) {
         self.tasks.lock().await.shutdown().await;
+        self.dispatcher.drain(self.drain_grace).await;
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
 use herald_domain::device::DeviceSpec;
 use herald_domain::notification::NotificationSpec;
+use herald_domain::overload::Shedding;
 use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::template::{Rendered, TemplateSpec, render_context};
@@ -60,6 +61,8 @@ struct UserContext {
     user: Option<UserRecord>,
     prefs: Preferences,
     reachable: BTreeSet<Channel>,
+    blocked: BTreeSet<Channel>,
+    shedding: Option<Shedding>,
     erased: bool,
     duplicate: bool,
     online: bool,
@@ -77,6 +80,8 @@ impl UserContext {
             online: self.online,
             timezone: Some(&self.tz),
             interruptions: log,
+            blocked: &self.blocked,
+            shedding: self.shedding,
         }
     }
 
@@ -165,6 +170,15 @@ impl Processor {
         if profile.is_some_and(|u| u.phone.is_some()) {
             reachable.insert(Channel::Sms);
         }
+        let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
+        let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
+        let blocked: BTreeSet<Channel> = self.store.blocked_channels(email, phone).await?.into_iter().collect();
+        reachable.retain(|c| !blocked.contains(c));
+        let overload = self.config.overload;
+        let shedding = overload
+            .thresholds
+            .level(self.dispatcher.depth())
+            .map(|level| Shedding { level, until: now + overload.defer });
         let tz = profile.and_then(|u| u.timezone.as_ref()).map_or(jiff::tz::TimeZone::UTC, |t| t.zone());
         // Budgets look back an hour; the cap looks back its window.
         let lookback = prefs.frequency_cap.map_or(3600, |c| c.window_seconds.max(3600));
@@ -176,6 +190,8 @@ impl Processor {
             user,
             prefs,
             reachable,
+            blocked,
+            shedding,
             tz,
             interruptions,
         })
@@ -259,6 +275,9 @@ impl Processor {
                 }
                 Outcome::Suppress(r) => Err(r),
                 Outcome::Defer { until, reason } => {
+                    if held.is_none() && reason == Reason::Overload {
+                        metrics::counter!("herald_shed_total", "class" => n.class.as_str()).increment(1);
+                    }
                     if held.is_none() {
                         outcome.audit.push(audit(None, Decision::Deferred, Some(reason)));
                     }
@@ -601,6 +620,10 @@ fn queued(
         error: None,
         payload: payload.clone(),
         next_attempt_at: None,
+        class: Some(n.class),
+        created_at: now,
+        dispatched_at: None,
+        dead_at: None,
         updated_at: now,
     };
     let new = NewDelivery { id, channel, status: "queued".into(), provider: None, error: None, payload };

@@ -75,10 +75,10 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
         .unwrap();
 
     let sms = Records::default();
-    let settings = ChannelSettings { retry_schedule: vec![], timeout: Duration::from_secs(5) };
-    let providers: BTreeMap<Channel, Arc<dyn Provider>> = BTreeMap::from([
-        (Channel::Email, Arc::new(Refuses) as Arc<dyn Provider>),
-        (Channel::Sms, Arc::new(sms.clone()) as Arc<dyn Provider>),
+    let settings = ChannelSettings { retry_schedule: vec![], timeout: Duration::from_secs(5), ..Default::default() };
+    let providers: BTreeMap<Channel, Vec<Arc<dyn Provider>>> = BTreeMap::from([
+        (Channel::Email, vec![Arc::new(Refuses) as Arc<dyn Provider>]),
+        (Channel::Sms, vec![Arc::new(sms.clone()) as Arc<dyn Provider>]),
     ]);
     let config = RuntimeConfig {
         data_dir: dir.path().to_path_buf(),
@@ -86,6 +86,9 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
         lanes: 2,
         channels: BTreeMap::from([(Channel::Email, settings.clone()), (Channel::Sms, settings)]),
         providers,
+        hourly_ceiling: Some(100),
+        overload: Default::default(),
+        drain_grace: Duration::from_secs(5),
     };
     let runtime = Runtime::start(store.clone(), config, Arc::new(SystemClock)).await.unwrap();
     runtime.wake();

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_domain::UserId;
 use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{TemplateKey, TopicKey};
 use herald_domain::preferences::StoredPreferences;
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
+use herald_domain::{Channel, UserId};
 use jiff::Timestamp;
 use uuid::Uuid;
 
@@ -136,6 +136,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deliveries still to be attempted (for restart).
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Marks a delivery `sending` and counts the attempt, unless it is closed or a send limit is
+    /// reached; the limits count deliveries first dispatched within their windows, atomically.
+    async fn begin_attempt(&self, begin: BeginAttempt) -> StoreResult<Begin>;
+    /// Dead letters (deliveries failed for good), newest first, after the cursor `before`.
+    async fn dead_letters(
+        &self,
+        channel: Option<Channel>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, DeliveryRecord)>>;
+    /// Queues a dead letter again (attempts reset, same delivery id); `None` when `id` is not one.
+    async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;
+    /// Applies a provider's report about an address: blocks, switches channels off, removes devices.
+    async fn apply_feedback(&self, feedback: Feedback) -> StoreResult<FeedbackOutcome>;
+    /// Which of the user's contact addresses are blocked, as channels (email, SMS).
+    async fn blocked_channels(&self, email: Option<&str>, phone: Option<&str>) -> StoreResult<Vec<Channel>>;
     /// Records an attempt's result with its audit entry and fallback hand-over, atomically;
     /// nothing is recorded when the delivery is no longer open (cancelled meanwhile).
     async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<Updated>;

@@ -277,8 +277,92 @@ pub struct DeliveryRecord {
     pub payload: serde_json::Value,
     /// When to try next.
     pub next_attempt_at: Option<Timestamp>,
+    /// The notification's class.
+    pub class: Option<Class>,
+    /// When it was decided.
+    pub created_at: Timestamp,
+    /// When it first went to a provider.
+    pub dispatched_at: Option<Timestamp>,
+    /// When it became a dead letter (failed for good), if it is one.
+    pub dead_at: Option<Timestamp>,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+/// A sliding count limit: at most `max` since `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Start of the window.
+    pub since: Timestamp,
+    /// Most allowed in it.
+    pub max: u32,
+}
+
+/// Marks a delivery `sending` before an attempt, checking the send limits atomically.
+#[derive(Debug, Clone)]
+pub struct BeginAttempt {
+    /// Which delivery.
+    pub id: Uuid,
+    /// The hard ceiling per user on this channel.
+    pub per_user: Option<Limit>,
+    /// The channel's budget across all users.
+    pub per_channel: Option<Limit>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What [`crate::Store::begin_attempt`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Marked `sending`: go ahead.
+    Go,
+    /// No longer open (cancelled, settled): do not send.
+    Closed,
+    /// The user's hard ceiling on this channel is reached.
+    UserCeiling,
+    /// The channel's budget is spent.
+    ChannelBudget,
+}
+
+/// What a provider reported about an address (`POST /v1/feedback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackKind {
+    /// The address does not exist: block it.
+    HardBounce,
+    /// The recipient marked a message as spam: the channel goes off for them.
+    Complaint,
+    /// The device token or subscription is dead: remove the device.
+    InvalidToken,
+    /// The recipient unsubscribed at the provider: the channel goes off for them.
+    Unsubscribe,
+}
+
+/// One provider report.
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    /// The channel.
+    pub channel: Channel,
+    /// Email, E.164 phone, device token or push endpoint, as Herald stores it.
+    pub address: String,
+    /// What happened.
+    pub kind: FeedbackKind,
+    /// The delivery it is about, when the provider said.
+    pub delivery_id: Option<Uuid>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What a report changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedbackOutcome {
+    /// Users whose channel was switched off.
+    pub users_affected: u64,
+    /// Devices removed.
+    pub devices_removed: u64,
+    /// Whether the address is now blocked.
+    pub address_blocked: bool,
+    /// Whether the named delivery was marked bounced.
+    pub delivery_updated: bool,
 }
 
 /// An attempt's result.

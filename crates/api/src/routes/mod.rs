@@ -1,5 +1,6 @@
 //! The v1 routes, one module per resource.
 
+mod delivery;
 mod inbox;
 mod notifications;
 pub(crate) mod ops;
@@ -21,6 +22,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(notifications::routes())
         .merge(inbox::routes())
         .merge(topics::routes())
+        .merge(delivery::routes())
         .merge(ops::routes())
 }
 

@@ -227,6 +227,17 @@ struct DeliveryView {
     attempts: u32,
     provider: Option<String>,
     error: Option<String>,
+    /// When it was decided.
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+    /// When it first went to a provider.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    dispatched_at: Option<jiff::Timestamp>,
+    /// When the next attempt is due, while retrying.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    next_attempt_at: Option<jiff::Timestamp>,
+    /// Whether it is in the dead-letter list (`GET /v1/dead-letters`).
+    dead_letter: bool,
     #[schema(value_type = String, format = DateTime)]
     updated_at: jiff::Timestamp,
 }
@@ -306,6 +317,10 @@ async fn get_notification(
                     attempts: d.attempts,
                     provider: d.provider,
                     error: d.error,
+                    created_at: d.created_at,
+                    dispatched_at: d.dispatched_at,
+                    next_attempt_at: d.next_attempt_at,
+                    dead_letter: d.dead_at.is_some(),
                     updated_at: d.updated_at,
                 })
                 .collect(),

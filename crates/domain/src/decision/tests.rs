@@ -1,4 +1,5 @@
 use super::*;
+use crate::overload::Level;
 use crate::preferences::{
     CategoryPreference, FrequencyCap, PreferenceDefaults, QuietHours, StoredPreferences, TimeOfDay,
 };
@@ -21,6 +22,8 @@ struct Fixture {
     online: bool,
     log: Vec<Interruption>,
     tz: jiff::tz::TimeZone,
+    blocked: BTreeSet<Channel>,
+    shedding: Option<Shedding>,
 }
 
 impl Fixture {
@@ -31,6 +34,8 @@ impl Fixture {
             online: false,
             log: vec![],
             tz: jiff::tz::TimeZone::UTC,
+            blocked: BTreeSet::new(),
+            shedding: None,
         }
     }
     fn state(&self) -> RecipientState<'_> {
@@ -42,12 +47,43 @@ impl Fixture {
             online: self.online,
             timezone: Some(&self.tz),
             interruptions: &self.log,
+            blocked: &self.blocked,
+            shedding: self.shedding,
         }
     }
 }
 
 fn ask(class: Class) -> Ask<'static> {
     Ask { class, category: None, template_channels: &ALL, requested: None, time_sensitive: false }
+}
+
+#[test]
+fn overload_defers_the_shed_classes_but_never_the_inbox_or_critical() {
+    let mut f = Fixture::new("{}");
+    let until = ts("2026-06-01T12:01:00Z");
+    f.shedding = Some(Shedding { level: Level::Social, until });
+    for class in [Class::Marketing, Class::Social] {
+        let plan = decide(&ask(class), &f.state(), ts(NOON));
+        assert_eq!(plan.outcome(Channel::InApp), Some(Outcome::Send));
+        assert_eq!(plan.outcome(Channel::Email), Some(Outcome::Defer { until, reason: Reason::Overload }));
+        assert_eq!(plan.spend, None);
+    }
+    let plan = decide(&ask(Class::Transactional), &f.state(), ts(NOON));
+    assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Send));
+    f.shedding = Some(Shedding { level: Level::Transactional, until });
+    let plan = decide(&ask(Class::Transactional), &f.state(), ts(NOON));
+    assert_eq!(plan.outcome(Channel::Push), Some(Outcome::Defer { until, reason: Reason::Overload }));
+    let plan = decide(&ask(Class::Critical), &f.state(), ts(NOON));
+    assert!(Channel::ALL.iter().all(|c| plan.outcome(*c) == Some(Outcome::Send)));
+}
+
+#[test]
+fn a_blocked_address_is_explained() {
+    let mut f = Fixture::new("{}");
+    f.reachable.remove(&Channel::Email);
+    f.blocked.insert(Channel::Email);
+    let plan = decide(&ask(Class::Critical), &f.state(), ts(NOON));
+    assert_eq!(plan.outcome(Channel::Email), Some(Outcome::Suppress(Reason::AddressBlocked)));
 }
 
 #[test]
@@ -200,6 +236,7 @@ proptest! {
         reachable in prop::collection::btree_set(channel(), 0..6),
         requested in prop::option::of(prop::collection::vec(channel(), 1..6)),
         class in class(), online in any::<bool>(), time_sensitive in any::<bool>(),
+        shed in prop::option::of(prop::sample::select(vec![Level::Marketing, Level::Social, Level::Transactional])),
         log in prop::collection::vec((0i64..7200, spend()), 0..10), secs in 1_700_000_000i64..1_900_000_000,
         zone in prop::sample::select(vec!["UTC", "Asia/Kolkata", "Europe/Paris", "America/St_Johns"]),
     ) {
@@ -208,7 +245,9 @@ proptest! {
         let tz = jiff::tz::TimeZone::get(zone).unwrap();
         let log: Vec<Interruption> = log.into_iter().map(|(ago, spend)| Interruption { at: now - SignedDuration::from_secs(ago), spend }).collect();
         let cat = Category::parse("c", "cat").unwrap();
-        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online, timezone: Some(&tz), interruptions: &log };
+        let none = BTreeSet::new();
+        let shedding = shed.map(|level| Shedding { level, until: now + SignedDuration::from_mins(1) });
+        let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online, timezone: Some(&tz), interruptions: &log, blocked: &none, shedding };
         let ask = Ask { class, category: Some(&cat), template_channels: &Channel::ALL, requested: requested.as_deref(), time_sensitive };
         let plan = decide(&ask, &user, now);
         prop_assert_eq!(&plan, &decide(&ask, &user, now), "deterministic");
@@ -222,6 +261,9 @@ proptest! {
             }
             if d.channel == Channel::InApp {
                 prop_assert!(matches!(d.outcome, Outcome::Send | Outcome::Suppress(_)), "the inbox is never deferred or batched");
+            }
+            if class == Class::Critical {
+                prop_assert!(!matches!(d.outcome, Outcome::Defer { reason: Reason::Overload, .. }), "critical is never shed");
             }
             if class == Class::Critical && critical_budget {
                 prop_assert!(!matches!(d.outcome, Outcome::Defer { .. } | Outcome::Batch(_)), "critical is never held back within its budget");
@@ -249,7 +291,8 @@ proptest! {
         let mut log: Vec<Interruption> = Vec::new();
         for (t, class) in arrivals {
             let now = base + SignedDuration::from_secs(t);
-            let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online: false, timezone: None, interruptions: &log };
+            let none = BTreeSet::new();
+            let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online: false, timezone: None, interruptions: &log, blocked: &none, shedding: None };
             let plan = decide(&Ask { class, category: None, template_channels: &Channel::ALL, requested: None, time_sensitive: false }, &user, now);
             if let Some(spend) = plan.spend { log.push(Interruption { at: now, spend }); }
         }

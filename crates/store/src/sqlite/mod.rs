@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode, reads from a pool, writes through the
 //! group-commit [`writer`].
 
+mod feedback;
 mod writer;
 
 use std::str::FromStr;
@@ -28,6 +29,7 @@ use writer::Writer;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_engine.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_delivery.sql")),
 ];
 
 /// The SQLite store.
@@ -154,6 +156,13 @@ fn delivery_row(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
         error: r.try_get("error")?,
         payload: serde_json::from_str(r.try_get("payload")?)?,
         next_attempt_at: opt_ms(r.try_get("next_attempt_at")?),
+        class: r
+            .try_get::<Option<String>, _>("class")?
+            .map(|c| c.parse::<Class>().map_err(StoreError::Corrupt))
+            .transpose()?,
+        created_at: from_ms(r.try_get("created_at")?),
+        dispatched_at: opt_ms(r.try_get("dispatched_at")?),
+        dead_at: opt_ms(r.try_get("dead_at")?),
         updated_at: from_ms(r.try_get("updated_at")?),
     })
 }
@@ -265,7 +274,8 @@ async fn insert_delivery(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, next_attempt_at, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         created_at, updated_at, class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         (SELECT class FROM notifications WHERE id = ?2)) ON CONFLICT (id) DO NOTHING",
     )
     .bind(d.id.to_string())
     .bind(notification_id)
@@ -372,8 +382,8 @@ async fn schedule(conn: &mut SqliteConnection, user: &UserId, at: i64) -> StoreR
 }
 
 const INBOX_COLUMNS: &str = "seq, id, user_id, notification_id, title, body, action_url, category, created_at, read_at";
-const DELIVERY_COLUMNS: &str =
-    "id, notification_id, user_id, channel, status, attempts, provider, error, payload, next_attempt_at, updated_at";
+const DELIVERY_COLUMNS: &str = "id, notification_id, user_id, channel, status, attempts, provider, error, payload, \
+     next_attempt_at, class, created_at, dispatched_at, dead_at, updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -523,7 +533,7 @@ impl Store for SqliteStore {
                         "DELETE FROM topic_subscribers WHERE user_id = ?",
                         "UPDATE deliveries SET status = 'suppressed', error = 'erased', payload = '{}' \
                          WHERE user_id = ? AND status IN ('queued', 'sending')",
-                        "UPDATE deliveries SET payload = '{}' WHERE user_id = ?",
+                        "UPDATE deliveries SET payload = '{}', dead_at = NULL WHERE user_id = ?",
                     ] {
                         sqlx::query(sql).bind(id.as_str()).execute(&mut *c).await?;
                     }
@@ -1101,13 +1111,136 @@ impl Store for SqliteStore {
         .collect()
     }
 
+    async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "SELECT user_id, channel, dispatched_at FROM deliveries WHERE id = ? AND status IN ('queued', 'sending')",
+                    )
+                    .bind(b.id.to_string())
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let Some(row) = row else { return Ok(Begin::Closed) };
+                    // Limits count first dispatches: a retry of a delivery already counted passes.
+                    if row.try_get::<Option<i64>, _>("dispatched_at")?.is_none() {
+                        let user: String = row.try_get("user_id")?;
+                        let channel: String = row.try_get("channel")?;
+                        if let Some(l) = b.per_user {
+                            let n: i64 = sqlx::query_scalar(
+                                "SELECT COUNT(*) FROM deliveries WHERE user_id = ? AND channel = ? AND dispatched_at >= ?",
+                            )
+                            .bind(&user)
+                            .bind(&channel)
+                            .bind(to_ms(l.since))
+                            .fetch_one(&mut *c)
+                            .await?;
+                            if n >= i64::from(l.max) {
+                                return Ok(Begin::UserCeiling);
+                            }
+                        }
+                        if let Some(l) = b.per_channel {
+                            let n: i64 = sqlx::query_scalar(
+                                "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?",
+                            )
+                            .bind(&channel)
+                            .bind(to_ms(l.since))
+                            .fetch_one(&mut *c)
+                            .await?;
+                            if n >= i64::from(l.max) {
+                                return Ok(Begin::ChannelBudget);
+                            }
+                        }
+                    }
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
+                         dispatched_at = COALESCE(dispatched_at, ?1), updated_at = ?1 WHERE id = ?2",
+                    )
+                    .bind(to_ms(b.now))
+                    .bind(b.id.to_string())
+                    .execute(&mut *c)
+                    .await?;
+                    Ok(Begin::Go)
+                })
+            })
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        channel: Option<Channel>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, DeliveryRecord)>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT rowid, {DELIVERY_COLUMNS} FROM deliveries WHERE dead_at IS NOT NULL AND rowid < ? \
+             AND (? IS NULL OR channel = ?) ORDER BY rowid DESC LIMIT ?"
+        )))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(channel.map(Channel::as_str))
+        .bind(channel.map(Channel::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("rowid")?, delivery_row(r)?)))
+        .collect()
+    }
+
+    async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE deliveries SET status = 'queued', attempts = 0, error = NULL, next_attempt_at = NULL, \
+                         dead_at = NULL, updated_at = ? WHERE id = ? AND dead_at IS NOT NULL RETURNING {DELIVERY_COLUMNS}"
+                    )))
+                    .bind(to_ms(now))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
+                    let entry = AuditEntry {
+                        user_id: parse_user(&d.user_id)?,
+                        notification_id: d.notification_id,
+                        channel: Some(d.channel),
+                        decision: herald_domain::reason::Decision::Delivering,
+                        reason: Some(herald_domain::reason::Reason::Replayed),
+                        at: now,
+                    };
+                    insert_audit(c, &entry).await?;
+                    Ok(Some(d))
+                })
+            })
+            .await
+    }
+
+    async fn apply_feedback(&self, f: Feedback) -> StoreResult<FeedbackOutcome> {
+        self.writer.write(move |c| Box::pin(async move { feedback::apply(c, &f).await })).await
+    }
+
+    async fn blocked_channels(&self, email: Option<&str>, phone: Option<&str>) -> StoreResult<Vec<Channel>> {
+        if email.is_none() && phone.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT channel FROM address_blocks WHERE (channel = 'email' AND address = ?) OR (channel = 'sms' AND address = ?)",
+        )
+        .bind(email)
+        .bind(phone)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|c| c.parse().map_err(StoreError::Corrupt)).collect()
+    }
+
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
-                        "UPDATE deliveries SET status = ?, attempts = ?, provider = ?, error = ?, next_attempt_at = ?, updated_at = ? \
-                         WHERE id = ? AND status IN ('queued', 'sending')",
+                        "UPDATE deliveries SET status = ?1, attempts = ?2, provider = ?3, error = ?4, next_attempt_at = ?5, \
+                         updated_at = ?6, dead_at = CASE WHEN ?1 = 'failed' THEN ?6 END \
+                         WHERE id = ?7 AND status IN ('queued', 'sending')",
                     )
                     .bind(&u.status)
                     .bind(i64::from(u.attempts))

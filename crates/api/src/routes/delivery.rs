@@ -1,0 +1,200 @@
+//! Delivery operations: the dead-letter list and its replay, and provider feedback
+//! (`POST /v1/feedback`) that blocks addresses, switches channels off and removes dead devices.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use herald_domain::Channel;
+use herald_domain::contact::{Email, Phone};
+use herald_store::{Feedback, FeedbackKind, FeedbackOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{List, Page, next_cursor};
+use crate::AppState;
+use crate::extract::{ApiKey, JsonBody};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(dead_letters)).routes(routes!(replay)).routes(routes!(feedback))
+}
+
+/// `?channel=&limit=&cursor=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct DeadLetterQuery {
+    /// Only this channel.
+    channel: Option<String>,
+    /// Page size, 1 to 100.
+    limit: Option<u32>,
+    /// Cursor from the previous page.
+    cursor: Option<String>,
+}
+
+/// A delivery that failed for good.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeadLetter {
+    /// The delivery id (the provider's idempotency key; replay keeps it).
+    id: Uuid,
+    notification_id: Uuid,
+    user_id: String,
+    channel: Channel,
+    /// The last error.
+    error: Option<String>,
+    attempts: u32,
+    /// The last provider tried.
+    provider: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+    /// When it failed for good.
+    #[schema(value_type = String, format = DateTime)]
+    dead_lettered_at: jiff::Timestamp,
+}
+
+/// Deliveries that failed for good (a permanent refusal, or retries exhausted), newest first.
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "deliveries", security(("api_key" = [])),
+    params(DeadLetterQuery), responses((status = 200, body = List<DeadLetter>), (status = 422, body = Problem)))]
+async fn dead_letters(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Query(q): Query<DeadLetterQuery>,
+) -> ApiResult<Json<List<DeadLetter>>> {
+    let channel = q
+        .channel
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
+        .transpose()?;
+    let page = Page { limit: q.limit, cursor: q.cursor };
+    let limit = page.limit(50)?;
+    let rows = state.store.dead_letters(channel, page.seq()?, limit).await?;
+    let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
+    let items = rows
+        .into_iter()
+        .map(|(_, d)| DeadLetter {
+            id: d.id,
+            notification_id: d.notification_id,
+            user_id: d.user_id,
+            channel: d.channel,
+            error: d.error,
+            attempts: d.attempts,
+            provider: d.provider,
+            created_at: d.created_at,
+            dead_lettered_at: d.dead_at.unwrap_or(d.updated_at),
+        })
+        .collect();
+    Ok(Json(List { items, next_cursor: next }))
+}
+
+/// Accepted for another try.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Replayed {
+    id: Uuid,
+    status: &'static str,
+}
+
+/// Queues a dead letter again, attempts reset, same delivery id; consent is checked again before the send.
+#[utoipa::path(post, path = "/v1/dead-letters/{id}/replay", tag = "deliveries", security(("api_key" = [])),
+    params(("id" = Uuid, Path)), responses((status = 202, body = Replayed), (status = 404, body = Problem)))]
+async fn replay(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Replayed>)> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such dead letter".into()))?;
+    if !state.runtime.replay(id).await? {
+        return Err(ApiError::NotFound("no such dead letter".into()));
+    }
+    Ok((StatusCode::ACCEPTED, Json(Replayed { id, status: "queued" })))
+}
+
+/// What a provider reported.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    /// The address does not exist (email, SMS): it is blocked for good.
+    HardBounce,
+    /// Marked as spam (email, SMS): the channel goes off for the users with that address.
+    Complaint,
+    /// The device token or push subscription is dead (push, web push, webhook): the device is removed.
+    InvalidToken,
+    /// Unsubscribed at the provider (email, SMS): the channel goes off for those users.
+    Unsubscribe,
+}
+
+/// A provider report.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    channel: Channel,
+    /// The email address, E.164 phone, device token, push endpoint or webhook URL.
+    address: String,
+    kind: Kind,
+    /// The delivery the report is about, when known: its status becomes `bounced` (or stays delivered).
+    delivery_id: Option<Uuid>,
+}
+
+/// What the report changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct FeedbackResult {
+    users_affected: u64,
+    devices_removed: u64,
+    address_blocked: bool,
+    delivery_updated: bool,
+}
+
+/// Applies provider feedback: hard bounces block the address, complaints and unsubscribes switch
+/// the channel off for its users, invalid tokens remove the device.
+#[utoipa::path(post, path = "/v1/feedback", tag = "deliveries", security(("api_key" = [])),
+    request_body = FeedbackBody, responses((status = 200, body = FeedbackResult), (status = 422, body = Problem)))]
+async fn feedback(
+    _: ApiKey,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<FeedbackBody>,
+) -> ApiResult<Json<FeedbackResult>> {
+    let contact = matches!(body.channel, Channel::Email | Channel::Sms);
+    let token = matches!(body.channel, Channel::Push | Channel::WebPush | Channel::Webhook);
+    let (kind, fits) = match body.kind {
+        Kind::HardBounce => (FeedbackKind::HardBounce, contact),
+        Kind::Complaint => (FeedbackKind::Complaint, contact),
+        Kind::Unsubscribe => (FeedbackKind::Unsubscribe, contact),
+        Kind::InvalidToken => (FeedbackKind::InvalidToken, token),
+    };
+    if !fits {
+        return Err(ApiError::field(
+            "kind",
+            format!(
+                "does not apply to {}: hard_bounce, complaint and unsubscribe are for email and sms, invalid_token for push, web_push and webhook",
+                body.channel
+            ),
+        ));
+    }
+    // Addresses are compared in the form Herald stores them.
+    let address = match body.channel {
+        Channel::Email => Email::parse("address", &body.address)?.as_str().to_owned(),
+        Channel::Sms => Phone::parse("address", &body.address)?.as_str().to_owned(),
+        _ if body.address.trim().is_empty() || body.address.len() > 4096 => {
+            return Err(ApiError::field("address", "must be 1 to 4096 characters"));
+        }
+        _ => body.address.clone(),
+    };
+    let FeedbackOutcome { users_affected, devices_removed, address_blocked, delivery_updated } = state
+        .store
+        .apply_feedback(Feedback {
+            channel: body.channel,
+            address,
+            kind,
+            delivery_id: body.delivery_id,
+            now: state.clock.now(),
+        })
+        .await?;
+    let kind = match body.kind {
+        Kind::HardBounce => "hard_bounce",
+        Kind::Complaint => "complaint",
+        Kind::InvalidToken => "invalid_token",
+        Kind::Unsubscribe => "unsubscribe",
+    };
+    metrics::counter!("herald_feedback_total", "channel" => body.channel.as_str(), "kind" => kind).increment(1);
+    Ok(Json(FeedbackResult { users_affected, devices_removed, address_blocked, delivery_updated }))
+}
