@@ -222,6 +222,8 @@ async fn send_batch(
 /// One delivery of one recipient.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeliveryView {
+    /// The deterministic delivery id (the `webhook-id`, the dead letter's id).
+    id: Uuid,
     channel: Channel,
     status: String,
     attempts: u32,
@@ -312,6 +314,7 @@ async fn get_notification(
                 .deliveries
                 .into_iter()
                 .map(|d| DeliveryView {
+                    id: d.id,
                     channel: d.channel,
                     status: d.status,
                     attempts: d.attempts,

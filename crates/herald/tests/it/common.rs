@@ -1,10 +1,12 @@
 //! The test harness: a Herald on a random port with its own data directory.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::config::Config;
 use herald::startup::Application;
+use herald_channels::Provider;
 use herald_runtime::{Clock, ManualClock, Runtime, SystemClock};
 use serde_json::{Value, json};
 
@@ -27,23 +29,33 @@ pub async fn spawn() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    start(tweak, None, Arc::new(tempfile::tempdir().unwrap())).await
+    start(tweak, None, Arc::new(tempfile::tempdir().unwrap()), Providers::new()).await
 }
 
 /// An app whose clock stands still at `at` until [`TestApp::advance`].
 pub async fn spawn_at(at: &str) -> TestApp {
-    start(|_| {}, Some(Arc::new(ManualClock::new(at.parse().unwrap()))), Arc::new(tempfile::tempdir().unwrap())).await
+    spawn_custom(at, |_| {}, Providers::new()).await
+}
+
+/// Named providers a test plugs in for `channels.*.provider` to list.
+pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
+
+/// An app at `at` (injected clock) with configuration tweaks and extra providers.
+pub async fn spawn_custom(at: &str, tweak: impl FnOnce(&mut Config), extra: Providers) -> TestApp {
+    start(tweak, Some(Arc::new(ManualClock::new(at.parse().unwrap()))), Arc::new(tempfile::tempdir().unwrap()), extra)
+        .await
 }
 
 /// A fresh process on the same data directory, its clock at `at`.
 pub async fn spawn_on(dir: Arc<tempfile::TempDir>, at: jiff::Timestamp) -> TestApp {
-    start(|_| {}, Some(Arc::new(ManualClock::new(at))), dir).await
+    start(|_| {}, Some(Arc::new(ManualClock::new(at))), dir, Providers::new()).await
 }
 
 async fn start(
     tweak: impl FnOnce(&mut Config),
     manual: Option<Arc<ManualClock>>,
     dir: Arc<tempfile::TempDir>,
+    extra: Providers,
 ) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".into(),
@@ -58,7 +70,7 @@ async fn start(
         Some(m) => m.clone(),
         None => Arc::new(SystemClock),
     };
-    let app = Application::build_with(config, clock, Some(KEY.into())).await.expect("app starts");
+    let app = Application::build_with_providers(config, clock, Some(KEY.into()), extra).await.expect("app starts");
     let url = format!("http://{}", app.addr());
     let runtime = app.runtime();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

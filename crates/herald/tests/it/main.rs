@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod delivery;
 mod engine;
 mod inbox;
 mod notifications;

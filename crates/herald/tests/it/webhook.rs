@@ -48,17 +48,17 @@ fn verify(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     headers["webhook-signature"].to_str().unwrap().split(' ').any(|s| s == format!("v1,{expected}"))
 }
 
-async fn setup(app: &TestApp, url: &str) {
+pub async fn setup(app: &TestApp, url: &str) {
     app.reply_template().await;
     let (s, b) = app.post("/v1/users/ana/devices", json!({"kind": "webhook", "url": url, "secret": SECRET})).await;
     assert_eq!(s, 201, "{b}");
 }
 
-fn delivery(n: &Value) -> Value {
+pub fn delivery(n: &Value) -> Value {
     n["recipients"][0]["deliveries"].as_array().unwrap().iter().find(|d| d["channel"] == "webhook").unwrap().clone()
 }
 
-async fn settled(app: &TestApp, id: &str) -> Value {
+pub async fn settled(app: &TestApp, id: &str) -> Value {
     wait_for("the webhook delivery to settle", || async {
         let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
         let d = n["recipients"][0]["deliveries"].as_array()?.iter().find(|d| d["channel"] == "webhook")?.clone();
