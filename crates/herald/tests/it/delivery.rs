@@ -422,3 +422,68 @@ async fn under_overload_marketing_waits_and_critical_flows() {
     delivery_with(&app, &promo, "webhook", "delivered").await;
     assert_eq!(r.hits.lock().unwrap().len(), 2);
 }
+
+/// An SMS provider that fails until told otherwise (the channel's only provider).
+#[derive(Default)]
+struct Outage(AtomicBool);
+
+#[async_trait]
+impl Provider for Outage {
+    fn name(&self) -> &'static str {
+        "outage-sms"
+    }
+    async fn send(&self, _: &SendCommand) -> Result<(), SendError> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(SendError::Transient { message: "connection refused".into(), retry_after: None })
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_no_provider_left_a_delivery_waits_for_the_breaker_without_using_up_retries() {
+    let outage = Arc::new(Outage::default());
+    let app = spawn_custom(
+        NOON,
+        |c| {
+            c.channels.sms.provider = ProviderList::One("outage-sms".into());
+            c.channels.sms.retry_schedule_seconds = vec![1];
+            c.channels.sms.breaker.failure_threshold = 1;
+            c.channels.sms.breaker.open_seconds = 300;
+        },
+        Providers::from([("outage-sms".to_owned(), outage.clone() as Arc<dyn Provider>)]),
+    )
+    .await;
+    let (s, b) = app
+        .put("/v1/templates/code", json!({"class": "transactional", "channels": {"sms": {"body": "Code {{ c }}"}}}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    app.put("/v1/users/ana", json!({"phone": "+15550000009"})).await;
+    let id = app.send(json!({"template": "code", "to": ["ana"], "data": {"c": 7}})).await;
+    let sms = |error: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            wait_for(&format!("the SMS to wait with {error}"), || async {
+                let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
+                let d = n["recipients"][0]["deliveries"].as_array()?.iter().find(|d| d["channel"] == "sms")?.clone();
+                (d["status"] == "queued" && d["error"].as_str()?.contains(error)).then_some(d)
+            })
+            .await
+        }
+    };
+    let d = sms("connection refused").await;
+    assert_eq!(d["attempts"], 1);
+    // The retry falls due while the circuit is open: the delivery waits for it, not counted as an attempt.
+    app.advance(SignedDuration::from_secs(2));
+    let d = sms("circuit open").await;
+    assert_eq!(d["attempts"], 1, "waiting on an open circuit does not use up the retry schedule");
+    let until: jiff::Timestamp = d["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(until, NOON.parse::<jiff::Timestamp>().unwrap() + SignedDuration::from_secs(300));
+    outage.0.store(true, Ordering::SeqCst);
+    app.advance(SignedDuration::from_secs(300));
+    let d = delivery_with(&app, &id, "sms", "sent").await;
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(d["provider"], "outage-sms");
+}
