@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::{Provider, SendCommand, SendError, Target};
+use crate::{Provider, SendCommand, SendError, Sent};
 
 /// Writes each send as a JSON file.
 pub struct DevOutbox {
@@ -25,22 +25,19 @@ impl Provider for DevOutbox {
         "dev"
     }
 
-    async fn send(&self, cmd: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         let dir = self.dir.join(cmd.channel.as_str());
-        let to: Vec<&str> = cmd
-            .targets
-            .iter()
-            .map(|t| match t {
-                Target::Address(a) => a.as_str(),
-                Target::Webhook { url, .. } => url.as_str(),
-            })
-            .collect();
+        let to: Vec<&str> = cmd.targets.iter().map(|t| t.address()).collect();
         let doc = serde_json::json!({
             "delivery_id": cmd.delivery_id,
             "channel": cmd.channel,
             "user_id": cmd.user_id,
             "to": to,
             "content": cmd.payload,
+            "class": cmd.class,
+            "collapse_key": cmd.collapse_key,
+            "ttl_seconds": cmd.ttl.map(|t| t.as_secs()),
+            "unsubscribe_url": cmd.unsubscribe_url,
         });
         let io = |e: std::io::Error| SendError::Transient {
             message: format!("outbox write failed: {e}"),
@@ -52,6 +49,6 @@ impl Provider for DevOutbox {
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| SendError::Permanent(e.to_string()))?;
         tokio::fs::write(&tmp, bytes).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
-        Ok(())
+        Ok(Sent::default())
     }
 }

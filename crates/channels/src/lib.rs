@@ -3,10 +3,11 @@
 //! the caller just before `send`, so adapters never read preferences.
 
 pub mod dev;
+pub mod unsubscribe;
 pub mod webhook;
 
 use async_trait::async_trait;
-use herald_domain::Channel;
+use herald_domain::{Channel, Class};
 use uuid::Uuid;
 
 /// Where one send goes.
@@ -21,8 +22,58 @@ pub enum Target {
         /// `whsec_...` secret.
         secret: String,
     },
-    /// An address on a channel without a live provider (email, phone, push token...).
-    Address(String),
+    /// An email address.
+    Email(String),
+    /// An E.164 phone number.
+    Phone(String),
+    /// An Apple device token (hex).
+    Apns {
+        /// Device id.
+        device_id: Uuid,
+        /// The token.
+        token: String,
+    },
+    /// A Firebase registration token.
+    Fcm {
+        /// Device id.
+        device_id: Uuid,
+        /// The token.
+        token: String,
+    },
+    /// A browser push subscription.
+    WebPush {
+        /// Device id.
+        device_id: Uuid,
+        /// The push service URL.
+        endpoint: String,
+        /// The subscription's P-256 public key, base64url.
+        p256dh: String,
+        /// The subscription's auth secret, base64url.
+        auth: String,
+    },
+}
+
+impl Target {
+    /// The address as logs and the dev outbox show it.
+    pub fn address(&self) -> &str {
+        match self {
+            Target::Webhook { url, .. } => url,
+            Target::Email(a) | Target::Phone(a) => a,
+            Target::Apns { token, .. } | Target::Fcm { token, .. } => token,
+            Target::WebPush { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// The device behind the target, when it is one.
+    pub fn device_id(&self) -> Option<Uuid> {
+        match self {
+            Target::Webhook { device_id, .. }
+            | Target::Apns { device_id, .. }
+            | Target::Fcm { device_id, .. }
+            | Target::WebPush { device_id, .. } => Some(*device_id),
+            Target::Email(_) | Target::Phone(_) => None,
+        }
+    }
 }
 
 /// One send, as the dispatcher hands it to a provider.
@@ -40,6 +91,21 @@ pub struct SendCommand {
     pub targets: Vec<Target>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The notification's class (push priority, web push urgency).
+    pub class: Class,
+    /// Replaces an earlier notification with the same key on the device (`apns-collapse-id`...).
+    pub collapse_key: Option<String>,
+    /// How long the message is worth delivering.
+    pub ttl: Option<std::time::Duration>,
+    /// One-click unsubscribe link (email), RFC 8058.
+    pub unsubscribe_url: Option<String>,
+}
+
+/// What a successful send reports besides success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Devices the provider said are gone for good (410, unregistered): Herald removes them.
+    pub gone: Vec<Uuid>,
 }
 
 /// Why a send failed.
@@ -56,6 +122,14 @@ pub enum SendError {
     /// Will never work as is (4xx, bad address).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Every target is gone for good (unregistered tokens, expired subscriptions).
+    #[error("gone: {message}")]
+    Gone {
+        /// What the provider said.
+        message: String,
+        /// The devices to remove.
+        devices: Vec<Uuid>,
+    },
 }
 
 /// A provider for one channel.
@@ -63,8 +137,8 @@ pub enum SendError {
 pub trait Provider: Send + Sync {
     /// Short name shown in delivery status (`webhook`, `dev`...).
     fn name(&self) -> &'static str;
-    /// Sends to every target; an error means at least one target failed.
-    async fn send(&self, cmd: &SendCommand) -> Result<(), SendError>;
+    /// Sends to every target; an error means no target took it (a transient error: worth retrying).
+    async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError>;
     /// What one circuit breaker guards for this send: the provider as a whole by default.
     fn circuit(&self, _cmd: &SendCommand) -> String {
         self.name().to_owned()

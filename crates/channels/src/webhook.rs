@@ -10,7 +10,7 @@ use herald_domain::device::webhook_secret_bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{Provider, SendCommand, SendError, Target};
+use crate::{Provider, SendCommand, SendError, Sent, Target};
 
 /// Signs `body` for `msg_id` at `timestamp` (seconds) with the decoded secret: `v1,<base64>`.
 pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -81,7 +81,7 @@ impl Provider for WebhookProvider {
         "webhook"
     }
 
-    async fn send(&self, cmd: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         let body = serde_json::to_vec(&cmd.payload).map_err(|e| SendError::Permanent(e.to_string()))?;
         let mut first_error = None;
         for t in &cmd.targets {
@@ -95,14 +95,14 @@ impl Provider for WebhookProvider {
                 }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(Sent::default()), Err)
     }
 
     /// Each receiving host has its own breaker: one dead endpoint must not hold up the others.
     fn circuit(&self, cmd: &SendCommand) -> String {
         let origin = cmd.targets.iter().find_map(|t| match t {
             Target::Webhook { url, .. } => reqwest::Url::parse(url).ok().map(|u| u.origin().ascii_serialization()),
-            Target::Address(_) => None,
+            _ => None,
         });
         format!("webhook {}", origin.unwrap_or_default())
     }

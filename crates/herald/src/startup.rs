@@ -9,6 +9,7 @@ use std::time::Duration;
 use herald_api::AppState;
 use herald_channels::Provider;
 use herald_channels::dev::DevOutbox;
+use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_channels::webhook::WebhookProvider;
 use herald_domain::Channel;
 use herald_runtime::{Clock, Runtime, RuntimeConfig, SystemClock};
@@ -86,12 +87,12 @@ impl Application {
         extra: BTreeMap<String, Arc<dyn Provider>>,
     ) -> Result<Self, StartupError> {
         herald_channels::init_tls();
-        let runtime_config = runtime_config(&config, extra)?;
+        let mut runtime_config = runtime_config(&config, extra)?;
         let store = herald_store::open(&config.database_url, &config.data_dir).await?;
+        let unsubscribe = UnsubscribeLinks::new(&config.public_url, secret(&store, "unsubscribe_key").await?);
+        runtime_config.unsubscribe = Some(unsubscribe.clone());
         let runtime = Runtime::start(store.clone(), runtime_config, clock.clone()).await?;
-        let mut key = vec![0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        let token_key: Arc<[u8]> = store.secret("user_token_key", key).await?.into();
+        let token_key = secret(&store, "user_token_key").await?;
         let state = AppState {
             store,
             runtime: runtime.clone(),
@@ -176,7 +177,15 @@ fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -
         hourly_ceiling: Some(config.delivery.hourly_ceiling).filter(|c| *c > 0),
         overload: config.overload_settings(),
         drain_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
+        unsubscribe: None,
     })
+}
+
+/// A 32-byte key kept in the store, made at first start.
+async fn secret(store: &Arc<dyn Store>, name: &str) -> Result<Arc<[u8]>, StartupError> {
+    let mut key = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    Ok(store.secret(name, key).await?.into())
 }
 
 /// Opens (and so migrates) the store named by the configuration.

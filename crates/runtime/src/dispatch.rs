@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use herald_channels::{Provider, SendCommand, SendError, Target};
+use herald_channels::unsubscribe::UnsubscribeLinks;
+use herald_channels::{Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, UserId};
 use herald_store::{
@@ -43,6 +44,7 @@ pub(crate) struct Dispatcher {
     lanes: BTreeMap<Channel, ChannelLane>,
     defaults: herald_domain::preferences::PreferenceDefaults,
     hourly_ceiling: Option<u32>,
+    unsubscribe: Option<UnsubscribeLinks>,
     clock: Arc<dyn Clock>,
     breakers: Breakers,
     /// Deliveries ready to be attempted or being attempted: the load that shedding watches.
@@ -108,6 +110,7 @@ impl Dispatcher {
             lanes,
             defaults: config.defaults,
             hourly_ceiling: config.hourly_ceiling,
+            unsubscribe: config.unsubscribe.clone(),
             clock,
             breakers: Breakers::default(),
             depth: AtomicUsize::new(0),
@@ -251,7 +254,7 @@ impl Dispatcher {
                     }
                     let then = match (decision, reason) {
                         (Decision::Sent | Decision::Delivered, _) => AfterUpdate::StandDown,
-                        (Decision::Failed, _) => AfterUpdate::HandOver,
+                        (Decision::Failed | Decision::Bounced, _) => AfterUpdate::HandOver,
                         (
                             Decision::Suppressed,
                             Some(
@@ -376,6 +379,12 @@ impl Dispatcher {
         if targets.is_empty() {
             return suppress(Reason::NoAddress);
         }
+        let meta = |key: &str| d.payload.get(key).filter(|v| !v.is_null());
+        let category = meta("category").and_then(|c| c.as_str());
+        let unsubscribe_url = match (&self.unsubscribe, d.channel) {
+            (Some(links), Channel::Email) => Some(links.link(&d.user_id, category, self.clock.now())),
+            _ => None,
+        };
         let cmd = SendCommand {
             delivery_id: d.id,
             channel: d.channel,
@@ -383,6 +392,10 @@ impl Dispatcher {
             payload: d.payload.clone(),
             targets,
             attempt: d.attempts + 1,
+            class: d.class.unwrap_or_default(),
+            collapse_key: meta("collapse_key").and_then(|c| c.as_str()).map(str::to_owned),
+            ttl: meta("ttl_seconds").and_then(|t| t.as_u64()).map(Duration::from_secs),
+            unsubscribe_url,
         };
         let settings = &lane.settings;
         let mut in_flight: Option<InFlight<'_>> = None;
@@ -418,14 +431,14 @@ impl Dispatcher {
                     Begin::UserCeiling => return suppress(Reason::HourlyCeiling),
                     Begin::ChannelBudget => return suppress(Reason::SmsBudget),
                 }
-                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await;
+                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await?;
                 if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
                     return Ok((done, in_flight));
                 }
             } else {
                 // Failover within the same attempt: the next provider gets it at once.
                 tracing::info!(provider = provider.name(), "failing over to the next provider");
-                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await;
+                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await?;
                 if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
                     return Ok((done, in_flight));
                 }
@@ -470,16 +483,30 @@ impl Dispatcher {
         cmd: &SendCommand,
         circuit: &str,
         settings: &ChannelSettings,
-    ) -> Result<(), SendError> {
+    ) -> Result<Result<Sent, SendError>, StoreError> {
         let result = match tokio::time::timeout(settings.timeout, provider.send(cmd)).await {
             Ok(r) => r,
             Err(_) => Err(SendError::Transient { message: "timed out".into(), retry_after: None }),
         };
         let kind = match &result {
-            Ok(()) => "ok",
+            Ok(_) => "ok",
             Err(SendError::Transient { .. }) => "transient",
             Err(SendError::Permanent(_)) => "permanent",
+            Err(SendError::Gone { .. }) => "gone",
         };
+        // Tokens and subscriptions the provider says are dead are removed at once.
+        let gone = match &result {
+            Ok(sent) => sent.gone.as_slice(),
+            Err(SendError::Gone { devices, .. }) => devices.as_slice(),
+            Err(_) => &[],
+        };
+        if !gone.is_empty() {
+            let user = UserId::parse("user_id", &cmd.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for device in gone {
+                tracing::info!(%device, "the provider says the device is gone; removing it");
+                self.store.delete_device(&user, *device).await?;
+            }
+        }
         metrics::counter!("herald_delivery_attempts_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "outcome" => kind)
             .increment(1);
         if kind != "ok" {
@@ -489,7 +516,7 @@ impl Dispatcher {
         // A permanent refusal is about the recipient, not the provider's health.
         let healthy = !matches!(result, Err(SendError::Transient { .. }));
         self.breakers.report(cmd.channel, circuit, healthy, settings.breaker, self.clock.now());
-        result
+        Ok(result)
     }
 
     /// Turns a send's result into the attempt's end, or remembers a transient failure and lets
@@ -498,13 +525,20 @@ impl Dispatcher {
         &self,
         d: &DeliveryRecord,
         provider: &'static str,
-        result: Result<(), SendError>,
+        result: Result<Sent, SendError>,
         transient: &mut Option<(String, Option<u64>, &'static str)>,
     ) -> Option<Attempt> {
         let (status, decision) =
             if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
         match result {
-            Ok(()) => Some(Attempt::Done(status, decision, None, None, Some(provider.into()))),
+            Ok(_) => Some(Attempt::Done(status, decision, None, None, Some(provider.into()))),
+            Err(SendError::Gone { message, .. }) => Some(Attempt::Done(
+                "bounced",
+                Decision::Bounced,
+                Some(Reason::InvalidToken),
+                Some(message),
+                Some(provider.into()),
+            )),
             Err(SendError::Permanent(msg)) => Some(Attempt::Done(
                 "failed",
                 Decision::Failed,
@@ -541,8 +575,8 @@ impl Drop for InFlight<'_> {
 /// The recipient's domain, for per-domain email limits.
 fn email_domain(t: &Target) -> Option<&str> {
     match t {
-        Target::Address(a) => a.rsplit_once('@').map(|(_, domain)| domain),
-        Target::Webhook { .. } => None,
+        Target::Email(a) => a.rsplit_once('@').map(|(_, domain)| domain),
+        _ => None,
     }
 }
 

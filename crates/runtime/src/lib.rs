@@ -97,6 +97,8 @@ pub struct RuntimeConfig {
     pub overload: OverloadSettings,
     /// How long shutdown waits for sends in flight.
     pub drain_grace: Duration,
+    /// Signs the one-click unsubscribe links of emails.
+    pub unsubscribe: Option<herald_channels::unsubscribe::UnsubscribeLinks>,
 }
 
 /// Errors starting the runtime.

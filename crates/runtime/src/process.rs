@@ -657,7 +657,14 @@ fn payload(
             }
         })
     } else {
-        serde_json::to_value(content).unwrap_or_default()
+        // What providers need besides the content travels with it (and shows in the dev outbox).
+        let mut v = serde_json::to_value(content).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("category".into(), category.into());
+            o.insert("collapse_key".into(), spec.collapse_key.clone().into());
+            o.insert("ttl_seconds".into(), spec.ttl_seconds.into());
+        }
+        v
     }
 }
 
@@ -670,10 +677,10 @@ pub(crate) fn targets(
     use herald_channels::Target;
     match channel {
         Channel::Email => {
-            user.and_then(|u| u.email.as_ref()).map(|e| Target::Address(e.as_str().into())).into_iter().collect()
+            user.and_then(|u| u.email.as_ref()).map(|e| Target::Email(e.as_str().into())).into_iter().collect()
         }
         Channel::Sms => {
-            user.and_then(|u| u.phone.as_ref()).map(|p| Target::Address(p.as_str().into())).into_iter().collect()
+            user.and_then(|u| u.phone.as_ref()).map(|p| Target::Phone(p.as_str().into())).into_iter().collect()
         }
         _ => devices
             .iter()
@@ -682,10 +689,14 @@ pub(crate) fn targets(
                 DeviceSpec::Webhook { url, secret } => {
                     Target::Webhook { device_id: d.id, url: url.clone(), secret: secret.clone() }
                 }
-                DeviceSpec::Apns { token } | DeviceSpec::Fcm { token } => {
-                    Target::Address(format!("{}:{token}", d.spec.kind()))
-                }
-                DeviceSpec::WebPush { subscription } => Target::Address(subscription.endpoint.clone()),
+                DeviceSpec::Apns { token } => Target::Apns { device_id: d.id, token: token.clone() },
+                DeviceSpec::Fcm { token } => Target::Fcm { device_id: d.id, token: token.clone() },
+                DeviceSpec::WebPush { subscription } => Target::WebPush {
+                    device_id: d.id,
+                    endpoint: subscription.endpoint.clone(),
+                    p256dh: subscription.keys.p256dh.clone(),
+                    auth: subscription.keys.auth.clone(),
+                },
             })
             .collect(),
     }

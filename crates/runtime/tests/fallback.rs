@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use herald_channels::{Provider, SendCommand, SendError};
+use herald_channels::{Provider, SendCommand, SendError, Sent};
 use herald_domain::notification::NotificationRequest;
 use herald_domain::preferences::PreferenceDefaults;
 use herald_domain::template::TemplateSpec;
@@ -22,7 +22,7 @@ impl Provider for Refuses {
     fn name(&self) -> &'static str {
         "refuses"
     }
-    async fn send(&self, _: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, _: &SendCommand) -> Result<Sent, SendError> {
         Err(SendError::Permanent("mailbox does not exist".into()))
     }
 }
@@ -35,9 +35,9 @@ impl Provider for Records {
     fn name(&self) -> &'static str {
         "records"
     }
-    async fn send(&self, cmd: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         self.0.lock().unwrap().push(cmd.clone());
-        Ok(())
+        Ok(Sent::default())
     }
 }
 
@@ -89,6 +89,7 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
         hourly_ceiling: Some(100),
         overload: Default::default(),
         drain_grace: Duration::from_secs(5),
+        unsubscribe: None,
     };
     let runtime = Runtime::start(store.clone(), config, Arc::new(SystemClock)).await.unwrap();
     runtime.wake();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use herald::config::ProviderList;
-use herald_channels::{Provider, SendCommand, SendError};
+use herald_channels::{Provider, SendCommand, SendError, Sent};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 
@@ -116,10 +116,10 @@ impl Provider for Flaky {
     fn name(&self) -> &'static str {
         "flaky-smtp"
     }
-    async fn send(&self, _: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, _: &SendCommand) -> Result<Sent, SendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.healthy.load(Ordering::SeqCst) {
-            Ok(())
+            Ok(Sent::default())
         } else {
             Err(SendError::Transient { message: "503 service unavailable".into(), retry_after: None })
         }
@@ -135,9 +135,9 @@ impl Provider for Backup {
     fn name(&self) -> &'static str {
         "backup-smtp"
     }
-    async fn send(&self, _: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, _: &SendCommand) -> Result<Sent, SendError> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Sent::default())
     }
 }
 
@@ -432,9 +432,9 @@ impl Provider for Outage {
     fn name(&self) -> &'static str {
         "outage-sms"
     }
-    async fn send(&self, _: &SendCommand) -> Result<(), SendError> {
+    async fn send(&self, _: &SendCommand) -> Result<Sent, SendError> {
         if self.0.load(Ordering::SeqCst) {
-            Ok(())
+            Ok(Sent::default())
         } else {
             Err(SendError::Transient { message: "connection refused".into(), retry_after: None })
         }
