@@ -2,8 +2,12 @@
 //! whether the send succeeded, failed for now (retry) or failed for good. Consent is checked by
 //! the caller just before `send`, so adapters never read preferences.
 
+pub mod apns;
 pub mod dev;
+pub mod fcm;
+pub mod payload;
 pub mod unsubscribe;
+pub mod web_push;
 pub mod webhook;
 
 use async_trait::async_trait;

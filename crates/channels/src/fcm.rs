@@ -1,0 +1,1 @@
+//! Firebase Cloud Messaging HTTP v1 with the OAuth2 service-account flow.
