@@ -6,6 +6,7 @@ pub mod apns;
 pub mod dev;
 pub mod fcm;
 pub mod payload;
+pub mod smtp;
 pub mod unsubscribe;
 pub mod web_push;
 pub mod webhook;

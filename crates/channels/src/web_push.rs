@@ -1,1 +1,898 @@
-//! Web Push: RFC 8291 payload encryption and RFC 8292 VAPID.
+//! Web Push (RFC 8030) to browser subscriptions. This module owns the server's VAPID key (created
+//! once, kept as a PKCS#8 PEM file), the VAPID tokens (RFC 8292, ES256, cached per push service),
+//! the notification's JSON and its `aes128gcm` encryption to each subscription (RFC 8291), and the
+//! reading of push service answers (accepted, subscription gone, retry later, refused).
+//!
+//! Encryption is `web-push-native` built without default features: its `vapid` feature would bring
+//! a second JWT library (`jwt-simple`), so tokens are signed here with p256's ECDSA instead.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use herald_domain::Class;
+use p256::SecretKey;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::elliptic_curve::rand_core::OsRng;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use uuid::Uuid;
+
+use crate::payload::{fit_body, truncate_utf8};
+use crate::{Provider, SendCommand, SendError, Sent, Target};
+
+/// The largest plaintext one message can carry. Push services need only accept 4096 bytes of body
+/// (RFC 8030 section 7.2) and the body is a single aes128gcm record (RFC 8188): an 86-byte header
+/// (16 salt + 4 record size + 1 key id length + the sender's 65-byte uncompressed public key as key
+/// id), then the plaintext, its 1-byte padding delimiter and the 16-byte GCM tag:
+/// 4096 - 86 - 1 - 16 = 3993 (RFC 8291 section 4).
+const MAX_PLAINTEXT: usize = 3993;
+
+/// Default TTL for critical and transactional messages: a security alert or a receipt still
+/// matters when the browser comes back online the same day.
+const TTL_URGENT: u64 = 86_400;
+
+/// Default TTL for social and marketing messages: an hour-old "new reply" is still useful, a
+/// day-old one is noise (the inbox keeps it anyway).
+const TTL_ROUTINE: u64 = 3_600;
+
+/// How long a VAPID token is valid; RFC 8292 allows at most 24 hours.
+const JWT_LIFETIME: u64 = 12 * 3_600;
+
+/// A cached token is replaced once it has less than this left, so clock skew never makes a push
+/// service see an expired one.
+const JWT_REFRESH_MARGIN: u64 = 3_600;
+
+/// RFC 8030 section 5.4: a topic is at most 32 characters of the base64url alphabet.
+const MAX_TOPIC_LEN: usize = 32;
+
+/// How much of a refusal's body is kept for the delivery's error message.
+const MAX_REASON_LEN: usize = 200;
+
+/// Subscriptions come from browsers as base64url, with or without padding; some stores keep the
+/// standard alphabet, which [`decode_b64url`] maps first.
+const B64URL_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The server's VAPID key pair (P-256): push services bind each subscription to its public half.
+#[derive(Clone)]
+pub struct VapidKey {
+    signing: SigningKey,
+    public: String,
+}
+
+impl std::fmt::Debug for VapidKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VapidKey").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+impl VapidKey {
+    /// Loads the PEM private key at `path`, or creates one there (mode 0600) when the file is absent.
+    pub fn load_or_create(path: &Path) -> Result<VapidKey, String> {
+        match std::fs::read_to_string(path) {
+            Ok(pem) => Self::from_pem(&pem).map_err(|e| format!("VAPID key {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(e) => Err(format!("cannot read the VAPID key {}: {e}", path.display())),
+        }
+    }
+
+    /// The uncompressed public point, base64url without padding: the `applicationServerKey`
+    /// browsers pass to `pushManager.subscribe`.
+    pub fn public_key(&self) -> String {
+        self.public.clone()
+    }
+
+    fn from_pem(pem: &str) -> Result<Self, String> {
+        // PKCS#8 is what Herald writes; SEC1 (`openssl ecparam -genkey`) is accepted as well.
+        let secret = SecretKey::from_pkcs8_pem(pem)
+            .or_else(|_| SecretKey::from_sec1_pem(pem))
+            .map_err(|_| "not a PEM P-256 private key (PKCS#8 or SEC1)".to_owned())?;
+        Ok(Self::from_secret(&secret))
+    }
+
+    fn from_secret(secret: &SecretKey) -> Self {
+        let public = URL_SAFE_NO_PAD.encode(secret.public_key().to_encoded_point(false).as_bytes());
+        Self { signing: SigningKey::from(secret), public }
+    }
+
+    fn create(path: &Path) -> Result<Self, String> {
+        let secret = SecretKey::random(&mut OsRng);
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| format!("cannot encode the VAPID key: {e}"))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        // `create_new` never overwrites a key another instance wrote in the meantime.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = match options.open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the VAPID key {}: {e}", path.display()))?;
+                return Self::from_pem(&pem).map_err(|e| format!("VAPID key {}: {e}", path.display()));
+            }
+            Err(e) => return Err(format!("cannot create the VAPID key {}: {e}", path.display())),
+        };
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("cannot write the VAPID key {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "created a new VAPID key");
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// An ES256 JWT (RFC 8292 section 2) for the push service at `aud`, valid until `exp`.
+    fn sign_jwt(&self, aud: &str, exp: u64, sub: &str) -> Result<String, SendError> {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(serde_json::json!({"aud": aud, "exp": exp, "sub": sub}).to_string());
+        let signing_input = format!("{header}.{claims}");
+        let signature: Signature = self
+            .signing
+            .try_sign(signing_input.as_bytes())
+            .map_err(|e| SendError::Transient { message: format!("VAPID signing failed: {e}"), retry_after: None })?;
+        // JWS wants the fixed-size r || s form, not DER.
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
+    }
+}
+
+/// A signed token and when it expires (Unix seconds).
+struct Token {
+    header: String,
+    expires: u64,
+}
+
+/// Sends encrypted notifications to browser push subscriptions.
+pub struct WebPush {
+    client: reqwest::Client,
+    key: VapidKey,
+    subject: String,
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+impl WebPush {
+    /// A provider signing with `key`, reachable at `subject` (`mailto:` or `https:`), whose requests
+    /// time out after `timeout`.
+    pub fn new(key: VapidKey, subject: String, timeout: Duration) -> Result<WebPush, String> {
+        // RFC 8292 section 2.1: the push service operator must be able to reach the sender.
+        if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+            return Err(format!("the VAPID subject must be a mailto: or https: URL, not `{subject}`"));
+        }
+        crate::init_tls();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the web push HTTP client: {e}"))?;
+        Ok(Self { client, key, subject, tokens: Mutex::new(HashMap::new()) })
+    }
+
+    /// The `Authorization` value for the push service at `origin`, reusing a token while it has
+    /// more than [`JWT_REFRESH_MARGIN`] left.
+    fn authorization(&self, origin: &str, now: u64) -> Result<String, SendError> {
+        // The map holds plain data, so a panic elsewhere cannot leave it inconsistent.
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = tokens.get(origin)
+            && t.expires > now + JWT_REFRESH_MARGIN
+        {
+            return Ok(t.header.clone());
+        }
+        let expires = now + JWT_LIFETIME;
+        let jwt = self.key.sign_jwt(origin, expires, &self.subject)?;
+        let header = format!("vapid t={jwt}, k={}", self.key.public);
+        tokens.retain(|_, t| t.expires > now);
+        tokens.insert(origin.to_owned(), Token { header: header.clone(), expires });
+        Ok(header)
+    }
+
+    /// Encrypts `plaintext` to one subscription and posts it.
+    async fn push(
+        &self,
+        cmd: &SendCommand,
+        device_id: Uuid,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        plaintext: &[u8],
+    ) -> Result<(), SendError> {
+        let url =
+            reqwest::Url::parse(endpoint).map_err(|e| SendError::Permanent(format!("invalid push endpoint: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(SendError::Permanent(format!("unsupported push endpoint scheme `{}`", url.scheme())));
+        }
+        let origin = url.origin().ascii_serialization();
+        let ua_public = decode_b64url(p256dh)
+            .and_then(|b| p256::PublicKey::from_sec1_bytes(&b).ok())
+            .ok_or_else(|| SendError::Permanent("invalid subscription key (p256dh)".into()))?;
+        let ua_auth = decode_b64url(auth)
+            .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+            .map(web_push_native::Auth::from)
+            .ok_or_else(|| SendError::Permanent("invalid subscription auth secret".into()))?;
+        let body = web_push_native::encrypt(plaintext.to_vec(), &ua_public, &ua_auth)
+            .map_err(|e| SendError::Permanent(format!("encryption failed: {e}")))?;
+        let authorization = self.authorization(&origin, unix_now())?;
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-encoding", "aes128gcm")
+            .header("content-type", "application/octet-stream")
+            .header("ttl", ttl(cmd).to_string())
+            .header("urgency", urgency(cmd.class))
+            .header("authorization", authorization);
+        if let Some(topic) = cmd.collapse_key.as_deref().filter(|k| valid_topic(k)) {
+            request = request.header("topic", topic);
+        }
+        let resp = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SendError::Transient { message: format!("request failed: {e}"), retry_after: None })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let reason = reason(resp).await;
+        let message = if reason.is_empty() {
+            format!("push service answered {status}")
+        } else {
+            format!("push service answered {status}: {reason}")
+        };
+        match status.as_u16() {
+            // RFC 8030 section 7.3: the subscription expired or was cancelled.
+            404 | 410 => Err(SendError::Gone { message, devices: vec![device_id] }),
+            413 => Err(SendError::Permanent(format!("payload too large ({message})"))),
+            // 408 and 429 ask for patience; other 4xx will not change on retry.
+            408 | 429 => Err(SendError::Transient { message, retry_after }),
+            _ if status.is_server_error() => Err(SendError::Transient { message, retry_after }),
+            _ => Err(SendError::Permanent(message)),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for WebPush {
+    fn name(&self) -> &'static str {
+        "web_push"
+    }
+
+    async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
+        let plaintext = plaintext(cmd)?;
+        let mut targets = 0usize;
+        let mut accepted = false;
+        let mut gone = Vec::new();
+        let mut gone_message = String::new();
+        let (mut transient, mut permanent) = (None, None);
+        for t in &cmd.targets {
+            let Target::WebPush { device_id, endpoint, p256dh, auth } = t else { continue };
+            targets += 1;
+            match self.push(cmd, *device_id, endpoint, p256dh, auth, &plaintext).await {
+                Ok(()) => accepted = true,
+                Err(SendError::Gone { message, devices }) => {
+                    tracing::info!(delivery_id = %cmd.delivery_id, %device_id, %message, "web push subscription gone");
+                    gone.extend(devices);
+                    gone_message = message;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery_id = %cmd.delivery_id, %endpoint, error = %e, "web push attempt failed");
+                    let slot = if matches!(e, SendError::Transient { .. }) { &mut transient } else { &mut permanent };
+                    slot.get_or_insert(e);
+                }
+            }
+        }
+        if targets == 0 {
+            return Err(SendError::Permanent("no web push subscription to send to".into()));
+        }
+        if accepted {
+            return Ok(Sent { gone });
+        }
+        // Nothing was taken: a retry can still help if any failure was transient.
+        match transient.or(permanent) {
+            Some(e) => Err(e),
+            None => Err(SendError::Gone { message: gone_message, devices: gone }),
+        }
+    }
+
+    /// Each push service has its own breaker: an outage at one browser vendor must not hold up the
+    /// others.
+    fn circuit(&self, cmd: &SendCommand) -> String {
+        let origin = cmd.targets.iter().find_map(|t| match t {
+            Target::WebPush { endpoint, .. } => {
+                reqwest::Url::parse(endpoint).ok().map(|u| u.origin().ascii_serialization())
+            }
+            _ => None,
+        });
+        format!("web_push {}", origin.unwrap_or_default())
+    }
+}
+
+/// The notification a service worker receives, shortened to fit one encrypted record.
+fn plaintext(cmd: &SendCommand) -> Result<Vec<u8>, SendError> {
+    if !cmd.payload.is_object() {
+        return Err(SendError::Permanent("the web push payload is not a JSON object".into()));
+    }
+    let title = text_field(&cmd.payload, "title")?;
+    let body = text_field(&cmd.payload, "body")?;
+    let action_url = text_field(&cmd.payload, "action_url")?;
+    let render = |b: &str| {
+        serde_json::json!({
+            "title": title,
+            "body": body.map(|_| b),
+            "action_url": action_url,
+            "delivery_id": cmd.delivery_id,
+            "class": cmd.class,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    fit_body(body.unwrap_or_default(), MAX_PLAINTEXT, render).ok_or_else(|| {
+        SendError::Permanent("payload too large: the notification does not fit even with an empty body".into())
+    })
+}
+
+/// An optional string field of the payload; anything but a string or null is a template error.
+fn text_field<'a>(payload: &'a serde_json::Value, name: &str) -> Result<Option<&'a str>, SendError> {
+    match payload.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(SendError::Permanent(format!("web push payload field `{name}` is not a string"))),
+    }
+}
+
+/// The `TTL` header: the command's, or a default by class (see [`TTL_URGENT`], [`TTL_ROUTINE`]).
+fn ttl(cmd: &SendCommand) -> u64 {
+    cmd.ttl.map(|d| d.as_secs()).unwrap_or(match cmd.class {
+        Class::Critical | Class::Transactional => TTL_URGENT,
+        Class::Social | Class::Marketing => TTL_ROUTINE,
+    })
+}
+
+/// RFC 8030 section 5.3: lets the browser's device save battery on what can wait.
+fn urgency(class: Class) -> &'static str {
+    match class {
+        Class::Critical => "high",
+        Class::Transactional | Class::Social => "normal",
+        Class::Marketing => "low",
+    }
+}
+
+/// Whether a collapse key can be sent as a `Topic` (RFC 8030 section 5.4).
+fn valid_topic(key: &str) -> bool {
+    (1..=MAX_TOPIC_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Decodes a base64url subscription value, tolerating padding and the standard alphabet.
+fn decode_b64url(s: &str) -> Option<Vec<u8>> {
+    let s: String = s
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    B64URL_LENIENT.decode(s).ok()
+}
+
+/// `Retry-After` as delay seconds or an HTTP date (RFC 9110 section 10.2.3).
+fn parse_retry_after(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    // A date already past means "now".
+    Some(u64::try_from(at.as_second() - jiff::Timestamp::now().as_second()).unwrap_or(0))
+}
+
+/// The start of a refusal's body, read in bounded chunks so a hostile endpoint cannot make us
+/// buffer much.
+async fn reason(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < 4 * MAX_REASON_LEN {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    truncate_utf8(text.trim(), MAX_REASON_LEN).to_owned()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aes_gcm::aead::Aead;
+    use aes_gcm::{Aes128Gcm, KeyInit, Nonce};
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::{IntoResponse, Response};
+    use herald_domain::Channel;
+    use hmac::{Hmac, Mac};
+    use p256::ecdsa::VerifyingKey;
+    use p256::ecdsa::signature::Verifier;
+    use p256::elliptic_curve::rand_core::RngCore;
+    use serde_json::{Value, json};
+    use sha2::Sha256;
+
+    use super::*;
+
+    const SUBJECT: &str = "mailto:ops@example.com";
+
+    /// One request the fake push service received.
+    struct Hit {
+        headers: HeaderMap,
+        body: Vec<u8>,
+    }
+
+    type Hits = Arc<Mutex<Vec<Hit>>>;
+
+    /// A push service on a local port that records every request and answers with the status
+    /// named by the path's first segment (`/410/abc` answers 410), 201 by default.
+    async fn push_service() -> (String, Hits) {
+        let hits = Hits::default();
+        let app = axum::Router::new().fallback(answer).with_state(hits.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (origin, hits)
+    }
+
+    async fn answer(State(hits): State<Hits>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let status = uri
+            .path()
+            .split('/')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::CREATED);
+        hits.lock().unwrap().push(Hit { headers, body: body.to_vec() });
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => (status, [("retry-after", "30")], "slow down").into_response(),
+            _ => status.into_response(),
+        }
+    }
+
+    /// A browser's subscription: its P-256 key pair and auth secret.
+    struct Subscriber {
+        secret: SecretKey,
+        auth: [u8; 16],
+    }
+
+    impl Subscriber {
+        fn new() -> Self {
+            let mut auth = [0u8; 16];
+            OsRng.fill_bytes(&mut auth);
+            Self { secret: SecretKey::random(&mut OsRng), auth }
+        }
+
+        fn target(&self, device_id: Uuid, endpoint: String) -> Target {
+            Target::WebPush {
+                device_id,
+                endpoint,
+                p256dh: URL_SAFE_NO_PAD.encode(self.secret.public_key().to_encoded_point(false).as_bytes()),
+                auth: URL_SAFE_NO_PAD.encode(self.auth),
+            }
+        }
+
+        /// Decrypts by hand and, when available, with the reference implementation; both must agree.
+        fn open(&self, body: &[u8]) -> Vec<u8> {
+            let plaintext = rfc8291_decrypt(&self.secret, &self.auth, body);
+            if let Some(reference) = reference_decrypt(&self.secret, &self.auth, body) {
+                assert_eq!(reference, plaintext, "http_ece and the hand-written decryption disagree");
+            }
+            plaintext
+        }
+    }
+
+    fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// RFC 8291 decryption written from the RFCs, sharing no code with the sender. HKDF (RFC 5869)
+    /// is spelled out with HMAC-SHA-256: with one output block, Extract is HMAC(salt, IKM) and
+    /// Expand is HMAC(PRK, info || 0x01) truncated.
+    fn rfc8291_decrypt(ua_secret: &SecretKey, auth: &[u8], message: &[u8]) -> Vec<u8> {
+        // RFC 8188 section 2.1: salt (16) | rs (4) | idlen (1) | keyid (idlen) | records.
+        let salt = &message[..16];
+        let rs = u32::from_be_bytes(message[16..20].try_into().unwrap()) as usize;
+        let idlen = message[20] as usize;
+        assert_eq!(idlen, 65, "RFC 8291 section 4: the key id is the sender's uncompressed public key");
+        let as_public_bytes = &message[21..21 + idlen];
+        let record = &message[21 + idlen..];
+        assert!(record.len() <= rs, "RFC 8291 section 4: exactly one record");
+        let as_public = p256::PublicKey::from_sec1_bytes(as_public_bytes).unwrap();
+        let ecdh = p256::ecdh::diffie_hellman(ua_secret.to_nonzero_scalar(), as_public.as_affine());
+        let ua_public = ua_secret.public_key().to_encoded_point(false);
+        // RFC 8291 section 3.4.
+        let prk_key = hmac_sha256(auth, &[&ecdh.raw_secret_bytes()[..]]);
+        let ikm = hmac_sha256(&prk_key, &[b"WebPush: info\0", ua_public.as_bytes(), as_public_bytes, &[1]]);
+        // RFC 8188 sections 2.2 and 2.3; the first record's nonce is the base nonce itself.
+        let prk = hmac_sha256(salt, &[&ikm]);
+        let cek = &hmac_sha256(&prk, &[b"Content-Encoding: aes128gcm\0", &[1]])[..16];
+        let nonce: [u8; 12] = hmac_sha256(&prk, &[b"Content-Encoding: nonce\0", &[1]])[..12].try_into().unwrap();
+        let mut padded = Aes128Gcm::new_from_slice(cek)
+            .unwrap()
+            .decrypt(&Nonce::from(nonce), record)
+            .expect("the record authenticates");
+        // The last record's plaintext ends with a 0x02 delimiter, then zero padding.
+        while padded.last() == Some(&0) {
+            padded.pop();
+        }
+        assert_eq!(padded.pop(), Some(2), "last-record delimiter");
+        padded
+    }
+
+    /// Decrypts with the `http_ece` Python package; `None` when it is not installed, which CI
+    /// forbids through `HERALD_REQUIRE_WEB_PUSH_REFERENCE`.
+    fn reference_decrypt(ua_secret: &SecretKey, auth: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+        let script = r#"
+import base64, json, sys
+import http_ece
+from cryptography.hazmat.primitives.asymmetric import ec
+d = json.load(sys.stdin)
+b = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+key = ec.derive_private_key(int.from_bytes(b(d["private"]), "big"), ec.SECP256R1())
+plain = http_ece.decrypt(b(d["body"]), private_key=key, auth_secret=b(d["auth"]), version="aes128gcm")
+sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
+"#;
+        let probe = std::process::Command::new("python3").args(["-c", "import http_ece"]).output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            assert!(
+                std::env::var_os("HERALD_REQUIRE_WEB_PUSH_REFERENCE").is_none(),
+                "HERALD_REQUIRE_WEB_PUSH_REFERENCE is set but the http_ece Python package is missing"
+            );
+            eprintln!("http_ece (Python) is not installed; `pip install http_ece` enables the reference cross-check");
+            return None;
+        }
+        let input = json!({
+            "private": URL_SAFE_NO_PAD.encode(ua_secret.to_bytes()),
+            "auth": URL_SAFE_NO_PAD.encode(auth),
+            "body": URL_SAFE_NO_PAD.encode(body),
+        });
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "http_ece could not decrypt: {}", String::from_utf8_lossy(&out.stderr));
+        Some(B64URL_LENIENT.decode(out.stdout).unwrap())
+    }
+
+    /// Checks the `Authorization` header against RFC 8292 with the public key alone.
+    fn verify_vapid(authorization: &str, public_key: &str, origin: &str) {
+        let params = authorization.strip_prefix("vapid ").expect("the vapid scheme");
+        let param = |name: &str| {
+            params.split(',').find_map(|p| p.trim().strip_prefix(name)).unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert_eq!(param("k="), public_key);
+        let jwt = param("t=");
+        let point = URL_SAFE_NO_PAD.decode(public_key).unwrap();
+        assert_eq!((point.len(), point[0]), (65, 4), "an uncompressed P-256 point");
+        let (signing_input, signature) = jwt.rsplit_once('.').unwrap();
+        let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+        VerifyingKey::from_sec1_bytes(&point).unwrap().verify(signing_input.as_bytes(), &signature).unwrap();
+        // And through a JWT library, which also checks the header, `aud` and `exp`.
+        let key = jsonwebtoken::DecodingKey::from_ec_components(
+            &URL_SAFE_NO_PAD.encode(&point[1..33]),
+            &URL_SAFE_NO_PAD.encode(&point[33..]),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.set_audience(&[origin]);
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).unwrap().claims;
+        assert_eq!(claims["aud"], origin);
+        assert_eq!(claims["sub"], SUBJECT);
+        let exp = claims["exp"].as_u64().unwrap();
+        let now = unix_now();
+        assert!(exp > now + 11 * 3_600 && exp <= now + 24 * 3_600, "exp within 24 h: {}", exp - now);
+    }
+
+    fn provider() -> WebPush {
+        crate::init_tls();
+        WebPush::new(VapidKey::from_secret(&SecretKey::random(&mut OsRng)), SUBJECT.into(), Duration::from_secs(5))
+            .unwrap()
+    }
+
+    fn command(class: Class, payload: Value, targets: Vec<Target>) -> SendCommand {
+        SendCommand {
+            delivery_id: Uuid::now_v7(),
+            channel: Channel::WebPush,
+            user_id: "ana".into(),
+            payload,
+            targets,
+            attempt: 1,
+            class,
+            collapse_key: None,
+            ttl: None,
+            unsubscribe_url: None,
+        }
+    }
+
+    fn header<'a>(hit: &'a Hit, name: &str) -> Option<&'a str> {
+        hit.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[tokio::test]
+    async fn sends_an_encrypted_signed_message() {
+        let (origin, hits) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let payload =
+            json!({"title": "New sign-in", "body": "From Lisbon, «Firefox»", "action_url": "https://app.example/s"});
+        let mut cmd =
+            command(Class::Critical, payload, vec![sub.target(Uuid::now_v7(), format!("{origin}/201/sub-1"))]);
+        cmd.collapse_key = Some("sign-in_42".into());
+        assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
+
+        let hits = hits.lock().unwrap();
+        let [hit] = hits.as_slice() else { panic!("one request") };
+        assert_eq!(header(hit, "content-encoding"), Some("aes128gcm"));
+        assert_eq!(header(hit, "content-type"), Some("application/octet-stream"));
+        assert_eq!(header(hit, "ttl"), Some("86400"));
+        assert_eq!(header(hit, "urgency"), Some("high"));
+        assert_eq!(header(hit, "topic"), Some("sign-in_42"));
+        verify_vapid(header(hit, "authorization").unwrap(), &push.key.public_key(), &origin);
+
+        let plaintext: Value = serde_json::from_slice(&sub.open(&hit.body)).unwrap();
+        assert_eq!(
+            plaintext,
+            json!({
+                "title": "New sign-in",
+                "body": "From Lisbon, «Firefox»",
+                "action_url": "https://app.example/s",
+                "delivery_id": cmd.delivery_id.to_string(),
+                "class": "critical",
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn ttl_urgency_and_topic_follow_the_command() {
+        let (origin, hits) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let cases = [
+            (Class::Transactional, None, Some("a".repeat(33)), "86400", "normal", None),
+            (Class::Social, None, Some("thread 42".into()), "3600", "normal", None),
+            (Class::Marketing, Some(Duration::from_secs(120)), Some("spring".into()), "120", "low", Some("spring")),
+        ];
+        for (class, ttl, collapse_key, _, _, _) in &cases {
+            let mut cmd =
+                command(*class, json!({"body": "hi"}), vec![sub.target(Uuid::now_v7(), format!("{origin}/"))]);
+            cmd.ttl = *ttl;
+            cmd.collapse_key = collapse_key.clone();
+            assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
+        }
+        let hits = hits.lock().unwrap();
+        assert_eq!(hits.len(), cases.len());
+        for (hit, (class, _, _, ttl, urgency, topic)) in hits.iter().zip(&cases) {
+            assert_eq!(header(hit, "ttl"), Some(*ttl), "{class}");
+            assert_eq!(header(hit, "urgency"), Some(*urgency), "{class}");
+            assert_eq!(header(hit, "topic"), *topic, "{class}");
+            let plaintext: Value = serde_json::from_slice(&sub.open(&hit.body)).unwrap();
+            assert_eq!((plaintext["class"].as_str(), plaintext["title"].is_null()), (Some(class.as_str()), true));
+        }
+    }
+
+    #[tokio::test]
+    async fn gone_subscriptions_are_reported() {
+        let (origin, _) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let cmd = command(
+            Class::Social,
+            json!({"body": "hi"}),
+            vec![sub.target(a, format!("{origin}/410/a")), sub.target(b, format!("{origin}/404/b"))],
+        );
+        match push.send(&cmd).await {
+            Err(SendError::Gone { devices, .. }) => assert_eq!(devices, [a, b]),
+            other => panic!("expected gone, got {other:?}"),
+        }
+        let cmd = command(
+            Class::Social,
+            json!({"body": "hi"}),
+            vec![sub.target(a, format!("{origin}/201/a")), sub.target(b, format!("{origin}/410/b"))],
+        );
+        assert_eq!(push.send(&cmd).await, Ok(Sent { gone: vec![b] }));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_classified() {
+        let (origin, _) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let send = |paths: &[&str]| {
+            let targets = paths.iter().map(|p| sub.target(Uuid::now_v7(), format!("{origin}/{p}"))).collect();
+            let cmd = command(Class::Social, json!({"body": "hi"}), targets);
+            let push = &push;
+            async move { push.send(&cmd).await }
+        };
+        match send(&["429/a"]).await {
+            Err(SendError::Transient { retry_after, message }) => {
+                assert_eq!(retry_after, Some(30));
+                assert!(message.contains("slow down"), "{message}");
+            }
+            other => panic!("expected transient, got {other:?}"),
+        }
+        assert!(matches!(send(&["503/a", "410/b"]).await, Err(SendError::Transient { retry_after: None, .. })));
+        assert!(matches!(send(&["403/a", "503/b"]).await, Err(SendError::Transient { .. })));
+        assert!(matches!(send(&["413/a"]).await, Err(SendError::Permanent(m)) if m.contains("payload too large")));
+        assert!(matches!(send(&["400/a"]).await, Err(SendError::Permanent(_))));
+        assert!(matches!(send(&["403/a", "410/b"]).await, Err(SendError::Permanent(_))));
+        let email = command(Class::Social, json!({}), vec![Target::Email("ana@example.com".into())]);
+        assert!(matches!(push.send(&email).await, Err(SendError::Permanent(_))));
+    }
+
+    #[tokio::test]
+    async fn a_long_body_is_shortened_to_fit_one_record() {
+        let (origin, hits) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let body = "Ünïcödé \"quoted\" text. ".repeat(400);
+        let cmd = command(
+            Class::Social,
+            json!({"title": "Long", "body": body}),
+            vec![sub.target(Uuid::now_v7(), format!("{origin}/"))],
+        );
+        assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
+        let hits = hits.lock().unwrap();
+        let [hit] = hits.as_slice() else { panic!("one request") };
+        assert!(hit.body.len() <= 4096, "{} bytes", hit.body.len());
+        let plaintext = sub.open(&hit.body);
+        assert_eq!(hit.body.len(), plaintext.len() + 86 + 1 + 16);
+        assert!(plaintext.len() > MAX_PLAINTEXT - 40, "the body is cut close to the limit: {}", plaintext.len());
+        let kept = serde_json::from_slice::<Value>(&plaintext).unwrap()["body"].as_str().unwrap().to_owned();
+        let kept = kept.strip_suffix('…').expect("an ellipsis marks the cut");
+        assert!(body.starts_with(kept));
+    }
+
+    #[tokio::test]
+    async fn bad_subscriptions_and_payloads_are_refused() {
+        let (origin, hits) = push_service().await;
+        let push = provider();
+        let sub = Subscriber::new();
+        let good = |endpoint: String| sub.target(Uuid::now_v7(), endpoint);
+        let broken = [
+            Target::WebPush {
+                device_id: Uuid::now_v7(),
+                endpoint: format!("{origin}/"),
+                p256dh: "not a key".into(),
+                auth: URL_SAFE_NO_PAD.encode(sub.auth),
+            },
+            Target::WebPush {
+                device_id: Uuid::now_v7(),
+                endpoint: format!("{origin}/"),
+                p256dh: URL_SAFE_NO_PAD.encode(sub.secret.public_key().to_encoded_point(false).as_bytes()),
+                auth: URL_SAFE_NO_PAD.encode([0u8; 15]),
+            },
+            good("not a url".into()),
+            good("ftp://127.0.0.1/x".into()),
+        ];
+        for target in broken {
+            let cmd = command(Class::Social, json!({"body": "hi"}), vec![target.clone()]);
+            assert!(matches!(push.send(&cmd).await, Err(SendError::Permanent(_))), "{target:?}");
+        }
+        for payload in [json!("text"), json!({"title": 5}), json!({"title": "t".repeat(5000)})] {
+            let cmd = command(Class::Social, payload.clone(), vec![good(format!("{origin}/"))]);
+            assert!(matches!(push.send(&cmd).await, Err(SendError::Permanent(_))), "{payload}");
+        }
+        assert!(hits.lock().unwrap().is_empty());
+
+        // Padded, standard-alphabet keys are what some subscription stores hold.
+        let Target::WebPush { device_id, endpoint, p256dh, auth } = good(format!("{origin}/")) else { unreachable!() };
+        let padded =
+            |s: String| format!("{}{}", s.replace('-', "+").replace('_', "/"), "=".repeat((4 - s.len() % 4) % 4));
+        let target = Target::WebPush { device_id, endpoint, p256dh: padded(p256dh), auth: padded(auth) };
+        let cmd = command(Class::Social, json!({"body": "hi"}), vec![target]);
+        assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
+        let hits = hits.lock().unwrap();
+        let plaintext: Value = serde_json::from_slice(&sub.open(&hits[0].body)).unwrap();
+        assert_eq!(plaintext["body"], "hi");
+    }
+
+    #[test]
+    fn the_vapid_key_is_created_once() {
+        let dir = std::env::temp_dir().join(format!("herald-vapid-{}", Uuid::now_v7()));
+        let path = dir.join("keys").join("vapid.pem");
+        let created = VapidKey::load_or_create(&path).unwrap();
+        let pem = std::fs::read_to_string(&path).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let loaded = VapidKey::load_or_create(&path).unwrap();
+        assert_eq!(loaded.public_key(), created.public_key());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), pem, "an existing key is never rewritten");
+        let point = URL_SAFE_NO_PAD.decode(created.public_key()).unwrap();
+        assert_eq!((point.len(), point[0]), (65, 4));
+
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a key").unwrap();
+        assert!(VapidKey::load_or_create(&garbage).is_err());
+        assert_eq!(std::fs::read_to_string(&garbage).unwrap(), "not a key");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_cached_per_origin_until_an_hour_before_expiry() {
+        let push = provider();
+        let now = 1_700_000_000;
+        let first = push.authorization("https://push.example", now).unwrap();
+        let later = now + JWT_LIFETIME - JWT_REFRESH_MARGIN - 1;
+        assert_eq!(push.authorization("https://push.example", later).unwrap(), first);
+        assert_ne!(push.authorization("https://other.example", now).unwrap(), first);
+        let renewed = push.authorization("https://push.example", later + 1).unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(push.authorization("https://push.example", later + 1).unwrap(), renewed);
+    }
+
+    #[test]
+    fn subject_must_be_mailto_or_https() {
+        let key = || VapidKey::from_secret(&SecretKey::random(&mut OsRng));
+        assert!(WebPush::new(key(), "https://herald.example".into(), Duration::from_secs(1)).is_ok());
+        assert!(WebPush::new(key(), "ops@example.com".into(), Duration::from_secs(1)).is_err());
+        assert!(WebPush::new(key(), "http://herald.example".into(), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after(" 120 "), Some(120));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
+        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let soon = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&soon).unwrap();
+        assert!(parse_retry_after(&soon).is_some_and(|s| (85..=90).contains(&s)), "{soon}");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    /// The worked example of RFC 8291 section 5 proves the hand-written decryption above. The
+    /// sender's side cannot be pinned to it: `web_push_native::encrypt` draws its own key pair and
+    /// salt.
+    #[test]
+    fn the_rfc_8291_example_decrypts() {
+        let b = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+        let ua_secret = SecretKey::from_slice(&b("q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94")).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(ua_secret.public_key().to_encoded_point(false).as_bytes()),
+            "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+        );
+        let message = b(concat!(
+            "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6Tlz",
+            "AC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN",
+        ));
+        let plaintext = rfc8291_decrypt(&ua_secret, &b("BTBZMqHH6r4Tts7J_aSIgg"), &message);
+        assert_eq!(plaintext, b"When I grow up, I want to be a watermelon");
+    }
+}

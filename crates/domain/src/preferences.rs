@@ -108,6 +108,19 @@ pub struct StoredPreferences {
 }
 
 impl StoredPreferences {
+    /// Takes `category` off email only (an unsubscribe link): its other channels stay as they
+    /// were; a category left with no channel is switched off.
+    pub fn unsubscribe_email(&mut self, category: Category) {
+        let pref = self.categories.entry(category).or_default();
+        let mut channels = pref.channels.take().unwrap_or_else(|| Channel::ALL.to_vec());
+        channels.retain(|c| *c != Channel::Email);
+        if channels.is_empty() {
+            pref.enabled = Some(false);
+        } else {
+            pref.channels = Some(channels);
+        }
+    }
+
     /// Checks ranges and quiet hours.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errs = ValidationErrors::default();
@@ -216,6 +229,22 @@ impl Preferences {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsubscribing_from_email_keeps_the_other_channels() {
+        let news = Category::parse("c", "news").unwrap();
+        let mut p = StoredPreferences::default();
+        p.unsubscribe_email(news.clone());
+        let r = p.resolve(&PreferenceDefaults::default());
+        assert!(!r.category_allows(Some(&news), Channel::Email));
+        assert!(r.category_allows(Some(&news), Channel::Push));
+        assert!(!r.category_opted_out(Some(&news)));
+        let mut only_email: StoredPreferences =
+            serde_json::from_str(r#"{"categories": {"news": {"channels": ["email"]}}}"#).unwrap();
+        only_email.unsubscribe_email(news.clone());
+        assert!(only_email.resolve(&PreferenceDefaults::default()).category_opted_out(Some(&news)));
+        assert!(only_email.validate().is_ok());
+    }
 
     fn parse(j: &str) -> StoredPreferences {
         serde_json::from_str(j).unwrap()

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
 use herald_domain::device::DeviceSpec;
+use herald_domain::ids::Category;
 use herald_domain::notification::NotificationSpec;
 use herald_domain::overload::Shedding;
 use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::template::{Rendered, TemplateSpec, render_context};
-use herald_domain::{Channel, UserId};
+use herald_domain::{Channel, Class, UserId};
 use herald_store::{
     AuditEntry, DeliveryRecord, DeviceRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification,
     Next, NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
@@ -236,7 +237,7 @@ impl Processor {
             return self.finish(outcome, Vec::new()).await;
         };
         let template_channels = template.channels();
-        let category = n.spec.category.as_ref().or(template.category.as_ref());
+        let category = category_of(&n, &template);
         let ask = Ask {
             class: n.class,
             category,
@@ -438,7 +439,7 @@ impl Processor {
                 continue;
             }
             let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
-            let category = first.spec.category.as_ref().or(template.category.as_ref());
+            let category = category_of(&first, &template);
             let ask = Ask {
                 class: first.class,
                 category,
@@ -579,6 +580,16 @@ impl Processor {
         };
         Ok((DigestOutcome { notification, merged: members.iter().map(|(s, _)| *s).collect(), deliveries }, records))
     }
+}
+
+/// Marketing without a category of its own is in the `marketing` category, so that one opt-out
+/// (or one email unsubscribe link) covers all of it.
+static MARKETING: std::sync::LazyLock<Category> =
+    std::sync::LazyLock::new(|| Category::parse("category", "marketing").expect("`marketing` is a valid category"));
+
+/// The notification's category: its own, else its template's, else `marketing` for marketing.
+fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Option<&'a Category> {
+    n.spec.category.as_ref().or(template.category.as_ref()).or((n.class == Class::Marketing).then(|| &*MARKETING))
 }
 
 /// A digest's title and body, shaped for a channel's fields.
