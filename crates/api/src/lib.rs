@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_domain::preferences::PreferenceDefaults;
 use herald_runtime::{Clock, Runtime};
 use herald_store::Store;
@@ -40,6 +41,25 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Server-wide preference defaults.
     pub defaults: PreferenceDefaults,
+    /// Makes and checks the one-click unsubscribe links of emails.
+    pub unsubscribe: UnsubscribeLinks,
+    /// The VAPID public key browsers subscribe with (base64url, uncompressed P-256 point).
+    pub vapid_public_key: String,
+    /// Twilio's callbacks, when Twilio sends SMS.
+    pub twilio: Option<TwilioHooks>,
+}
+
+/// What verifying and answering Twilio's callbacks takes.
+#[derive(Clone)]
+pub struct TwilioHooks {
+    /// Only callbacks about this account are taken.
+    pub account_sid: String,
+    /// Signs the callbacks (`X-Twilio-Signature`).
+    pub auth_token: String,
+    /// Herald's public base URL: the URL Twilio signed starts with it.
+    pub public_url: String,
+    /// The reply to HELP / INFO, if Herald gives one.
+    pub help_text: Option<String>,
 }
 
 #[derive(OpenApi)]
@@ -52,8 +72,8 @@ pub struct AppState {
         (name = "notifications", description = "Sending, status and cancellation"),
         (name = "inbox", description = "The in-app inbox and its live stream (user token)"),
         (name = "topics", description = "Topic subscriptions"),
-        (name = "deliveries", description = "Dead letters, replay and provider feedback"),
-        (name = "operations", description = "Health, metrics and documentation"),
+        (name = "deliveries", description = "Dead letters, replay, provider feedback and provider callbacks"),
+        (name = "operations", description = "Health, metrics, statistics and documentation"),
     )
 )]
 struct ApiDoc;

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Missing or wrong credentials (401).
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// Authenticated by something that does not check out, such as a forged signature (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing here, or not yours (404).
     #[error("{0}")]
     NotFound(String),
@@ -62,6 +65,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),

@@ -377,7 +377,7 @@ fn settle(outcomes: Vec<Outcome>) -> Result<Sent, SendError> {
                 Some((_, longest)) => *longest = (*longest).max(retry_after),
                 None => transient = Some((message, retry_after)),
             },
-            Outcome::Failed(SendError::Permanent(message)) => {
+            Outcome::Failed(SendError::Permanent(message) | SendError::Unreachable { message, .. }) => {
                 permanent.get_or_insert(message);
             }
             Outcome::Failed(SendError::Gone { message, devices }) => {

@@ -6,7 +6,9 @@ pub mod apns;
 pub mod dev;
 pub mod fcm;
 pub mod payload;
+pub mod push;
 pub mod smtp;
+pub mod twilio;
 pub mod unsubscribe;
 pub mod web_push;
 pub mod webhook;
@@ -135,6 +137,24 @@ pub enum SendError {
         /// The devices to remove.
         devices: Vec<Uuid>,
     },
+    /// The address itself will not take messages (the mailbox does not exist, the number replied
+    /// STOP): Herald blocks it so that nothing more is tried.
+    #[error("unreachable: {message}")]
+    Unreachable {
+        /// What the provider said.
+        message: String,
+        /// Why the address is blocked.
+        block: AddressBlock,
+    },
+}
+
+/// Why a provider says an address must not be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressBlock {
+    /// It does not exist (an email hard bounce, an unknown number).
+    HardBounce,
+    /// Its owner opted out at the provider (SMS STOP); lifted by START.
+    Stopped,
 }
 
 /// A provider for one channel.

@@ -1,7 +1,7 @@
 //! Benchmarks of the pure engine: `decide`, the cap window and template rendering.
 //! Run with `cargo bench -p herald-domain`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use divan::black_box;
 use herald_domain::decision::{Ask, Interruption, RecipientState, Spend, decide};
@@ -54,7 +54,7 @@ fn decide_social(bencher: divan::Bencher) {
         online: false,
         timezone: Some(&tz),
         interruptions: &log,
-        blocked: &BTreeSet::new(),
+        blocked: &BTreeMap::new(),
         shedding: None,
     };
     bencher.bench(|| decide(black_box(&ask), black_box(&user), black_box(now())));

@@ -5,7 +5,7 @@
 //! addresses), then load shedding, then the class strategy (breakthrough budgets, presence, quiet
 //! hours, the cap).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -80,8 +80,8 @@ pub struct RecipientState<'a> {
     pub timezone: Option<&'a jiff::tz::TimeZone>,
     /// Recent interruptions (at least the last hour and the cap window).
     pub interruptions: &'a [Interruption],
-    /// Channels whose only addresses are blocked (a hard bounce, say).
-    pub blocked: &'a BTreeSet<Channel>,
+    /// Channels whose only addresses are blocked, with why (a hard bounce, an SMS STOP).
+    pub blocked: &'a BTreeMap<Channel, Reason>,
     /// Load shedding in force, if Herald is overloaded.
     pub shedding: Option<Shedding>,
 }
@@ -185,8 +185,8 @@ fn consent(ask: &Ask<'_>, user: &RecipientState<'_>, channel: Channel) -> Outcom
         return Outcome::Suppress(Reason::NoSmsOptIn);
     }
     if channel.interrupts() && !user.reachable.contains(&channel) {
-        if user.blocked.contains(&channel) {
-            return Outcome::Suppress(Reason::AddressBlocked);
+        if let Some(reason) = user.blocked.get(&channel) {
+            return Outcome::Suppress(*reason);
         }
         return Outcome::Suppress(Reason::NoAddress);
     }

@@ -81,6 +81,15 @@ key_type!(
     /// A preference category such as `replies` or `marketing`.
     Category, 64, "a category"
 );
+impl Category {
+    /// The category of marketing notifications that name none: one opt-out (or one email
+    /// unsubscribe link) covers all of them.
+    pub fn marketing() -> &'static Category {
+        static MARKETING: std::sync::LazyLock<Category> = std::sync::LazyLock::new(|| Category("marketing".to_owned()));
+        &MARKETING
+    }
+}
+
 key_type!(
     /// A topic key.
     TopicKey, 128, "a topic key"

@@ -13,6 +13,7 @@ pub mod overload;
 pub mod preferences;
 pub mod quiet;
 pub mod reason;
+pub mod sms;
 pub mod template;
 pub mod user;
 pub mod window;

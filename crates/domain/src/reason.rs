@@ -101,6 +101,8 @@ pub enum Reason {
     InvalidToken,
     /// The recipient unsubscribed through the provider.
     Unsubscribed,
+    /// The phone number replied STOP: no SMS goes to it, not even critical, until START.
+    SmsStop,
 }
 
 impl Reason {
@@ -134,6 +136,7 @@ impl Reason {
             Reason::Complaint => "complaint",
             Reason::InvalidToken => "invalid_token",
             Reason::Unsubscribed => "unsubscribed",
+            Reason::SmsStop => "sms_stop",
         }
     }
 }

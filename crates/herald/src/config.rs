@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use herald_domain::Channel;
 use herald_domain::preferences::{FrequencyCap, PreferenceDefaults, QuietHours};
 use serde::{Deserialize, Serialize};
 
@@ -123,11 +124,14 @@ pub enum QuietHoursSetting {
     Window(QuietHours),
 }
 
-/// Dispatch settings every channel takes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Dispatch settings every channel takes, and the sections of the providers each channel can use
+/// (a section belongs to one channel; [`Config::load`] refuses it elsewhere).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChannelConfig {
-    /// The provider, or several in failover order.
-    pub provider: ProviderList,
+    /// The provider, or several in failover order; unset: the channel's real provider when its
+    /// section is configured, else `dev` (see [`ChannelConfig::providers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderList>,
     /// Delays between attempts; when exhausted the delivery fails (a dead letter).
     pub retry_schedule_seconds: Vec<u64>,
     /// Provider request timeout.
@@ -145,31 +149,172 @@ pub struct ChannelConfig {
     /// Sends per UTC day across all users; over it: suppressed, reason `sms_budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_budget: Option<u32>,
-    /// `[channels.sms.twilio]`: only its `daily_budget` is read here.
+    /// Email: the `From` of every message, e.g. `Herald <noreply@example.com>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub twilio: Option<TwilioBudget>,
+    pub from: Option<String>,
+    /// Email: the SMTP relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSection>,
+    /// Push: Apple devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns: Option<ApnsSection>,
+    /// Push: Android (Firebase) devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmSection>,
+    /// Web push: the VAPID key file (PKCS#8 PEM), created when absent; default `<data_dir>/vapid.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vapid_private_key_path: Option<PathBuf>,
+    /// Web push: the VAPID `sub` claim, `mailto:` or `https:`; setting it turns real web push on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// SMS: Twilio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioSection>,
+    /// SMS: the most segments one message may take; a longer body is shortened to fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_segments: Option<u32>,
 }
 
 impl ChannelConfig {
-    fn new(provider: &str, schedule: &[u64]) -> Self {
+    fn new(schedule: &[u64]) -> Self {
         Self {
-            provider: ProviderList::One(provider.into()),
             retry_schedule_seconds: schedule.to_vec(),
             timeout_seconds: 15,
             max_in_flight: 64,
             breaker: BreakerConfig::default(),
-            rate_limit: None,
-            domain_rate_limit: None,
-            daily_budget: None,
-            twilio: None,
+            ..Self::default()
         }
     }
 
-    /// The provider names in failover order.
-    pub fn providers(&self) -> Vec<String> {
+    /// The provider names in failover order: the configured ones, else the channel's real
+    /// provider when its section is filled in, else `dev`.
+    pub fn providers(&self, channel: Channel) -> Vec<String> {
         match &self.provider {
-            ProviderList::One(p) => vec![p.clone()],
-            ProviderList::Many(ps) => ps.clone(),
+            Some(ProviderList::One(p)) => vec![p.clone()],
+            Some(ProviderList::Many(ps)) => ps.clone(),
+            None => {
+                let real = match channel {
+                    Channel::Push => (self.apns.is_some() || self.fcm.is_some()).then_some("native"),
+                    Channel::Email => self.smtp.is_some().then_some("smtp"),
+                    Channel::Sms => self.twilio.as_ref().is_some_and(|t| !t.account_sid.is_empty()).then_some("twilio"),
+                    Channel::WebPush => self.subject.is_some().then_some("web_push"),
+                    Channel::Webhook => Some("webhook"),
+                    Channel::InApp => None,
+                };
+                vec![real.unwrap_or("dev").to_owned()]
+            }
+        }
+    }
+}
+
+/// `smtp = { host, port, tls, username, password, ca_path }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSection {
+    /// Relay host.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub tls: herald_channels::smtp::SmtpTls,
+    /// Login, when the relay wants one.
+    pub username: String,
+    /// Password for `username`.
+    pub password: String,
+    /// A CA certificate (PEM) to trust besides the public ones, for a relay with a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_path: Option<PathBuf>,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: herald_channels::smtp::SmtpTls::None,
+            username: String::new(),
+            password: String::new(),
+            ca_path: None,
+        }
+    }
+}
+
+/// `[channels.push.apns]`: token-based authentication with a `.p8` key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApnsSection {
+    /// `https://api.push.apple.com`, `https://api.sandbox.push.apple.com`; `http://` = cleartext HTTP/2 (tests).
+    pub endpoint: String,
+    /// The `AuthKey_<key id>.p8` file.
+    pub key_path: PathBuf,
+    /// The key's id.
+    pub key_id: String,
+    /// The Apple developer team id.
+    pub team_id: String,
+    /// The app's bundle id.
+    pub topic: String,
+}
+
+impl Default for ApnsSection {
+    fn default() -> Self {
+        Self {
+            endpoint: "https://api.push.apple.com".into(),
+            key_path: PathBuf::from("AuthKey.p8"),
+            key_id: String::new(),
+            team_id: String::new(),
+            topic: String::new(),
+        }
+    }
+}
+
+/// `[channels.push.fcm]`: FCM HTTP v1 with a service account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FcmSection {
+    /// `https://fcm.googleapis.com`.
+    pub endpoint: String,
+    /// The service account JSON key file; its `token_uri` is used for OAuth2.
+    pub service_account_path: PathBuf,
+}
+
+impl Default for FcmSection {
+    fn default() -> Self {
+        Self {
+            endpoint: "https://fcm.googleapis.com".into(),
+            service_account_path: PathBuf::from("service-account.json"),
+        }
+    }
+}
+
+/// `[channels.sms.twilio]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TwilioSection {
+    /// `https://api.twilio.com`.
+    pub base_url: String,
+    /// `AC...`.
+    pub account_sid: String,
+    /// The account's auth token (also verifies Twilio's callbacks).
+    pub auth_token: String,
+    /// The sending number (E.164) or a Messaging Service SID (`MG...`).
+    pub from: String,
+    /// Messages per UTC day, all users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<u32>,
+    /// Herald's answer to HELP / INFO; none: Twilio's own answer stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help_text: Option<String>,
+}
+
+impl Default for TwilioSection {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: String::new(),
+            daily_budget: None,
+            help_text: None,
         }
     }
 }
@@ -210,15 +355,7 @@ pub struct RateConfig {
     pub burst: Option<u32>,
 }
 
-/// The part of `[channels.sms.twilio]` that dispatch uses.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TwilioBudget {
-    /// Messages per UTC day, all users.
-    #[serde(default)]
-    pub daily_budget: Option<u32>,
-}
-
-/// `[channels]`; provider sections of later channels are accepted and kept for them.
+/// `[channels]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Channels {
@@ -237,14 +374,17 @@ pub struct Channels {
 impl Default for Channels {
     fn default() -> Self {
         Self {
-            push: ChannelConfig::new("dev", &[30, 120]),
-            web_push: ChannelConfig::new("dev", &[30]),
-            email: ChannelConfig::new("dev", &[60, 300, 1800]),
-            sms: ChannelConfig::new("dev", &[60, 600]),
-            webhook: ChannelConfig::new("webhook", &[5, 300, 1800, 7200, 18000]),
+            push: ChannelConfig::new(&[30, 120]),
+            web_push: ChannelConfig::new(&[30]),
+            email: ChannelConfig::new(&[60, 300, 1800]),
+            sms: ChannelConfig { max_segments: Some(DEFAULT_MAX_SEGMENTS), ..ChannelConfig::new(&[60, 600]) },
+            webhook: ChannelConfig::new(&[5, 300, 1800, 7200, 18000]),
         }
     }
 }
+
+/// The most segments an SMS takes unless `channels.sms.max_segments` says otherwise.
+pub const DEFAULT_MAX_SEGMENTS: u32 = 4;
 
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +428,25 @@ impl Config {
             return Err(ConfigError("defaults.frequency_cap needs max and window_seconds above 0".into()));
         }
         for (channel, c) in self.channel_configs() {
-            let providers = c.providers();
+            let sections = [
+                ("from", c.from.is_some(), Channel::Email),
+                ("smtp", c.smtp.is_some(), Channel::Email),
+                ("apns", c.apns.is_some(), Channel::Push),
+                ("fcm", c.fcm.is_some(), Channel::Push),
+                ("vapid_private_key_path", c.vapid_private_key_path.is_some(), Channel::WebPush),
+                ("subject", c.subject.is_some(), Channel::WebPush),
+                ("twilio", c.twilio.is_some(), Channel::Sms),
+                ("max_segments", c.max_segments.is_some(), Channel::Sms),
+            ];
+            if let Some((key, _, owner)) = sections.iter().find(|(_, set, owner)| *set && *owner != channel) {
+                return Err(ConfigError(format!(
+                    "channels.{channel}.{key} is not a setting of {channel}; it belongs under channels.{owner}"
+                )));
+            }
+            if c.max_segments.is_some_and(|m| !(1..=10).contains(&m)) {
+                return Err(ConfigError("channels.sms.max_segments must be between 1 and 10".into()));
+            }
+            let providers = c.providers(channel);
             if providers.is_empty() {
                 return Err(ConfigError(format!("channels.{channel}.provider: name at least one provider")));
             }
@@ -317,8 +475,7 @@ impl Config {
     }
 
     /// Each channel's section.
-    pub fn channel_configs(&self) -> [(herald_domain::Channel, &ChannelConfig); 5] {
-        use herald_domain::Channel;
+    pub fn channel_configs(&self) -> [(Channel, &ChannelConfig); 5] {
         let c = &self.channels;
         [
             (Channel::Push, &c.push),
@@ -354,7 +511,7 @@ impl Config {
     }
 
     /// Dispatch settings per channel.
-    pub fn channel_settings(&self) -> Vec<(herald_domain::Channel, herald_runtime::ChannelSettings)> {
+    pub fn channel_settings(&self) -> Vec<(Channel, herald_runtime::ChannelSettings)> {
         let rate = |r: Option<RateConfig>| {
             r.map(|r| herald_runtime::Rate {
                 per_second: r.per_second,
@@ -377,6 +534,7 @@ impl Config {
                         rate_limit: rate(cfg.rate_limit),
                         domain_rate_limit: rate(cfg.domain_rate_limit),
                         daily_budget: cfg.daily_budget.or(cfg.twilio.as_ref().and_then(|t| t.daily_budget)),
+                        max_segments: cfg.max_segments,
                     },
                 )
             })
@@ -423,15 +581,15 @@ mod tests {
             assert_eq!(c.channels.webhook.timeout_seconds, 9);
             assert_eq!(c.defaults.frequency_cap.max, 5);
             assert!(c.preference_defaults().quiet_hours.is_some());
-            assert_eq!(c.channels.email.providers(), vec!["dev", "backup"]);
+            assert_eq!(c.channels.email.providers(Channel::Email), vec!["dev", "backup"]);
             let settings: std::collections::BTreeMap<_, _> = c.channel_settings().into_iter().collect();
-            let email = &settings[&herald_domain::Channel::Email];
+            let email = &settings[&Channel::Email];
             assert_eq!(email.rate_limit.map(|r| r.burst), Some(14));
             assert_eq!(email.breaker.failure_threshold, 2);
             assert_eq!(email.breaker.open_for, jiff::SignedDuration::from_secs(30));
-            assert_eq!(settings[&herald_domain::Channel::Sms].daily_budget, Some(250));
+            assert_eq!(settings[&Channel::Sms].daily_budget, Some(250));
             assert_eq!(c.delivery.hourly_ceiling, 50);
-            assert_eq!(c.channels.webhook.providers(), vec!["webhook"]);
+            assert_eq!(c.channels.webhook.providers(Channel::Webhook), vec!["webhook"]);
             Ok(())
         });
     }

@@ -7,9 +7,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use herald_api::AppState;
+use herald_api::TwilioHooks;
 use herald_channels::Provider;
+use herald_channels::apns::{Apns, ApnsConfig};
 use herald_channels::dev::DevOutbox;
+use herald_channels::fcm::{Fcm, FcmConfig};
+use herald_channels::push::NativePush;
+use herald_channels::smtp::{Smtp, SmtpConfig};
+use herald_channels::twilio::{Twilio, TwilioConfig};
 use herald_channels::unsubscribe::UnsubscribeLinks;
+use herald_channels::web_push::{VapidKey, WebPush};
 use herald_channels::webhook::WebhookProvider;
 use herald_domain::Channel;
 use herald_runtime::{Clock, Runtime, RuntimeConfig, SystemClock};
@@ -18,7 +25,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{ChannelConfig, Config};
 
 /// Why start-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +94,7 @@ impl Application {
         extra: BTreeMap<String, Arc<dyn Provider>>,
     ) -> Result<Self, StartupError> {
         herald_channels::init_tls();
-        let mut runtime_config = runtime_config(&config, extra)?;
+        let Built { runtime: mut runtime_config, vapid_public_key, twilio } = runtime_config(&config, extra)?;
         let store = herald_store::open(&config.database_url, &config.data_dir).await?;
         let unsubscribe = UnsubscribeLinks::new(&config.public_url, secret(&store, "unsubscribe_key").await?);
         runtime_config.unsubscribe = Some(unsubscribe.clone());
@@ -101,6 +108,9 @@ impl Application {
             token_key,
             metrics: metrics_handle(),
             defaults: config.preference_defaults(),
+            unsubscribe,
+            vapid_public_key,
+            twilio,
         };
         let listener = TcpListener::bind(&config.listen)
             .await
@@ -140,35 +150,43 @@ impl Application {
     }
 }
 
-/// Resolves each channel's provider names, in failover order.
-fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -> Result<RuntimeConfig, StartupError> {
+/// What start-up builds besides the providers: keys and settings the API serves or checks.
+struct Built {
+    runtime: RuntimeConfig,
+    vapid_public_key: String,
+    twilio: Option<TwilioHooks>,
+}
+
+/// Resolves each channel's provider names, in failover order, and builds them.
+fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -> Result<Built, StartupError> {
     let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
     let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
+    // The key exists whatever the web push provider, so browsers can subscribe before it is switched on.
+    let vapid_path =
+        config.channels.web_push.vapid_private_key_path.clone().unwrap_or_else(|| config.data_dir.join("vapid.pem"));
+    let vapid = VapidKey::load_or_create(&vapid_path).map_err(config_error)?;
     let mut providers = BTreeMap::new();
     for (channel, section) in config.channel_configs() {
+        let timeout = settings.get(&channel).map_or(Duration::from_secs(15), |s| s.timeout);
         let mut chain = Vec::new();
-        for name in section.providers() {
-            let provider: Arc<dyn Provider> = match (name.as_str(), extra.get(&name)) {
-                (_, Some(p)) => p.clone(),
-                ("dev", None) => dev.clone(),
-                ("webhook", None) if channel == Channel::Webhook => {
-                    let timeout = settings.get(&channel).map_or(Duration::from_secs(15), |s| s.timeout);
-                    Arc::new(WebhookProvider::new(timeout).map_err(|e| StartupError::Io(e.to_string()))?)
-                }
-                (other, None) => {
-                    return Err(StartupError::Config(crate::config::ConfigError(format!(
-                        "channels.{channel}.provider: `{other}` is not available for {channel} in this build \
-                         (available: {})",
-                        if channel == Channel::Webhook { "webhook, dev" } else { "dev" }
-                    ))));
-                }
+        for name in section.providers(channel) {
+            let provider: Arc<dyn Provider> = match extra.get(&name) {
+                Some(p) => p.clone(),
+                None if name == "dev" => dev.clone(),
+                None => real_provider(&name, channel, config, section, timeout, &vapid)?,
             };
             chain.push(provider);
         }
         providers.insert(channel, chain);
     }
+    let twilio = config.channels.sms.twilio.as_ref().filter(|t| !t.account_sid.is_empty()).map(|t| TwilioHooks {
+        account_sid: t.account_sid.clone(),
+        auth_token: t.auth_token.clone(),
+        public_url: config.public_url.trim_end_matches('/').to_owned(),
+        help_text: t.help_text.clone(),
+    });
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Ok(RuntimeConfig {
+    let runtime = RuntimeConfig {
         data_dir: config.data_dir.clone(),
         defaults: config.preference_defaults(),
         lanes: config.lanes.unwrap_or(cores * 4),
@@ -178,7 +196,113 @@ fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -
         overload: config.overload_settings(),
         drain_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
         unsubscribe: None,
+    };
+    Ok(Built { runtime, vapid_public_key: vapid.public_key(), twilio })
+}
+
+/// The real provider `name` of `channel`, built from its section of the configuration.
+fn real_provider(
+    name: &str,
+    channel: Channel,
+    config: &Config,
+    section: &ChannelConfig,
+    timeout: Duration,
+    vapid: &VapidKey,
+) -> Result<Arc<dyn Provider>, StartupError> {
+    let missing =
+        |key: &str| config_error(format!("channels.{channel}.provider `{name}` needs channels.{channel}.{key}"));
+    let prefix = |e: String| config_error(format!("channels.{channel}.{name}: {e}"));
+    Ok(match (channel, name) {
+        (Channel::Webhook, "webhook") => {
+            Arc::new(WebhookProvider::new(timeout).map_err(|e| StartupError::Io(e.to_string()))?)
+        }
+        (Channel::Email, "smtp") => {
+            let smtp = section.smtp.clone().unwrap_or_default();
+            let from = section.from.clone().ok_or_else(|| missing("from"))?;
+            let ca_pem = smtp.ca_path.as_deref().map(read_file).transpose()?;
+            let smtp_config = SmtpConfig {
+                host: smtp.host,
+                port: smtp.port,
+                tls: smtp.tls,
+                username: smtp.username,
+                password: smtp.password,
+                from,
+                ca_pem,
+            };
+            Arc::new(Smtp::new(smtp_config, timeout).map_err(prefix)?)
+        }
+        (Channel::Push, "native") => {
+            let apns = match &section.apns {
+                Some(a) => Some(
+                    Apns::new(
+                        ApnsConfig {
+                            endpoint: a.endpoint.clone(),
+                            key_pem: read_file(&a.key_path)?,
+                            key_id: a.key_id.clone(),
+                            team_id: a.team_id.clone(),
+                            topic: a.topic.clone(),
+                        },
+                        timeout,
+                    )
+                    .map_err(prefix)?,
+                ),
+                None => None,
+            };
+            let fcm = match &section.fcm {
+                Some(f) => Some(
+                    Fcm::new(
+                        FcmConfig {
+                            endpoint: f.endpoint.clone(),
+                            service_account_json: read_file(&f.service_account_path)?,
+                        },
+                        timeout,
+                    )
+                    .map_err(prefix)?,
+                ),
+                None => None,
+            };
+            Arc::new(NativePush::new(apns, fcm).map_err(prefix)?)
+        }
+        (Channel::WebPush, "web_push") => {
+            let subject = section.subject.clone().ok_or_else(|| missing("subject"))?;
+            Arc::new(WebPush::new(vapid.clone(), subject, timeout).map_err(prefix)?)
+        }
+        (Channel::Sms, "twilio") => {
+            let t = section.twilio.clone().ok_or_else(|| missing("twilio"))?;
+            let twilio_config = TwilioConfig {
+                base_url: t.base_url,
+                account_sid: t.account_sid,
+                auth_token: t.auth_token,
+                from: t.from,
+                status_callback: Some(format!(
+                    "{}/v1/providers/twilio/status",
+                    config.public_url.trim_end_matches('/')
+                )),
+            };
+            Arc::new(Twilio::new(twilio_config, timeout).map_err(prefix)?)
+        }
+        _ => {
+            let available = match channel {
+                Channel::Push => "native, dev",
+                Channel::WebPush => "web_push, dev",
+                Channel::Email => "smtp, dev",
+                Channel::Sms => "twilio, dev",
+                Channel::Webhook | Channel::InApp => "webhook, dev",
+            };
+            return Err(config_error(format!(
+                "channels.{channel}.provider: `{name}` is not a provider of {channel} (available: {available})"
+            )));
+        }
     })
+}
+
+/// A file the configuration names, read whole.
+fn read_file(path: &std::path::Path) -> Result<String, StartupError> {
+    std::fs::read_to_string(path).map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))
+}
+
+fn config_error(message: impl Into<String>) -> StartupError {
+    StartupError::Config(crate::config::ConfigError(message.into()))
 }
 
 /// A 32-byte key kept in the store, made at first start.

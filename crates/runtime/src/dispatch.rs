@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald_channels::unsubscribe::UnsubscribeLinks;
-use herald_channels::{Provider, SendCommand, SendError, Sent, Target};
+use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, UserId};
 use herald_store::{
-    AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Limit, Store, StoreError, Updated,
+    AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, Limit, Store,
+    StoreError, Updated,
 };
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
@@ -261,6 +262,7 @@ impl Dispatcher {
                                 Reason::NoAddress
                                 | Reason::ChannelDisabled
                                 | Reason::AddressBlocked
+                                | Reason::SmsStop
                                 | Reason::HourlyCeiling
                                 | Reason::SmsBudget,
                             ),
@@ -370,8 +372,8 @@ impl Dispatcher {
         if matches!(d.channel, Channel::Email | Channel::Sms) {
             let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
             let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
-            if self.store.blocked_channels(email, phone).await?.contains(&d.channel) {
-                return suppress(Reason::AddressBlocked);
+            if let Some(reason) = self.store.blocked_channels(email, phone).await?.get(&d.channel) {
+                return suppress(*reason);
             }
         }
         let devices = self.store.list_devices(&user_id).await?;
@@ -493,6 +495,7 @@ impl Dispatcher {
             Err(SendError::Transient { .. }) => "transient",
             Err(SendError::Permanent(_)) => "permanent",
             Err(SendError::Gone { .. }) => "gone",
+            Err(SendError::Unreachable { .. }) => "unreachable",
         };
         // Tokens and subscriptions the provider says are dead are removed at once.
         let gone = match &result {
@@ -506,6 +509,25 @@ impl Dispatcher {
                 tracing::info!(%device, "the provider says the device is gone; removing it");
                 self.store.delete_device(&user, *device).await?;
             }
+        }
+        // An address the provider says is dead or opted out is blocked before anything else is tried.
+        if let Err(SendError::Unreachable { block, .. }) = &result
+            && let Some(address) = cmd.targets.iter().find_map(contact_address)
+        {
+            let kind = match block {
+                AddressBlock::HardBounce => FeedbackKind::HardBounce,
+                AddressBlock::Stopped => FeedbackKind::Stop,
+            };
+            tracing::info!(?block, "the provider says the address will not take messages; blocking it");
+            self.store
+                .apply_feedback(Feedback {
+                    channel: cmd.channel,
+                    address: address.to_owned(),
+                    kind,
+                    delivery_id: None,
+                    now: self.clock.now(),
+                })
+                .await?;
         }
         metrics::counter!("herald_delivery_attempts_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "outcome" => kind)
             .increment(1);
@@ -539,6 +561,16 @@ impl Dispatcher {
                 Some(message),
                 Some(provider.into()),
             )),
+            Err(SendError::Unreachable { message, block }) => Some(Attempt::Done(
+                "bounced",
+                Decision::Bounced,
+                Some(match block {
+                    AddressBlock::HardBounce => Reason::HardBounce,
+                    AddressBlock::Stopped => Reason::SmsStop,
+                }),
+                Some(message),
+                Some(provider.into()),
+            )),
             Err(SendError::Permanent(msg)) => Some(Attempt::Done(
                 "failed",
                 Decision::Failed,
@@ -569,6 +601,14 @@ impl Drop for InFlight<'_> {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
+    }
+}
+
+/// The email address or phone number a send went to.
+fn contact_address(t: &Target) -> Option<&str> {
+    match t {
+        Target::Email(a) | Target::Phone(a) => Some(a),
+        _ => None,
     }
 }
 

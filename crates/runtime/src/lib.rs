@@ -47,6 +47,8 @@ pub struct ChannelSettings {
     pub domain_rate_limit: Option<Rate>,
     /// Sends per UTC day across all users (SMS).
     pub daily_budget: Option<u32>,
+    /// SMS: the most segments one message may take; a longer body is shortened to fit.
+    pub max_segments: Option<u32>,
 }
 
 impl Default for ChannelSettings {
@@ -59,6 +61,7 @@ impl Default for ChannelSettings {
             rate_limit: None,
             domain_rate_limit: None,
             daily_budget: None,
+            max_segments: None,
         }
     }
 }

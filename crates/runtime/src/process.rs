@@ -1,7 +1,7 @@
 //! Deciding work: load the user's state, run the engine, render each channel, record the
 //! outcome atomically, then feed the live hub and the dispatcher. Also flushes pending digests.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
@@ -11,6 +11,7 @@ use herald_domain::notification::NotificationSpec;
 use herald_domain::overload::Shedding;
 use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
+use herald_domain::sms;
 use herald_domain::template::{Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
@@ -62,7 +63,7 @@ struct UserContext {
     user: Option<UserRecord>,
     prefs: Preferences,
     reachable: BTreeSet<Channel>,
-    blocked: BTreeSet<Channel>,
+    blocked: BTreeMap<Channel, Reason>,
     shedding: Option<Shedding>,
     erased: bool,
     duplicate: bool,
@@ -173,8 +174,8 @@ impl Processor {
         }
         let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
         let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
-        let blocked: BTreeSet<Channel> = self.store.blocked_channels(email, phone).await?.into_iter().collect();
-        reachable.retain(|c| !blocked.contains(c));
+        let blocked = self.store.blocked_channels(email, phone).await?;
+        reachable.retain(|c| !blocked.contains_key(c));
         let overload = self.config.overload;
         let shedding = overload
             .thresholds
@@ -268,12 +269,13 @@ impl Processor {
             let standby = d.outcome == Outcome::Standby && !promote;
             let promoted = d.outcome == Outcome::Standby && promote;
             let result = match d.outcome {
-                Outcome::Send | Outcome::Standby => {
-                    template.render(d.channel, locale.as_deref(), &render_ctx).map_err(|e| {
+                Outcome::Send | Outcome::Standby => template
+                    .render(d.channel, locale.as_deref(), &render_ctx)
+                    .map(|content| self.fit(d.channel, content))
+                    .map_err(|e| {
                         tracing::warn!(channel = %d.channel, error = %e, "render failed");
                         Reason::RenderError
-                    })
-                }
+                    }),
                 Outcome::Suppress(r) => Err(r),
                 Outcome::Defer { until, reason } => {
                     if held.is_none() && reason == Reason::Overload {
@@ -359,6 +361,18 @@ impl Processor {
             None => (Decision::Suppressed, outcome.reason.or(Some(Reason::NoChannel))),
         };
         self.finish(outcome, to_dispatch).await
+    }
+
+    /// Applies the channel's size rule: an SMS body is shortened to the configured most segments.
+    fn fit(&self, channel: Channel, mut content: Rendered) -> Rendered {
+        let max = self.config.channels.get(&channel).and_then(|c| c.max_segments);
+        if let (Channel::Sms, Some(max), Some(body)) = (channel, max, content.body.as_mut())
+            && let std::borrow::Cow::Owned(shorter) = sms::fit(body, max)
+        {
+            tracing::info!(max_segments = max, "the SMS body is longer than its segments allow; shortened");
+            *body = shorter;
+        }
+        content
     }
 
     async fn finish(&self, outcome: RecipientOutcome, to_dispatch: Vec<DeliveryRecord>) -> Result<(), StoreError> {
@@ -550,7 +564,7 @@ impl Processor {
             let delivery = delivery_id(id, user, d.channel);
             match d.outcome {
                 Outcome::Send => {
-                    let content = for_channel(d.channel, &rendered);
+                    let content = self.fit(d.channel, for_channel(d.channel, &rendered));
                     let payload = payload(&header, &spec, user, category, d.channel, content, Some(&digest_info));
                     let (record, new) = queued(delivery, &header, user, d.channel, payload, now);
                     records.push(record);
@@ -582,14 +596,9 @@ impl Processor {
     }
 }
 
-/// Marketing without a category of its own is in the `marketing` category, so that one opt-out
-/// (or one email unsubscribe link) covers all of it.
-static MARKETING: std::sync::LazyLock<Category> =
-    std::sync::LazyLock::new(|| Category::parse("category", "marketing").expect("`marketing` is a valid category"));
-
 /// The notification's category: its own, else its template's, else `marketing` for marketing.
 fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Option<&'a Category> {
-    n.spec.category.as_ref().or(template.category.as_ref()).or((n.class == Class::Marketing).then(|| &*MARKETING))
+    n.spec.category.as_ref().or(template.category.as_ref()).or((n.class == Class::Marketing).then(Category::marketing))
 }
 
 /// A digest's title and body, shaped for a channel's fields.
@@ -669,8 +678,13 @@ fn payload(
         })
     } else {
         // What providers need besides the content travels with it (and shows in the dev outbox).
+        let segments = (channel == Channel::Sms).then(|| sms::measure(content.body.as_deref().unwrap_or_default()));
         let mut v = serde_json::to_value(content).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
+            if let Some(s) = segments {
+                o.insert("segments".into(), s.count.into());
+                o.insert("encoding".into(), s.encoding.as_str().into());
+            }
             o.insert("category".into(), category.into());
             o.insert("collapse_key".into(), spec.collapse_key.clone().into());
             o.insert("ttl_seconds".into(), spec.ttl_seconds.into());

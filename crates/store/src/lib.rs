@@ -150,11 +150,23 @@ pub trait Store: Send + Sync + 'static {
     async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;
     /// Applies a provider's report about an address: blocks, switches channels off, removes devices.
     async fn apply_feedback(&self, feedback: Feedback) -> StoreResult<FeedbackOutcome>;
-    /// Which of the user's contact addresses are blocked, as channels (email, SMS).
-    async fn blocked_channels(&self, email: Option<&str>, phone: Option<&str>) -> StoreResult<Vec<Channel>>;
+    /// Which of the user's contact addresses are blocked, as channels (email, SMS), with the
+    /// reason a send to them is suppressed (`address_blocked`, `sms_stop`).
+    async fn blocked_channels(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> StoreResult<std::collections::BTreeMap<Channel, herald_domain::reason::Reason>>;
+    /// Records what a provider reported later about a delivery it accepted: `sent` (or still
+    /// `sending`) becomes `delivered` or `failed`, with an audit entry; a final status is never
+    /// changed. False when no such delivery could take the report.
+    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<bool>;
     /// Records an attempt's result with its audit entry and fallback hand-over, atomically;
     /// nothing is recorded when the delivery is no longer open (cancelled meanwhile).
     async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<Updated>;
+
+    /// Counts by class, channel, status and suppression reason, of what was created since `since`.
+    async fn stats(&self, since: Option<Timestamp>) -> StoreResult<Stats>;
 
     /// A page of the inbox, newest first.
     async fn list_inbox(&self, user: &UserId, query: InboxQuery) -> StoreResult<Vec<InboxItem>>;

@@ -335,6 +335,10 @@ pub enum FeedbackKind {
     InvalidToken,
     /// The recipient unsubscribed at the provider: the channel goes off for them.
     Unsubscribe,
+    /// The phone number replied STOP: block it for SMS until it replies START.
+    Stop,
+    /// The phone number replied START: lift its STOP block (a hard bounce stays).
+    Start,
 }
 
 /// One provider report.
@@ -361,8 +365,38 @@ pub struct FeedbackOutcome {
     pub devices_removed: u64,
     /// Whether the address is now blocked.
     pub address_blocked: bool,
+    /// Whether a block on the address was lifted.
+    pub address_unblocked: bool,
     /// Whether the named delivery was marked bounced.
     pub delivery_updated: bool,
+}
+
+/// What a provider reported later about a delivery it accepted (a status callback).
+#[derive(Debug, Clone)]
+pub struct ProviderStatus {
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Its channel, which the report must match.
+    pub channel: Channel,
+    /// What became of it.
+    pub status: FinalStatus,
+    /// The provider's error, for a failure.
+    pub error: Option<String>,
+    /// The reason recorded in the audit, for a failure.
+    pub reason: Option<Reason>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// The final outcomes a provider can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalStatus {
+    /// It reached the recipient.
+    Delivered,
+    /// It did not, for good: a dead letter an operator may replay.
+    Failed,
+    /// The address will not take messages (it does not exist, or opted out).
+    Bounced,
 }
 
 /// An attempt's result.
@@ -544,4 +578,30 @@ pub struct FlushOutcome {
 pub struct Recorded {
     /// The inbox item, if this call created it.
     pub inbox: Option<InboxItem>,
+}
+
+/// Counts for `GET /v1/stats`, over everything since a time (or ever).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Notifications accepted, by class.
+    pub notifications_by_class: Vec<(String, u64)>,
+    /// Deliveries by channel, class and status.
+    pub deliveries: Vec<DeliveryCount>,
+    /// Suppression decisions in the audit, by reason.
+    pub suppressed_by_reason: Vec<(String, u64)>,
+    /// Deliveries now in the dead-letter list.
+    pub dead_letters: u64,
+}
+
+/// How many deliveries of one channel and class have one status.
+#[derive(Debug, Clone)]
+pub struct DeliveryCount {
+    /// The channel.
+    pub channel: String,
+    /// The notification's class (`unknown` for rows from before classes were recorded).
+    pub class: String,
+    /// The delivery status.
+    pub status: String,
+    /// How many.
+    pub count: u64,
 }

@@ -179,7 +179,7 @@ async fn feedback(
         }
         _ => body.address.clone(),
     };
-    let FeedbackOutcome { users_affected, devices_removed, address_blocked, delivery_updated } = state
+    let FeedbackOutcome { users_affected, devices_removed, address_blocked, delivery_updated, .. } = state
         .store
         .apply_feedback(Feedback {
             channel: body.channel,

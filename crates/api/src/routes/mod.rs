@@ -4,9 +4,13 @@ mod delivery;
 mod inbox;
 mod notifications;
 pub(crate) mod ops;
+mod stats;
 mod templates;
 mod topics;
+mod twilio;
+mod unsubscribe;
 mod users;
+mod web_push;
 
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -24,6 +28,10 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(topics::routes())
         .merge(delivery::routes())
         .merge(ops::routes())
+        .merge(stats::routes())
+        .merge(twilio::routes())
+        .merge(unsubscribe::routes())
+        .merge(web_push::routes())
 }
 
 /// `?limit=&cursor=` of list endpoints.

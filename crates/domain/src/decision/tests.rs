@@ -22,7 +22,7 @@ struct Fixture {
     online: bool,
     log: Vec<Interruption>,
     tz: jiff::tz::TimeZone,
-    blocked: BTreeSet<Channel>,
+    blocked: BTreeMap<Channel, Reason>,
     shedding: Option<Shedding>,
 }
 
@@ -34,7 +34,7 @@ impl Fixture {
             online: false,
             log: vec![],
             tz: jiff::tz::TimeZone::UTC,
-            blocked: BTreeSet::new(),
+            blocked: BTreeMap::new(),
             shedding: None,
         }
     }
@@ -81,9 +81,13 @@ fn overload_defers_the_shed_classes_but_never_the_inbox_or_critical() {
 fn a_blocked_address_is_explained() {
     let mut f = Fixture::new("{}");
     f.reachable.remove(&Channel::Email);
-    f.blocked.insert(Channel::Email);
+    f.blocked.insert(Channel::Email, Reason::AddressBlocked);
+    f.reachable.remove(&Channel::Sms);
+    f.blocked.insert(Channel::Sms, Reason::SmsStop);
+    // Not even critical reaches a blocked address, and the reason says which block it is.
     let plan = decide(&ask(Class::Critical), &f.state(), ts(NOON));
     assert_eq!(plan.outcome(Channel::Email), Some(Outcome::Suppress(Reason::AddressBlocked)));
+    assert_eq!(plan.outcome(Channel::Sms), Some(Outcome::Suppress(Reason::SmsStop)));
 }
 
 #[test]
@@ -245,7 +249,7 @@ proptest! {
         let tz = jiff::tz::TimeZone::get(zone).unwrap();
         let log: Vec<Interruption> = log.into_iter().map(|(ago, spend)| Interruption { at: now - SignedDuration::from_secs(ago), spend }).collect();
         let cat = Category::parse("c", "cat").unwrap();
-        let none = BTreeSet::new();
+        let none = BTreeMap::new();
         let shedding = shed.map(|level| Shedding { level, until: now + SignedDuration::from_mins(1) });
         let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online, timezone: Some(&tz), interruptions: &log, blocked: &none, shedding };
         let ask = Ask { class, category: Some(&cat), template_channels: &Channel::ALL, requested: requested.as_deref(), time_sensitive };
@@ -291,7 +295,7 @@ proptest! {
         let mut log: Vec<Interruption> = Vec::new();
         for (t, class) in arrivals {
             let now = base + SignedDuration::from_secs(t);
-            let none = BTreeSet::new();
+            let none = BTreeMap::new();
             let user = RecipientState { preferences: &p, reachable: &reachable, erased: false, duplicate: false, online: false, timezone: None, interruptions: &log, blocked: &none, shedding: None };
             let plan = decide(&Ask { class, category: None, template_channels: &Channel::ALL, requested: None, time_sensitive: false }, &user, now);
             if let Some(spend) = plan.spend { log.push(Interruption { at: now, spend }); }

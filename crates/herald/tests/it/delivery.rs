@@ -157,7 +157,7 @@ async fn a_dead_provider_opens_its_breaker_and_the_secondary_takes_over() {
     let app = spawn_custom(
         NOON,
         |c| {
-            c.channels.email.provider = ProviderList::Many(vec!["flaky-smtp".into(), "backup-smtp".into()]);
+            c.channels.email.provider = Some(ProviderList::Many(vec!["flaky-smtp".into(), "backup-smtp".into()]));
             c.channels.email.breaker.failure_threshold = 2;
             c.channels.email.breaker.open_seconds = 60;
             c.defaults.frequency_cap.max = 100;
@@ -447,7 +447,7 @@ async fn with_no_provider_left_a_delivery_waits_for_the_breaker_without_using_up
     let app = spawn_custom(
         NOON,
         |c| {
-            c.channels.sms.provider = ProviderList::One("outage-sms".into());
+            c.channels.sms.provider = Some(ProviderList::One("outage-sms".into()));
             c.channels.sms.retry_schedule_seconds = vec![1];
             c.channels.sms.breaker.failure_threshold = 1;
             c.channels.sms.breaker.open_seconds = 300;

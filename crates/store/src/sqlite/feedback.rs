@@ -1,12 +1,13 @@
 //! Provider feedback in SQLite: one report becomes address blocks, channel switches, removed
-//! devices and a bounced delivery, in the same transaction.
+//! devices and a bounced delivery, in the same transaction; and the late statuses providers
+//! report about deliveries they accepted.
 
 use herald_domain::Channel;
 use herald_domain::reason::{Decision, Reason};
 use sqlx::{Row, SqliteConnection};
 
-use super::{insert_audit, parse_user, parse_uuid};
-use crate::records::{AuditEntry, Feedback, FeedbackKind, FeedbackOutcome};
+use super::{insert_audit, parse_user, parse_uuid, stand_down};
+use crate::records::{AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus};
 use crate::{StoreError, StoreResult, to_ms};
 
 /// The profile field that holds a channel's contact address, for the channels that have one.
@@ -23,17 +24,28 @@ pub(super) async fn apply(c: &mut SqliteConnection, f: &Feedback) -> StoreResult
     let now = to_ms(f.now);
     let mut out = FeedbackOutcome::default();
     match f.kind {
-        FeedbackKind::HardBounce => {
+        FeedbackKind::HardBounce | FeedbackKind::Stop => {
+            let kind = if f.kind == FeedbackKind::Stop { "stop" } else { "hard_bounce" };
+            // A hard bounce outranks a STOP: a START must not unblock an address that does not exist.
             sqlx::query(
-                "INSERT INTO address_blocks (channel, address, kind, created_at) VALUES (?, ?, 'hard_bounce', ?) \
-                 ON CONFLICT (channel, address) DO NOTHING",
+                "INSERT INTO address_blocks (channel, address, kind, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (channel, address) DO UPDATE SET kind = 'hard_bounce' WHERE ?3 = 'hard_bounce'",
             )
             .bind(f.channel.as_str())
             .bind(&f.address)
+            .bind(kind)
             .bind(now)
             .execute(&mut *c)
             .await?;
             out.address_blocked = true;
+        }
+        FeedbackKind::Start => {
+            let r = sqlx::query("DELETE FROM address_blocks WHERE channel = ? AND address = ? AND kind = 'stop'")
+                .bind(f.channel.as_str())
+                .bind(&f.address)
+                .execute(&mut *c)
+                .await?;
+            out.address_unblocked = r.rows_affected() > 0;
         }
         FeedbackKind::Complaint | FeedbackKind::Unsubscribe => {
             let Some(path) = contact_path(f.channel) else {
@@ -63,14 +75,19 @@ pub(super) async fn apply(c: &mut SqliteConnection, f: &Feedback) -> StoreResult
             out.devices_removed = r.rows_affected();
         }
     }
-    if let Some(id) = f.delivery_id {
+    let about = f.delivery_id.and_then(|id| {
         let (status, reason) = match f.kind {
             FeedbackKind::HardBounce => ("bounced", Reason::HardBounce),
             FeedbackKind::InvalidToken => ("bounced", Reason::InvalidToken),
+            FeedbackKind::Stop => ("bounced", Reason::SmsStop),
             // The message arrived; the recipient did not want it.
             FeedbackKind::Complaint => ("delivered", Reason::Complaint),
             FeedbackKind::Unsubscribe => ("delivered", Reason::Unsubscribed),
+            FeedbackKind::Start => return None,
         };
+        Some((id, status, reason))
+    });
+    if let Some((id, status, reason)) = about {
         let row = sqlx::query(
             "UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ? AND channel = ? \
              RETURNING notification_id, user_id",
@@ -97,4 +114,43 @@ pub(super) async fn apply(c: &mut SqliteConnection, f: &Feedback) -> StoreResult
         }
     }
     Ok(out)
+}
+
+/// Records a provider's late report on a delivery; see [`crate::Store::provider_status`].
+pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus) -> StoreResult<bool> {
+    let (status, decision) = match r.status {
+        FinalStatus::Delivered => ("delivered", Decision::Delivered),
+        FinalStatus::Failed => ("failed", Decision::Failed),
+        FinalStatus::Bounced => ("bounced", Decision::Bounced),
+    };
+    let now = to_ms(r.now);
+    // `queued` too: an attempt that timed out at Herald's end may still have been accepted, and
+    // its report must stop the retry that would send it twice.
+    let row = sqlx::query(
+        "UPDATE deliveries SET status = ?1, error = ?2, updated_at = ?3, next_attempt_at = NULL, \
+         dead_at = CASE WHEN ?1 = 'failed' THEN ?3 END \
+         WHERE id = ?4 AND channel = ?5 AND status IN ('queued', 'sending', 'sent') RETURNING notification_id, user_id",
+    )
+    .bind(status)
+    .bind(&r.error)
+    .bind(now)
+    .bind(r.delivery_id.to_string())
+    .bind(r.channel.as_str())
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let entry = AuditEntry {
+        user_id: parse_user(row.try_get("user_id")?)?,
+        notification_id: parse_uuid(row.try_get("notification_id")?)?,
+        channel: Some(r.channel),
+        decision,
+        reason: r.reason,
+        at: r.now,
+    };
+    insert_audit(c, &entry).await?;
+    if r.status == FinalStatus::Delivered {
+        // The report may beat the dispatcher's own record of the send, which would stand them down.
+        stand_down(c, entry.notification_id, &entry.user_id, r.now).await?;
+    }
+    Ok(true)
 }

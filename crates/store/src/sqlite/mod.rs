@@ -4,6 +4,7 @@
 mod feedback;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{TemplateKey, TopicKey};
 use herald_domain::notification::NotificationSpec;
 use herald_domain::preferences::StoredPreferences;
+use herald_domain::reason::Reason;
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
 use herald_domain::{Channel, Class, UserId};
@@ -316,7 +318,7 @@ async fn hand_over(
         notification_id,
         channel: Some(d.channel),
         decision: herald_domain::reason::Decision::Delivering,
-        reason: Some(herald_domain::reason::Reason::Fallback),
+        reason: Some(Reason::Fallback),
         at: now,
     };
     insert_audit(conn, &audit).await?;
@@ -1205,7 +1207,7 @@ impl Store for SqliteStore {
                         notification_id: d.notification_id,
                         channel: Some(d.channel),
                         decision: herald_domain::reason::Decision::Delivering,
-                        reason: Some(herald_domain::reason::Reason::Replayed),
+                        reason: Some(Reason::Replayed),
                         at: now,
                     };
                     insert_audit(c, &entry).await?;
@@ -1219,18 +1221,31 @@ impl Store for SqliteStore {
         self.writer.write(move |c| Box::pin(async move { feedback::apply(c, &f).await })).await
     }
 
-    async fn blocked_channels(&self, email: Option<&str>, phone: Option<&str>) -> StoreResult<Vec<Channel>> {
+    async fn blocked_channels(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> StoreResult<BTreeMap<Channel, Reason>> {
         if email.is_none() && phone.is_none() {
-            return Ok(Vec::new());
+            return Ok(BTreeMap::new());
         }
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT channel FROM address_blocks WHERE (channel = 'email' AND address = ?) OR (channel = 'sms' AND address = ?)",
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT channel, kind FROM address_blocks WHERE (channel = 'email' AND address = ?) OR (channel = 'sms' AND address = ?)",
         )
         .bind(email)
         .bind(phone)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|c| c.parse().map_err(StoreError::Corrupt)).collect()
+        rows.into_iter()
+            .map(|(channel, kind)| {
+                let reason = if kind == "stop" { Reason::SmsStop } else { Reason::AddressBlocked };
+                Ok((channel.parse().map_err(StoreError::Corrupt)?, reason))
+            })
+            .collect()
+    }
+
+    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<bool> {
+        self.writer.write(move |c| Box::pin(async move { feedback::provider_status(c, &report).await })).await
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
@@ -1271,6 +1286,45 @@ impl Store for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn stats(&self, since: Option<Timestamp>) -> StoreResult<Stats> {
+        let since = since.map_or(i64::MIN, to_ms);
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        let notifications: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT class, COUNT(*) FROM notifications WHERE created_at >= ? GROUP BY class ORDER BY class",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let deliveries: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT channel, COALESCE(class, 'unknown'), status, COUNT(*) FROM deliveries WHERE created_at >= ? \
+             GROUP BY channel, class, status ORDER BY channel, class, status",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let suppressed: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT COALESCE(reason, 'unknown'), COUNT(*) FROM audit WHERE decision = 'suppressed' AND at >= ? \
+             GROUP BY reason ORDER BY reason",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let dead: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE dead_at IS NOT NULL AND created_at >= ?")
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Stats {
+            notifications_by_class: notifications.into_iter().map(|(c, n)| (c, count(n))).collect(),
+            deliveries: deliveries
+                .into_iter()
+                .map(|(channel, class, status, n)| DeliveryCount { channel, class, status, count: count(n) })
+                .collect(),
+            suppressed_by_reason: suppressed.into_iter().map(|(r, n)| (r, count(n))).collect(),
+            dead_letters: count(dead),
+        })
     }
 
     async fn list_inbox(&self, user: &UserId, q: InboxQuery) -> StoreResult<Vec<InboxItem>> {

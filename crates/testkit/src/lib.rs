@@ -1,0 +1,6 @@
+//! Local fakes that speak the real protocols of Herald's providers, for tests: nothing here is
+//! used by the service itself.
+
+pub mod smtp;
+pub mod tls;
+pub mod twilio;
