@@ -177,8 +177,7 @@ impl Apns {
         if status.is_success() {
             return Outcome::Accepted;
         }
-        let retry_after =
-            resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = crate::retry_after(resp.headers());
         let reason = resp
             .bytes()
             .await
@@ -291,88 +290,19 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use axum::Router;
-    use axum::extract::{Path, Request, State};
-    use axum::http::{HeaderMap, StatusCode, Version};
-    use axum::response::{IntoResponse, Response};
-    use axum::routing::post;
+    use axum::http::Version;
     use herald_domain::Channel;
+    use herald_testkit::apns::{FakeApns, signing_key};
     use jsonwebtoken::{DecodingKey, Validation};
-    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     use serde_json::json;
     use uuid::Uuid;
 
     use super::*;
 
-    /// One request as the fake APNs saw it.
-    struct Seen {
-        version: Version,
-        path: String,
-        headers: HeaderMap,
-        body: Vec<u8>,
-    }
-
-    #[derive(Clone, Default)]
-    struct Fake {
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Fake {
-        fn take(&self) -> Vec<Seen> {
-            std::mem::take(&mut *self.seen.lock().unwrap())
-        }
-    }
-
-    /// Answers as APNs would, chosen by the device token.
-    async fn handle(State(fake): State<Fake>, Path(token): Path<String>, req: Request) -> Response {
-        let version = req.version();
-        let path = req.uri().path().to_owned();
-        let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
-        fake.seen.lock().unwrap().push(Seen { version, path, headers: parts.headers, body });
-        let refuse =
-            |status: StatusCode, reason: &str| (status, axum::Json(json!({ "reason": reason }))).into_response();
-        match token.as_str() {
-            "gone" => refuse(StatusCode::GONE, "Unregistered"),
-            "bad-token" => refuse(StatusCode::BAD_REQUEST, "BadDeviceToken"),
-            "wrong-topic" => refuse(StatusCode::BAD_REQUEST, "DeviceTokenNotForTopic"),
-            "bad-request" => refuse(StatusCode::BAD_REQUEST, "BadExpirationDate"),
-            "busy" => {
-                ([("retry-after", "7")], refuse(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")).into_response()
-            }
-            "down" => refuse(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
-            "expired" => refuse(StatusCode::FORBIDDEN, "ExpiredProviderToken"),
-            "slow" => {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                StatusCode::OK.into_response()
-            }
-            _ => StatusCode::OK.into_response(),
-        }
-    }
-
-    async fn fake_apns() -> (String, Fake) {
-        let fake = Fake::default();
-        let app = Router::new().route("/3/device/{token}", post(handle)).with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), fake)
-    }
-
-    /// A fixed P-256 key: PKCS#8 PEM private key and SPKI PEM public key.
-    fn test_key() -> (String, String) {
-        let secret = p256::SecretKey::from_slice(&[0x42; 32]).unwrap();
-        let private = secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-        let public = secret.public_key().to_public_key_pem(LineEnding::LF).unwrap();
-        (private, public)
-    }
-
     fn config(endpoint: &str) -> ApnsConfig {
         ApnsConfig {
             endpoint: endpoint.to_owned(),
-            key_pem: test_key().0,
+            key_pem: signing_key().0,
             key_id: "KEY1234567".into(),
             team_id: "TEAM123456".into(),
             topic: "com.example.app".into(),
@@ -413,18 +343,11 @@ mod tests {
         iat: u64,
     }
 
-    fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
-        seen.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn bearer_of(seen: &Seen) -> &str {
-        header(seen, "authorization").unwrap().strip_prefix("bearer ").unwrap()
-    }
-
     #[tokio::test]
     async fn posts_over_http2_with_every_header_and_a_verifiable_token() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let mut cmd = command(Class::Transactional, vec![device("abc123")]);
         cmd.collapse_key = Some("thread-7".into());
         cmd.ttl = Some(Duration::from_secs(3600));
@@ -436,12 +359,12 @@ mod tests {
         let req = &seen[0];
         assert_eq!(req.version, Version::HTTP_2);
         assert_eq!(req.path, "/3/device/abc123");
-        assert_eq!(header(req, "apns-topic"), Some("com.example.app"));
-        assert_eq!(header(req, "apns-push-type"), Some("alert"));
-        assert_eq!(header(req, "apns-priority"), Some("10"));
-        assert_eq!(header(req, "apns-collapse-id"), Some("thread-7"));
-        assert_eq!(header(req, "apns-id"), Some(cmd.delivery_id.to_string().as_str()));
-        let expiration: u64 = header(req, "apns-expiration").unwrap().parse().unwrap();
+        assert_eq!(req.header("apns-topic"), Some("com.example.app"));
+        assert_eq!(req.header("apns-push-type"), Some("alert"));
+        assert_eq!(req.header("apns-priority"), Some("10"));
+        assert_eq!(req.header("apns-collapse-id"), Some("thread-7"));
+        assert_eq!(req.header("apns-id"), Some(cmd.delivery_id.to_string().as_str()));
+        let expiration: u64 = req.header("apns-expiration").unwrap().parse().unwrap();
         assert!((before + 3600..=unix_now() + 3600).contains(&expiration), "expiration {expiration}");
 
         let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -456,8 +379,8 @@ mod tests {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
-        let key = DecodingKey::from_ec_pem(test_key().1.as_bytes()).unwrap();
-        let token = jsonwebtoken::decode::<SeenClaims>(bearer_of(req), &key, &validation).unwrap();
+        let key = DecodingKey::from_ec_pem(signing_key().1.as_bytes()).unwrap();
+        let token = jsonwebtoken::decode::<SeenClaims>(req.bearer(), &key, &validation).unwrap();
         assert_eq!(token.header.alg, Algorithm::ES256);
         assert_eq!(token.header.kid.as_deref(), Some("KEY1234567"));
         assert_eq!(token.claims.iss, "TEAM123456");
@@ -466,16 +389,17 @@ mod tests {
 
     #[tokio::test]
     async fn social_is_low_priority_and_optional_fields_are_left_out() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let mut cmd = command(Class::Social, vec![device("abc123")]);
         cmd.payload = json!({ "body": "just a body" });
         apns.send(&cmd).await.unwrap();
 
         let req = &fake.take()[0];
-        assert_eq!(header(req, "apns-priority"), Some("5"));
-        assert_eq!(header(req, "apns-expiration"), Some("0"));
-        assert_eq!(header(req, "apns-collapse-id"), None);
+        assert_eq!(req.header("apns-priority"), Some("5"));
+        assert_eq!(req.header("apns-expiration"), Some("0"));
+        assert_eq!(req.header("apns-collapse-id"), None);
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(
             body,
@@ -488,15 +412,16 @@ mod tests {
 
     #[tokio::test]
     async fn critical_is_time_sensitive_and_a_long_collapse_key_is_not_a_header() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let mut cmd = command(Class::Critical, vec![device("abc123")]);
         cmd.collapse_key = Some("k".repeat(65));
         apns.send(&cmd).await.unwrap();
 
         let req = &fake.take()[0];
-        assert_eq!(header(req, "apns-priority"), Some("10"));
-        assert_eq!(header(req, "apns-collapse-id"), None);
+        assert_eq!(req.header("apns-priority"), Some("10"));
+        assert_eq!(req.header("apns-collapse-id"), None);
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["aps"]["interruption-level"], "time-sensitive");
         assert_eq!(body["aps"]["thread-id"], "k".repeat(65));
@@ -504,8 +429,9 @@ mod tests {
 
     #[tokio::test]
     async fn other_target_kinds_are_ignored() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let webhook = Target::Webhook { device_id: Uuid::nil(), url: "http://127.0.0.1:9/".into(), secret: "s".into() };
         let cmd = command(Class::Social, vec![webhook, Target::Email("a@example.com".into()), device("abc123")]);
         assert_eq!(apns.send(&cmd).await, Ok(Sent::default()));
@@ -517,8 +443,9 @@ mod tests {
 
     #[tokio::test]
     async fn gone_devices_are_reported_beside_a_delivery() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let cmd =
             command(Class::Social, vec![device("gone"), device("abc123"), device("bad-token"), device("wrong-topic")]);
         let sent = apns.send(&cmd).await.unwrap();
@@ -528,8 +455,9 @@ mod tests {
 
     #[tokio::test]
     async fn all_gone_is_gone() {
-        let (endpoint, _fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let cmd = command(Class::Social, vec![device("gone"), device("bad-token")]);
         match apns.send(&cmd).await {
             Err(SendError::Gone { message, devices }) => {
@@ -550,8 +478,9 @@ mod tests {
 
     #[tokio::test]
     async fn other_client_errors_are_permanent_with_status_and_reason() {
-        let (endpoint, _fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         match apns.send(&command(Class::Social, vec![device("bad-request")])).await {
             Err(SendError::Permanent(message)) => {
                 assert!(message.contains("400") && message.contains("BadExpirationDate"), "{message}");
@@ -565,8 +494,9 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_and_outages_are_transient() {
-        let (endpoint, _fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         match apns.send(&command(Class::Social, vec![device("busy")])).await {
             Err(SendError::Transient { message, retry_after }) => {
                 assert_eq!(retry_after, Some(7));
@@ -580,8 +510,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_provider_token_is_dropped() {
-        let (endpoint, _fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let result = apns.send(&command(Class::Social, vec![device("expired")])).await;
         assert!(matches!(result, Err(SendError::Transient { .. })), "{result:?}");
         assert!(apns.token.lock().unwrap().is_none());
@@ -589,8 +520,9 @@ mod tests {
 
     #[tokio::test]
     async fn timeouts_and_refused_connections_are_transient() {
-        let (endpoint, _fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_millis(300));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_millis(300));
         let result = apns.send(&command(Class::Social, vec![device("slow")])).await;
         assert!(matches!(result, Err(SendError::Transient { .. })), "{result:?}");
 
@@ -604,8 +536,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_body_is_shortened_to_fit() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let long = "é\"ü".repeat(2000);
         let mut cmd = command(Class::Social, vec![device("abc123")]);
         cmd.payload = json!({ "title": "Hello", "body": long });
@@ -630,14 +563,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_provider_token_is_reused_across_sends() {
-        let (endpoint, fake) = fake_apns().await;
-        let apns = client(&endpoint, Duration::from_secs(5));
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
         let cmd = command(Class::Social, vec![device("abc123")]);
         apns.send(&cmd).await.unwrap();
         apns.send(&cmd).await.unwrap();
         let seen = fake.take();
         assert_eq!(seen.len(), 2);
-        assert_eq!(bearer_of(&seen[0]), bearer_of(&seen[1]));
+        assert_eq!(seen[0].bearer(), seen[1].bearer());
     }
 
     #[test]
@@ -661,7 +595,7 @@ mod tests {
         bad_key.key_pem = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n".into();
         assert!(Apns::new(bad_key, Duration::from_secs(5)).is_err());
         let mut public_only = config("https://api.push.apple.com");
-        public_only.key_pem = test_key().1;
+        public_only.key_pem = signing_key().1;
         assert!(Apns::new(public_only, Duration::from_secs(5)).is_err());
         assert!(Apns::new(config("ftp://api.push.apple.com"), Duration::from_secs(5)).is_err());
     }

@@ -170,7 +170,41 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// The `Retry-After` of a refusal in seconds, given as a number or as an HTTP date (a date
+/// already past means now).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    Some(u64::try_from(at.as_second() - jiff::Timestamp::now().as_second()).unwrap_or(0))
+}
+
 /// Installs the process-wide TLS crypto provider (ring); harmless when already installed.
 pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, " 120 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(120));
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(0), "a date in the past means now");
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&later).unwrap();
+        headers.insert(RETRY_AFTER, date.parse().unwrap());
+        assert!(retry_after(&headers).is_some_and(|s| (85..=90).contains(&s)));
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::Value;
 use sha1::Sha1;
@@ -182,7 +182,7 @@ impl Twilio {
             tracing::debug!(delivery_id = %cmd.delivery_id, sid, "Twilio accepted the message");
             return Ok(());
         }
-        let retry_after = retry_after(resp.headers());
+        let retry_after = crate::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         Err(classify(status, &text, retry_after))
     }
@@ -226,17 +226,6 @@ fn block(code: u32) -> Option<AddressBlock> {
         CODE_INVALID_TO | CODE_NOT_MOBILE | CODE_UNKNOWN_HANDSET | CODE_LANDLINE => Some(AddressBlock::HardBounce),
         _ => None,
     }
-}
-
-/// `Retry-After` in seconds, given as a number or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds);
-    }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
-    let wait = at.as_second().saturating_sub(jiff::Timestamp::now().as_second());
-    Some(wait.max(0) as u64)
 }
 
 /// One result for the whole send: any accepted number makes it a success.
@@ -766,18 +755,6 @@ mod tests {
             !shown.contains("super-secret-token") && shown.contains("<redacted>") && shown.contains(SID),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, "120".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(120));
-        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(0), "a date in the past means now");
-        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
     }
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

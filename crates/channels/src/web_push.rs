@@ -244,7 +244,7 @@ impl WebPush {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after = crate::retry_after(resp.headers());
         let reason = reason(resp).await;
         let message = if reason.is_empty() {
             format!("push service answered {status}")
@@ -388,17 +388,6 @@ fn decode_b64url(s: &str) -> Option<Vec<u8>> {
     B64URL_LENIENT.decode(s).ok()
 }
 
-/// `Retry-After` as delay seconds or an HTTP date (RFC 9110 section 10.2.3).
-fn parse_retry_after(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs);
-    }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
-    // A date already past means "now".
-    Some(u64::try_from(at.as_second() - jiff::Timestamp::now().as_second()).unwrap_or(0))
-}
-
 /// The start of a refusal's body, read in bounded chunks so a hostile endpoint cannot make us
 /// buffer much.
 async fn reason(mut resp: reqwest::Response) -> String {
@@ -419,202 +408,17 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use aes_gcm::aead::Aead;
-    use aes_gcm::{Aes128Gcm, KeyInit, Nonce};
-    use axum::body::Bytes;
-    use axum::extract::State;
-    use axum::http::{HeaderMap, StatusCode, Uri};
-    use axum::response::{IntoResponse, Response};
     use herald_domain::Channel;
-    use hmac::{Hmac, Mac};
-    use p256::ecdsa::VerifyingKey;
-    use p256::ecdsa::signature::Verifier;
-    use p256::elliptic_curve::rand_core::RngCore;
+    use herald_testkit::web_push::{FakePushService, Subscriber, decrypt, verify_vapid};
     use serde_json::{Value, json};
-    use sha2::Sha256;
 
     use super::*;
 
     const SUBJECT: &str = "mailto:ops@example.com";
 
-    /// One request the fake push service received.
-    struct Hit {
-        headers: HeaderMap,
-        body: Vec<u8>,
-    }
-
-    type Hits = Arc<Mutex<Vec<Hit>>>;
-
-    /// A push service on a local port that records every request and answers with the status
-    /// named by the path's first segment (`/410/abc` answers 410), 201 by default.
-    async fn push_service() -> (String, Hits) {
-        let hits = Hits::default();
-        let app = axum::Router::new().fallback(answer).with_state(hits.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (origin, hits)
-    }
-
-    async fn answer(State(hits): State<Hits>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        let status = uri
-            .path()
-            .split('/')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::CREATED);
-        hits.lock().unwrap().push(Hit { headers, body: body.to_vec() });
-        match status {
-            StatusCode::TOO_MANY_REQUESTS => (status, [("retry-after", "30")], "slow down").into_response(),
-            _ => status.into_response(),
-        }
-    }
-
-    /// A browser's subscription: its P-256 key pair and auth secret.
-    struct Subscriber {
-        secret: SecretKey,
-        auth: [u8; 16],
-    }
-
-    impl Subscriber {
-        fn new() -> Self {
-            let mut auth = [0u8; 16];
-            OsRng.fill_bytes(&mut auth);
-            Self { secret: SecretKey::random(&mut OsRng), auth }
-        }
-
-        fn target(&self, device_id: Uuid, endpoint: String) -> Target {
-            Target::WebPush {
-                device_id,
-                endpoint,
-                p256dh: URL_SAFE_NO_PAD.encode(self.secret.public_key().to_encoded_point(false).as_bytes()),
-                auth: URL_SAFE_NO_PAD.encode(self.auth),
-            }
-        }
-
-        /// Decrypts by hand and, when available, with the reference implementation; both must agree.
-        fn open(&self, body: &[u8]) -> Vec<u8> {
-            let plaintext = rfc8291_decrypt(&self.secret, &self.auth, body);
-            if let Some(reference) = reference_decrypt(&self.secret, &self.auth, body) {
-                assert_eq!(reference, plaintext, "http_ece and the hand-written decryption disagree");
-            }
-            plaintext
-        }
-    }
-
-    fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().into()
-    }
-
-    /// RFC 8291 decryption written from the RFCs, sharing no code with the sender. HKDF (RFC 5869)
-    /// is spelled out with HMAC-SHA-256: with one output block, Extract is HMAC(salt, IKM) and
-    /// Expand is HMAC(PRK, info || 0x01) truncated.
-    fn rfc8291_decrypt(ua_secret: &SecretKey, auth: &[u8], message: &[u8]) -> Vec<u8> {
-        // RFC 8188 section 2.1: salt (16) | rs (4) | idlen (1) | keyid (idlen) | records.
-        let salt = &message[..16];
-        let rs = u32::from_be_bytes(message[16..20].try_into().unwrap()) as usize;
-        let idlen = message[20] as usize;
-        assert_eq!(idlen, 65, "RFC 8291 section 4: the key id is the sender's uncompressed public key");
-        let as_public_bytes = &message[21..21 + idlen];
-        let record = &message[21 + idlen..];
-        assert!(record.len() <= rs, "RFC 8291 section 4: exactly one record");
-        let as_public = p256::PublicKey::from_sec1_bytes(as_public_bytes).unwrap();
-        let ecdh = p256::ecdh::diffie_hellman(ua_secret.to_nonzero_scalar(), as_public.as_affine());
-        let ua_public = ua_secret.public_key().to_encoded_point(false);
-        // RFC 8291 section 3.4.
-        let prk_key = hmac_sha256(auth, &[&ecdh.raw_secret_bytes()[..]]);
-        let ikm = hmac_sha256(&prk_key, &[b"WebPush: info\0", ua_public.as_bytes(), as_public_bytes, &[1]]);
-        // RFC 8188 sections 2.2 and 2.3; the first record's nonce is the base nonce itself.
-        let prk = hmac_sha256(salt, &[&ikm]);
-        let cek = &hmac_sha256(&prk, &[b"Content-Encoding: aes128gcm\0", &[1]])[..16];
-        let nonce: [u8; 12] = hmac_sha256(&prk, &[b"Content-Encoding: nonce\0", &[1]])[..12].try_into().unwrap();
-        let mut padded = Aes128Gcm::new_from_slice(cek)
-            .unwrap()
-            .decrypt(&Nonce::from(nonce), record)
-            .expect("the record authenticates");
-        // The last record's plaintext ends with a 0x02 delimiter, then zero padding.
-        while padded.last() == Some(&0) {
-            padded.pop();
-        }
-        assert_eq!(padded.pop(), Some(2), "last-record delimiter");
-        padded
-    }
-
-    /// Decrypts with the `http_ece` Python package; `None` when it is not installed, which CI
-    /// forbids through `HERALD_REQUIRE_WEB_PUSH_REFERENCE`.
-    fn reference_decrypt(ua_secret: &SecretKey, auth: &[u8], body: &[u8]) -> Option<Vec<u8>> {
-        let script = r#"
-import base64, json, sys
-import http_ece
-from cryptography.hazmat.primitives.asymmetric import ec
-d = json.load(sys.stdin)
-b = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-key = ec.derive_private_key(int.from_bytes(b(d["private"]), "big"), ec.SECP256R1())
-plain = http_ece.decrypt(b(d["body"]), private_key=key, auth_secret=b(d["auth"]), version="aes128gcm")
-sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
-"#;
-        let probe = std::process::Command::new("python3").args(["-c", "import http_ece"]).output();
-        if !probe.is_ok_and(|o| o.status.success()) {
-            assert!(
-                std::env::var_os("HERALD_REQUIRE_WEB_PUSH_REFERENCE").is_none(),
-                "HERALD_REQUIRE_WEB_PUSH_REFERENCE is set but the http_ece Python package is missing"
-            );
-            eprintln!("http_ece (Python) is not installed; `pip install http_ece` enables the reference cross-check");
-            return None;
-        }
-        let input = json!({
-            "private": URL_SAFE_NO_PAD.encode(ua_secret.to_bytes()),
-            "auth": URL_SAFE_NO_PAD.encode(auth),
-            "body": URL_SAFE_NO_PAD.encode(body),
-        });
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "http_ece could not decrypt: {}", String::from_utf8_lossy(&out.stderr));
-        Some(B64URL_LENIENT.decode(out.stdout).unwrap())
-    }
-
-    /// Checks the `Authorization` header against RFC 8292 with the public key alone.
-    fn verify_vapid(authorization: &str, public_key: &str, origin: &str) {
-        let params = authorization.strip_prefix("vapid ").expect("the vapid scheme");
-        let param = |name: &str| {
-            params.split(',').find_map(|p| p.trim().strip_prefix(name)).unwrap_or_else(|| panic!("no {name}"))
-        };
-        assert_eq!(param("k="), public_key);
-        let jwt = param("t=");
-        let point = URL_SAFE_NO_PAD.decode(public_key).unwrap();
-        assert_eq!((point.len(), point[0]), (65, 4), "an uncompressed P-256 point");
-        let (signing_input, signature) = jwt.rsplit_once('.').unwrap();
-        let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
-        VerifyingKey::from_sec1_bytes(&point).unwrap().verify(signing_input.as_bytes(), &signature).unwrap();
-        // And through a JWT library, which also checks the header, `aud` and `exp`.
-        let key = jsonwebtoken::DecodingKey::from_ec_components(
-            &URL_SAFE_NO_PAD.encode(&point[1..33]),
-            &URL_SAFE_NO_PAD.encode(&point[33..]),
-        )
-        .unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        validation.set_audience(&[origin]);
-        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
-        let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).unwrap().claims;
-        assert_eq!(claims["aud"], origin);
-        assert_eq!(claims["sub"], SUBJECT);
-        let exp = claims["exp"].as_u64().unwrap();
-        let now = unix_now();
-        assert!(exp > now + 11 * 3_600 && exp <= now + 24 * 3_600, "exp within 24 h: {}", exp - now);
+    /// The subscription's push target.
+    fn target(sub: &Subscriber, device_id: Uuid, endpoint: String) -> Target {
+        Target::WebPush { device_id, endpoint, p256dh: sub.p256dh(), auth: sub.auth() }
     }
 
     fn provider() -> WebPush {
@@ -638,30 +442,30 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         }
     }
 
-    fn header<'a>(hit: &'a Hit, name: &str) -> Option<&'a str> {
-        hit.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
     #[tokio::test]
     async fn sends_an_encrypted_signed_message() {
-        let (origin, hits) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
         let payload =
             json!({"title": "New sign-in", "body": "From Lisbon, «Firefox»", "action_url": "https://app.example/s"});
         let mut cmd =
-            command(Class::Critical, payload, vec![sub.target(Uuid::now_v7(), format!("{origin}/201/sub-1"))]);
+            command(Class::Critical, payload, vec![target(&sub, Uuid::now_v7(), format!("{origin}/201/sub-1"))]);
         cmd.collapse_key = Some("sign-in_42".into());
         assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
 
-        let hits = hits.lock().unwrap();
+        let hits = service.hits();
         let [hit] = hits.as_slice() else { panic!("one request") };
-        assert_eq!(header(hit, "content-encoding"), Some("aes128gcm"));
-        assert_eq!(header(hit, "content-type"), Some("application/octet-stream"));
-        assert_eq!(header(hit, "ttl"), Some("86400"));
-        assert_eq!(header(hit, "urgency"), Some("high"));
-        assert_eq!(header(hit, "topic"), Some("sign-in_42"));
-        verify_vapid(header(hit, "authorization").unwrap(), &push.key.public_key(), &origin);
+        assert_eq!(hit.header("content-encoding"), Some("aes128gcm"));
+        assert_eq!(hit.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(hit.header("ttl"), Some("86400"));
+        assert_eq!(hit.header("urgency"), Some("high"));
+        assert_eq!(hit.header("topic"), Some("sign-in_42"));
+        let claims = verify_vapid(hit.header("authorization").unwrap(), &push.key.public_key(), origin);
+        assert_eq!(claims["sub"], SUBJECT);
+        let exp = claims["exp"].as_u64().unwrap();
+        assert!(exp > unix_now() + 11 * 3_600, "a token lives about twelve hours: {exp}");
 
         let plaintext: Value = serde_json::from_slice(&sub.open(&hit.body)).unwrap();
         assert_eq!(
@@ -678,7 +482,8 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 
     #[tokio::test]
     async fn ttl_urgency_and_topic_follow_the_command() {
-        let (origin, hits) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
         let cases = [
@@ -688,17 +493,17 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         ];
         for (class, ttl, collapse_key, _, _, _) in &cases {
             let mut cmd =
-                command(*class, json!({"body": "hi"}), vec![sub.target(Uuid::now_v7(), format!("{origin}/"))]);
+                command(*class, json!({"body": "hi"}), vec![target(&sub, Uuid::now_v7(), format!("{origin}/"))]);
             cmd.ttl = *ttl;
             cmd.collapse_key = collapse_key.clone();
             assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
         }
-        let hits = hits.lock().unwrap();
+        let hits = service.hits();
         assert_eq!(hits.len(), cases.len());
         for (hit, (class, _, _, ttl, urgency, topic)) in hits.iter().zip(&cases) {
-            assert_eq!(header(hit, "ttl"), Some(*ttl), "{class}");
-            assert_eq!(header(hit, "urgency"), Some(*urgency), "{class}");
-            assert_eq!(header(hit, "topic"), *topic, "{class}");
+            assert_eq!(hit.header("ttl"), Some(*ttl), "{class}");
+            assert_eq!(hit.header("urgency"), Some(*urgency), "{class}");
+            assert_eq!(hit.header("topic"), *topic, "{class}");
             let plaintext: Value = serde_json::from_slice(&sub.open(&hit.body)).unwrap();
             assert_eq!((plaintext["class"].as_str(), plaintext["title"].is_null()), (Some(class.as_str()), true));
         }
@@ -706,14 +511,15 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 
     #[tokio::test]
     async fn gone_subscriptions_are_reported() {
-        let (origin, _) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let cmd = command(
             Class::Social,
             json!({"body": "hi"}),
-            vec![sub.target(a, format!("{origin}/410/a")), sub.target(b, format!("{origin}/404/b"))],
+            vec![target(&sub, a, format!("{origin}/410/a")), target(&sub, b, format!("{origin}/404/b"))],
         );
         match push.send(&cmd).await {
             Err(SendError::Gone { devices, .. }) => assert_eq!(devices, [a, b]),
@@ -722,18 +528,19 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         let cmd = command(
             Class::Social,
             json!({"body": "hi"}),
-            vec![sub.target(a, format!("{origin}/201/a")), sub.target(b, format!("{origin}/410/b"))],
+            vec![target(&sub, a, format!("{origin}/201/a")), target(&sub, b, format!("{origin}/410/b"))],
         );
         assert_eq!(push.send(&cmd).await, Ok(Sent { gone: vec![b] }));
     }
 
     #[tokio::test]
     async fn refusals_are_classified() {
-        let (origin, _) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
         let send = |paths: &[&str]| {
-            let targets = paths.iter().map(|p| sub.target(Uuid::now_v7(), format!("{origin}/{p}"))).collect();
+            let targets = paths.iter().map(|p| target(&sub, Uuid::now_v7(), format!("{origin}/{p}"))).collect();
             let cmd = command(Class::Social, json!({"body": "hi"}), targets);
             let push = &push;
             async move { push.send(&cmd).await }
@@ -756,17 +563,18 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 
     #[tokio::test]
     async fn a_long_body_is_shortened_to_fit_one_record() {
-        let (origin, hits) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
         let body = "Ünïcödé \"quoted\" text. ".repeat(400);
         let cmd = command(
             Class::Social,
             json!({"title": "Long", "body": body}),
-            vec![sub.target(Uuid::now_v7(), format!("{origin}/"))],
+            vec![target(&sub, Uuid::now_v7(), format!("{origin}/"))],
         );
         assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
-        let hits = hits.lock().unwrap();
+        let hits = service.hits();
         let [hit] = hits.as_slice() else { panic!("one request") };
         assert!(hit.body.len() <= 4096, "{} bytes", hit.body.len());
         let plaintext = sub.open(&hit.body);
@@ -779,10 +587,11 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 
     #[tokio::test]
     async fn bad_subscriptions_and_payloads_are_refused() {
-        let (origin, hits) = push_service().await;
+        let service = FakePushService::start().await;
+        let origin = service.origin();
         let push = provider();
         let sub = Subscriber::new();
-        let good = |endpoint: String| sub.target(Uuid::now_v7(), endpoint);
+        let good = |endpoint: String| target(&sub, Uuid::now_v7(), endpoint);
         let broken = [
             Target::WebPush {
                 device_id: Uuid::now_v7(),
@@ -807,7 +616,7 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
             let cmd = command(Class::Social, payload.clone(), vec![good(format!("{origin}/"))]);
             assert!(matches!(push.send(&cmd).await, Err(SendError::Permanent(_))), "{payload}");
         }
-        assert!(hits.lock().unwrap().is_empty());
+        assert!(service.hits().is_empty());
 
         // Padded, standard-alphabet keys are what some subscription stores hold.
         let Target::WebPush { device_id, endpoint, p256dh, auth } = good(format!("{origin}/")) else { unreachable!() };
@@ -816,7 +625,7 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         let target = Target::WebPush { device_id, endpoint, p256dh: padded(p256dh), auth: padded(auth) };
         let cmd = command(Class::Social, json!({"body": "hi"}), vec![target]);
         assert_eq!(push.send(&cmd).await, Ok(Sent::default()));
-        let hits = hits.lock().unwrap();
+        let hits = service.hits();
         let plaintext: Value = serde_json::from_slice(&sub.open(&hits[0].body)).unwrap();
         assert_eq!(plaintext["body"], "hi");
     }
@@ -867,16 +676,6 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         assert!(WebPush::new(key(), "http://herald.example".into(), Duration::from_secs(1)).is_err());
     }
 
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(parse_retry_after(" 120 "), Some(120));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
-        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
-        let soon = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&soon).unwrap();
-        assert!(parse_retry_after(&soon).is_some_and(|s| (85..=90).contains(&s)), "{soon}");
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
     /// The worked example of RFC 8291 section 5 proves the hand-written decryption above. The
     /// sender's side cannot be pinned to it: `web_push_native::encrypt` draws its own key pair and
     /// salt.
@@ -892,7 +691,7 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
             "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6Tlz",
             "AC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN",
         ));
-        let plaintext = rfc8291_decrypt(&ua_secret, &b("BTBZMqHH6r4Tts7J_aSIgg"), &message);
+        let plaintext = decrypt(&ua_secret, &b("BTBZMqHH6r4Tts7J_aSIgg"), &message);
         assert_eq!(plaintext, b"When I grow up, I want to be a watermelon");
     }
 }

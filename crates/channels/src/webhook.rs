@@ -63,8 +63,7 @@ impl WebhookProvider {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after =
-            resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = crate::retry_after(resp.headers());
         let message = format!("endpoint answered {status}");
         // 408 and 429 are the endpoint asking for patience; other 4xx will not change on retry.
         if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {

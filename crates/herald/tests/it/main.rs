@@ -7,5 +7,6 @@ mod delivery;
 mod engine;
 mod inbox;
 mod notifications;
+mod providers;
 mod rest;
 mod webhook;

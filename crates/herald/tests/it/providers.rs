@@ -1,0 +1,463 @@
+//! Every real provider end to end, each against a local fake that speaks its protocol: email to
+//! an SMTP server with one-click unsubscribe, APNs over HTTP/2, FCM HTTP v1 with its OAuth2
+//! grant, Web Push decrypted as a browser would, and Twilio with signed callbacks and STOP; plus
+//! the dev outbox that the zero-configuration default writes to.
+
+use std::time::Duration;
+
+use herald::config::{ApnsSection, FcmSection, SmtpSection, TwilioSection};
+use herald_testkit::apns::{FakeApns, signing_key};
+use herald_testkit::fcm::{CLIENT_EMAIL, FakeFcm, PUBLIC_KEY, fcm_error, service_account};
+use herald_testkit::smtp::{FakeSmtp, Options, Security};
+use herald_testkit::twilio::FakeTwilio;
+use herald_testkit::web_push::{FakePushService, Subscriber, verify_vapid};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, spawn, spawn_with, wait_for};
+
+/// The delivery on `channel` of a notification's first recipient, once it is no longer queued.
+async fn settled_on(app: &TestApp, id: &str, channel: &str) -> Value {
+    wait_for(&format!("{channel} delivery of {id} to settle"), || async {
+        let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
+        let d = n["recipients"][0]["deliveries"].as_array()?.iter().find(|d| d["channel"] == channel)?.clone();
+        (!matches!(d["status"].as_str(), Some("queued" | "sending"))).then_some(d)
+    })
+    .await
+}
+
+/// Reasons given to `user` for `channel`.
+async fn reasons(app: &TestApp, user: &str, channel: &str) -> Vec<String> {
+    let (_, t) = app.get(&format!("/v1/users/{user}/timeline?limit=100")).await;
+    t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["channel"] == channel)
+        .filter_map(|i| i["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn put_ok(app: &TestApp, path: &str, body: Value) {
+    let (s, b) = app.put(path, body).await;
+    assert_eq!(s, 200, "{path}: {b}");
+}
+
+async fn device(app: &TestApp, user: &str, body: Value) -> String {
+    let (s, b) = app.post(&format!("/v1/users/{user}/devices"), body).await;
+    assert_eq!(s, 201, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+async fn device_ids(app: &TestApp, user: &str) -> Vec<String> {
+    let (_, list) = app.get(&format!("/v1/users/{user}/devices")).await;
+    list["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn write(dir: &std::path::Path, name: &str, contents: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn email_arrives_with_both_parts_escaped_html_and_a_working_one_click_unsubscribe() {
+    let smtp = FakeSmtp::start(Options::new(Security::Plain)).await;
+    let port = smtp.port();
+    let app = spawn_with(|c| {
+        c.channels.email.smtp = Some(SmtpSection { host: "127.0.0.1".into(), port, ..SmtpSection::default() });
+        c.channels.email.from = Some("Herald <noreply@herald.test>".into());
+        c.channels.email.retry_schedule_seconds = vec![0];
+    })
+    .await;
+    put_ok(&app, "/v1/users/ana", json!({"name": "Ana", "email": "ana@example.com"})).await;
+    put_ok(
+        &app,
+        "/v1/templates/weekly",
+        json!({"class": "marketing", "category": "news",
+               "channels": {"email": {"subject": "News from {{ shop }}", "text": "Hi {{ user.name }}, {{ shop }} has news.",
+                                      "html": "<p>Hi {{ user.name }}, <b>{{ shop }}</b> has news.</p>"}}}),
+    )
+    .await;
+    let id = app.send(json!({"template": "weekly", "to": ["ana"], "data": {"shop": "<Bo & Co>"}})).await;
+
+    let mail = smtp.wait_for_messages(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(mail.recipients, vec!["ana@example.com"]);
+    assert_eq!(mail.header("From").as_deref(), Some("Herald <noreply@herald.test>"));
+    assert_eq!(mail.decoded_header("Subject").as_deref(), Some("News from <Bo & Co>"));
+    let text = mail.part("text/plain").expect("a text part");
+    let html = mail.part("text/html").expect("an HTML part");
+    assert_eq!(text.body.trim_end(), "Hi Ana, <Bo & Co> has news.");
+    assert_eq!(html.body.trim_end(), "<p>Hi Ana, <b>&lt;Bo &amp; Co&gt;</b> has news.</p>");
+    assert_eq!(mail.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+    let link = mail.header("List-Unsubscribe").unwrap();
+    let link = link.trim_start_matches('<').trim_end_matches('>');
+    assert!(link.starts_with("http://127.0.0.1:8080/v1/unsubscribe/"), "{link}");
+    let d = settled_on(&app, &id, "email").await;
+    assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("smtp")), "{d}");
+
+    // The link, as the mail client would use it. A GET (a link scanner) changes nothing.
+    let path = &link["http://127.0.0.1:8080".len()..];
+    let page = app.client.get(format!("{}{path}", app.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<form method=\"post\">") && page.contains("“news” emails"), "{page}");
+    let (_, prefs) = app.get("/v1/users/ana/preferences").await;
+    assert!(prefs["categories"]["news"].is_null(), "a GET does not unsubscribe: {prefs}");
+    let tampered = format!("{}{}x", app.url, path);
+    assert_eq!(app.client.post(&tampered).send().await.unwrap().status(), 404);
+
+    let done = app
+        .client
+        .post(format!("{}{path}", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("no longer receive"));
+    let (_, prefs) = app.get("/v1/users/ana/preferences").await;
+    let channels = prefs["categories"]["news"]["channels"].as_array().expect("news keeps its other channels");
+    assert!(!channels.contains(&json!("email")) && channels.contains(&json!("push")), "{prefs}");
+
+    let again = app.send(json!({"template": "weekly", "to": ["ana"], "data": {"shop": "Bo"}})).await;
+    let n = app.processed(&again).await;
+    assert_eq!(n["recipients"][0]["decision"], "suppressed", "{n}");
+    assert!(reasons(&app, "ana", "email").await.contains(&"category_opt_out".to_owned()));
+    assert_eq!(smtp.messages().len(), 1, "nothing more reaches the inbox");
+}
+
+#[tokio::test]
+async fn a_mailbox_that_does_not_exist_is_blocked_after_its_bounce() {
+    let smtp = FakeSmtp::start(
+        Options::new(Security::Plain).rcpt_reply("gone@example.com", "550 5.1.1 <gone@example.com>: User unknown"),
+    )
+    .await;
+    let port = smtp.port();
+    let app = spawn_with(|c| {
+        c.channels.email.smtp = Some(SmtpSection { host: "127.0.0.1".into(), port, ..SmtpSection::default() });
+        c.channels.email.from = Some("noreply@herald.test".into());
+    })
+    .await;
+    put_ok(&app, "/v1/users/cy", json!({"email": "gone@example.com"})).await;
+    put_ok(
+        &app,
+        "/v1/templates/receipt",
+        json!({"class": "transactional", "channels": {"email": {"subject": "Receipt", "text": "Thanks"}}}),
+    )
+    .await;
+    let id = app.send(json!({"template": "receipt", "to": ["cy"], "data": {"order": 1}})).await;
+    let d = settled_on(&app, &id, "email").await;
+    assert_eq!(d["status"], "bounced", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("5.1.1"), "{d}");
+    assert!(reasons(&app, "cy", "email").await.contains(&"hard_bounce".to_owned()));
+
+    let again = app.send(json!({"template": "receipt", "to": ["cy"], "data": {"order": 2}})).await;
+    app.processed(&again).await;
+    assert!(reasons(&app, "cy", "email").await.contains(&"address_blocked".to_owned()));
+    assert!(smtp.messages().is_empty());
+}
+
+/// Apple device tokens: hexadecimal, as Herald requires.
+const LIVE_APPLE: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const DEAD_APPLE: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+
+#[tokio::test]
+async fn apns_and_fcm_get_what_they_expect_and_dead_tokens_are_removed() {
+    let apns = FakeApns::start().await;
+    apns.refuse(DEAD_APPLE, 410, "Unregistered");
+    let fcm = FakeFcm::start().await;
+    fcm.refuse("fcm-gone", 404, fcm_error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."));
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = write(keys.path(), "AuthKey_KEY1234567.p8", &signing_key().0);
+    let account_path = write(keys.path(), "service-account.json", &service_account(fcm.token_uri()));
+    let (apns_url, fcm_url) = (apns.url().to_owned(), fcm.endpoint().to_owned());
+    let app = spawn_with(move |c| {
+        c.channels.push.apns = Some(ApnsSection {
+            endpoint: apns_url,
+            key_path,
+            key_id: "KEY1234567".into(),
+            team_id: "TEAM123456".into(),
+            topic: "com.example.app".into(),
+        });
+        c.channels.push.fcm = Some(FcmSection { endpoint: fcm_url, service_account_path: account_path });
+    })
+    .await;
+    for token in [LIVE_APPLE, DEAD_APPLE] {
+        device(&app, "ana", json!({"kind": "apns", "token": token})).await;
+    }
+    for token in ["fcm-1", "fcm-gone"] {
+        device(&app, "ana", json!({"kind": "fcm", "token": token})).await;
+    }
+    put_ok(
+        &app,
+        "/v1/templates/order",
+        json!({"class": "transactional", "channels": {"push": {"title": "Order {{ n }}", "body": "On its way"}}}),
+    )
+    .await;
+    let before = jiff::Timestamp::now().as_second() as u64;
+    let id = app
+        .send(json!({"template": "order", "to": ["ana"], "data": {"n": 7}, "collapse_key": "order-7", "ttl_seconds": 600}))
+        .await;
+    let d = settled_on(&app, &id, "push").await;
+    assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("apns+fcm")), "{d}");
+
+    let seen = apns.requests();
+    assert_eq!(seen.len(), 2, "one request per Apple device");
+    let req = seen.iter().find(|r| r.path == format!("/3/device/{LIVE_APPLE}")).expect("the live device was pushed");
+    assert_eq!(req.version, axum::http::Version::HTTP_2);
+    assert_eq!(req.header("apns-topic"), Some("com.example.app"));
+    assert_eq!(req.header("apns-push-type"), Some("alert"));
+    assert_eq!(req.header("apns-priority"), Some("10"), "transactional is immediate");
+    assert_eq!(req.header("apns-collapse-id"), Some("order-7"));
+    let expiration: u64 = req.header("apns-expiration").unwrap().parse().unwrap();
+    assert!((before + 600..=before + 610).contains(&expiration), "{expiration}");
+    let body: Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body["aps"]["alert"], json!({"title": "Order 7", "body": "On its way"}));
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let jwt = jsonwebtoken::decode::<Value>(
+        req.bearer(),
+        &DecodingKey::from_ec_pem(signing_key().1.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("the provider token verifies against the .p8 key");
+    assert_eq!(jwt.header.kid.as_deref(), Some("KEY1234567"));
+    assert_eq!(jwt.claims["iss"], "TEAM123456");
+
+    let grant = &fcm.grants()[0];
+    assert_eq!(grant["grant_type"], "urn:ietf:params:oauth:grant-type:jwt-bearer");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[fcm.token_uri()]);
+    validation.set_issuer(&[CLIENT_EMAIL]);
+    let assertion = jsonwebtoken::decode::<Value>(
+        &grant["assertion"],
+        &DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("the grant verifies against the service account key");
+    assert_eq!(assertion.claims["scope"], "https://www.googleapis.com/auth/firebase.messaging");
+    let sends = fcm.sends();
+    assert_eq!(sends.len(), 2, "one request per Android device");
+    assert!(
+        sends
+            .iter()
+            .all(|s| s.path == "/v1/projects/herald-test/messages:send" && s.authorization == "Bearer access-1")
+    );
+    let message = sends.iter().map(|s| s.json()).find(|m| m["message"]["token"] == "fcm-1").unwrap();
+    assert_eq!(message["message"]["notification"], json!({"title": "Order 7", "body": "On its way"}));
+    assert_eq!(message["message"]["android"]["collapse_key"], "order-7");
+
+    // 410 Unregistered and UNREGISTERED removed their devices; the live ones stay.
+    let (_, list) = app.get("/v1/users/ana/devices").await;
+    let mut tokens: Vec<&str> =
+        list["items"].as_array().unwrap().iter().map(|d| d["token"].as_str().unwrap()).collect();
+    tokens.sort();
+    assert_eq!(tokens, vec![LIVE_APPLE, "fcm-1"]);
+}
+
+#[tokio::test]
+async fn web_push_decrypts_like_a_browser_and_its_vapid_token_verifies_against_the_published_key() {
+    let service = FakePushService::start().await;
+    let app = spawn_with(|c| c.channels.web_push.subject = Some("mailto:ops@herald.test".into())).await;
+    let (s, key) = app
+        .client
+        .get(format!("{}/v1/web-push/vapid-public-key", app.url))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(s, 200, "no credentials needed");
+    let public_key = key.json::<Value>().await.unwrap()["public_key"].as_str().unwrap().to_owned();
+    let browser = Subscriber::new();
+    let subscription = |endpoint: String| json!({"kind": "web_push", "subscription": {"endpoint": endpoint, "keys": {"p256dh": browser.p256dh(), "auth": browser.auth()}}});
+    device(&app, "ana", subscription(format!("{}/201/live", service.origin()))).await;
+    let expired = device(&app, "ana", subscription(format!("{}/410/expired", service.origin()))).await;
+    put_ok(
+        &app,
+        "/v1/templates/alert",
+        json!({"class": "critical", "channels": {"web_push": {"title": "New sign-in", "body": "From {{ city }}"}}}),
+    )
+    .await;
+    let id = app.send(json!({"template": "alert", "to": ["ana"], "data": {"city": "Lisbon"}})).await;
+    let d = settled_on(&app, &id, "web_push").await;
+    assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("web_push")), "{d}");
+
+    let hits = service.hits();
+    let hit = hits.iter().find(|h| h.path == "/201/live").expect("the live subscription was pushed");
+    let claims = verify_vapid(hit.header("authorization").unwrap(), &public_key, service.origin());
+    assert_eq!(claims["sub"], "mailto:ops@herald.test");
+    assert_eq!(hit.header("content-encoding"), Some("aes128gcm"));
+    assert_eq!(hit.header("urgency"), Some("high"), "critical is urgent");
+    assert!(hit.header("ttl").is_some());
+    let message: Value = serde_json::from_slice(&browser.open(&hit.body)).unwrap();
+    assert_eq!((message["title"].as_str(), message["body"].as_str()), (Some("New sign-in"), Some("From Lisbon")));
+    assert!(!device_ids(&app, "ana").await.contains(&expired), "410 removes the subscription");
+}
+
+const SID: &str = "AC00000000000000000000000000000001";
+const AUTH_TOKEN: &str = "twilio-auth-token";
+const ANA: &str = "+15551230001";
+
+/// Posts a Twilio callback to `path`, signed as Twilio would for Herald's public URL (or not).
+async fn callback(app: &TestApp, path: &str, params: &[(&str, &str)], token: &str) -> (u16, String) {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let signature = herald_channels::twilio::signature(token, &format!("http://127.0.0.1:8080{path}"), &params);
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    let resp = app
+        .client
+        .post(format!("{}{path}", app.url))
+        .header("x-twilio-signature", signature)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn twilio_sends_the_right_request_takes_signed_statuses_refuses_forgeries_and_honours_stop() {
+    let twilio = FakeTwilio::start(SID, AUTH_TOKEN).await.unwrap();
+    let base_url = twilio.base_url();
+    let app = spawn_with(move |c| {
+        c.channels.sms.twilio = Some(TwilioSection {
+            base_url,
+            account_sid: SID.into(),
+            auth_token: AUTH_TOKEN.into(),
+            from: "+15550000000".into(),
+            help_text: Some("Herald alerts. Reply STOP to stop.".into()),
+            ..TwilioSection::default()
+        });
+    })
+    .await;
+    put_ok(&app, "/v1/users/ana", json!({"phone": ANA})).await;
+    put_ok(
+        &app,
+        "/v1/templates/code",
+        json!({"class": "critical", "channels": {"sms": {"body": "Your code is {{ code }}"}}}),
+    )
+    .await;
+    let send = |code: u32| json!({"template": "code", "to": ["ana"], "data": {"code": code}});
+
+    let id = app.send(send(1234)).await;
+    let sms = twilio.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(sms.path, format!("/2010-04-01/Accounts/{SID}/Messages.json"));
+    assert_eq!(sms.basic_auth(), Some((SID.to_owned(), AUTH_TOKEN.to_owned())));
+    assert_eq!(
+        (sms.field("To"), sms.field("From"), sms.field("Body")),
+        (Some(ANA), Some("+15550000000"), Some("Your code is 1234"))
+    );
+    let d = settled_on(&app, &id, "sms").await;
+    assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("twilio")), "{d}");
+    let delivery = d["id"].as_str().unwrap();
+    let status_path = format!("/v1/providers/twilio/status?delivery_id={delivery}");
+    assert_eq!(sms.field("StatusCallback"), Some(format!("http://127.0.0.1:8080{status_path}").as_str()));
+
+    // Status callbacks: a forged one changes nothing, a signed one is recorded.
+    let delivered = [("AccountSid", SID), ("MessageSid", "SM1"), ("MessageStatus", "delivered"), ("To", ANA)];
+    assert_eq!(callback(&app, &status_path, &delivered, "not-the-token").await.0, 403);
+    assert_eq!(settled_on(&app, &id, "sms").await["status"], "sent");
+    assert_eq!(callback(&app, &status_path, &delivered, AUTH_TOKEN).await.0, 204);
+    assert_eq!(settled_on(&app, &id, "sms").await["status"], "delivered");
+
+    // A forged STOP is refused and changes nothing.
+    let inbound = "/v1/providers/twilio/inbound";
+    let stop = [("AccountSid", SID), ("From", ANA), ("To", "+15550000000"), ("Body", "Stop")];
+    assert_eq!(callback(&app, inbound, &stop, "forged").await.0, 403);
+    app.send(send(2)).await;
+    twilio.wait_for(2, Duration::from_secs(10)).await;
+
+    // HELP is answered; a real STOP holds even for critical, until START.
+    let (s, twiml) = callback(&app, inbound, &[("AccountSid", SID), ("From", ANA), ("Body", "help")], AUTH_TOKEN).await;
+    assert_eq!((s, twiml.contains("<Message>Herald alerts. Reply STOP to stop.</Message>")), (200, true), "{twiml}");
+    let (s, twiml) = callback(&app, inbound, &stop, AUTH_TOKEN).await;
+    assert_eq!((s, twiml.contains("<Response/>")), (200, true), "{twiml}");
+    let held = app.send(send(3)).await;
+    app.processed(&held).await;
+    assert!(reasons(&app, "ana", "sms").await.contains(&"sms_stop".to_owned()));
+    let (s, _) = callback(&app, inbound, &[("AccountSid", SID), ("From", ANA), ("Body", "START")], AUTH_TOKEN).await;
+    assert_eq!(s, 200);
+    app.send(send(4)).await;
+    let all = twilio.wait_for(3, Duration::from_secs(10)).await;
+    let bodies: Vec<_> = all.iter().filter_map(|m| m.field("Body")).collect();
+    assert_eq!(bodies, vec!["Your code is 1234", "Your code is 2", "Your code is 4"], "nothing went out while stopped");
+
+    // A number that replied STOP at Twilio's end (error 21610) is blocked here too.
+    twilio.opt_out(ANA);
+    let refused = app.send(send(5)).await;
+    let d = settled_on(&app, &refused, "sms").await;
+    assert_eq!(d["status"], "bounced", "{d}");
+    assert!(reasons(&app, "ana", "sms").await.iter().filter(|r| *r == "sms_stop").count() >= 2);
+    let blocked = app.send(send(6)).await;
+    app.processed(&blocked).await;
+    assert_eq!(twilio.messages().iter().filter(|m| m.accepted()).count(), 3);
+}
+
+#[tokio::test]
+async fn a_long_sms_is_shortened_to_its_segments() {
+    let twilio = FakeTwilio::start(SID, AUTH_TOKEN).await.unwrap();
+    let base_url = twilio.base_url();
+    let app = spawn_with(move |c| {
+        c.channels.sms.twilio = Some(TwilioSection {
+            base_url,
+            account_sid: SID.into(),
+            auth_token: AUTH_TOKEN.into(),
+            from: "+15550000000".into(),
+            ..TwilioSection::default()
+        });
+        c.channels.sms.max_segments = Some(1);
+    })
+    .await;
+    put_ok(&app, "/v1/users/ana", json!({"phone": ANA})).await;
+    put_ok(&app, "/v1/templates/long", json!({"class": "transactional", "channels": {"sms": {"body": "{{ text }}"}}}))
+        .await;
+    app.send(json!({"template": "long", "to": ["ana"], "data": {"text": "a".repeat(400)}})).await;
+    let sms = twilio.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    let body = sms.field("Body").unwrap();
+    assert_eq!(body.len(), 160, "one GSM-7 segment");
+    assert!(body.ends_with("..."), "{body}");
+}
+
+#[tokio::test]
+async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
+    let app = spawn().await;
+    put_ok(&app, "/v1/users/ana", json!({"email": "ana@example.com", "phone": ANA})).await;
+    device(&app, "ana", json!({"kind": "apns", "token": LIVE_APPLE})).await;
+    let browser = Subscriber::new();
+    device(
+        &app,
+        "ana",
+        json!({"kind": "web_push", "subscription": {"endpoint": "https://push.example/1", "keys": {"p256dh": browser.p256dh(), "auth": browser.auth()}}}),
+    )
+    .await;
+    put_ok(
+        &app,
+        "/v1/templates/all",
+        json!({"class": "critical", "channels": {
+            "push": {"title": "t", "body": "push body"}, "web_push": {"title": "t", "body": "web body"},
+            "email": {"subject": "s", "text": "email body"}, "sms": {"body": "sms body"}}}),
+    )
+    .await;
+    let id = app.send(json!({"template": "all", "to": ["ana"]})).await;
+    for channel in ["push", "web_push", "email", "sms"] {
+        let d = settled_on(&app, &id, channel).await;
+        assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("dev")), "{d}");
+        let file = app.dir.path().join("outbox").join(channel).join(format!("{}.json", d["id"].as_str().unwrap()));
+        let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(written["channel"], channel);
+        assert!(written["content"].to_string().contains("body"), "{written}");
+    }
+    let sms = app.dir.path().join("outbox/sms");
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(std::fs::read_dir(sms).unwrap().next().unwrap().unwrap().path()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (written["content"]["segments"].as_u64(), written["content"]["encoding"].as_str()),
+        (Some(1), Some("gsm7"))
+    );
+}
