@@ -425,7 +425,7 @@ async fn a_long_sms_is_shortened_to_its_segments() {
 #[tokio::test]
 async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
     let app = spawn().await;
-    put_ok(&app, "/v1/users/ana", json!({"email": "ana@example.com", "phone": ANA})).await;
+    put_ok(&app, "/v1/users/ana", json!({"email": "ana@example.com", "phone": ANA, "locale": "fr-CA"})).await;
     device(&app, "ana", json!({"kind": "apns", "token": LIVE_APPLE})).await;
     let browser = Subscriber::new();
     device(
@@ -439,7 +439,8 @@ async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
         "/v1/templates/all",
         json!({"class": "critical", "channels": {
             "push": {"title": "t", "body": "push body"}, "web_push": {"title": "t", "body": "web body"},
-            "email": {"subject": "s", "text": "email body"}, "sms": {"body": "sms body"}}}),
+            "email": {"subject": "s", "text": "email body"}, "sms": {"body": "sms body"}},
+            "locales": {"fr": {"channels": {"push": {"title": "t", "body": "push body en français"}}}}}),
     )
     .await;
     let id = app.send(json!({"template": "all", "to": ["ana"]})).await;
@@ -451,6 +452,11 @@ async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
         assert_eq!(written["channel"], channel);
         assert!(written["content"].to_string().contains("body"), "{written}");
     }
+    // The user's locale `fr-CA` has no block of its own: the language's (`fr`) is used, and
+    // channels without a French block keep the default.
+    let push = app.dir.path().join("outbox/push");
+    let written: Value = serde_json::from_slice(&std::fs::read(std::fs::read_dir(push).unwrap().next().unwrap().unwrap().path()).unwrap()).unwrap();
+    assert_eq!(written["content"]["body"], "push body en français");
     let sms = app.dir.path().join("outbox/sms");
     let written: Value = serde_json::from_slice(
         &std::fs::read(std::fs::read_dir(sms).unwrap().next().unwrap().unwrap().path()).unwrap(),
