@@ -607,6 +607,63 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_provider_section_turns_its_provider_on() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            for (channel, section) in c.channel_configs() {
+                let expected = if channel == Channel::Webhook { "webhook" } else { "dev" };
+                assert_eq!(section.providers(channel), vec![expected], "{channel} with no configuration");
+            }
+            jail.create_file(
+                "herald.toml",
+                r#"
+                [channels.email]
+                from = "Herald <noreply@example.com>"
+                smtp = { host = "smtp.example.com", port = 587, tls = "starttls", username = "u", password = "p" }
+                [channels.push.fcm]
+                service_account_path = "sa.json"
+                [channels.web_push]
+                subject = "mailto:ops@example.com"
+                [channels.sms.twilio]
+                account_sid = "AC123"
+                auth_token = "t"
+                from = "+15550000000"
+                "#,
+            )?;
+            jail.set_env("HERALD_CHANNELS__EMAIL__SMTP__PORT", "2525");
+            let c = Config::load(Some(Path::new("herald.toml"))).map_err(|e| e.to_string())?;
+            let smtp = c.channels.email.smtp.as_ref().unwrap();
+            assert_eq!((smtp.port, smtp.tls), (2525, herald_channels::smtp::SmtpTls::Starttls));
+            assert_eq!(c.channels.push.fcm.as_ref().unwrap().endpoint, "https://fcm.googleapis.com");
+            assert_eq!(c.channels.email.providers(Channel::Email), vec!["smtp"]);
+            assert_eq!(c.channels.push.providers(Channel::Push), vec!["native"]);
+            assert_eq!(c.channels.web_push.providers(Channel::WebPush), vec!["web_push"]);
+            assert_eq!(c.channels.sms.providers(Channel::Sms), vec!["twilio"]);
+            assert_eq!(c.channels.sms.max_segments, Some(DEFAULT_MAX_SEGMENTS));
+            jail.set_env("HERALD_CHANNELS__EMAIL__PROVIDER", "dev");
+            let c = Config::load(Some(Path::new("herald.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.channels.email.providers(Channel::Email), vec!["dev"], "an explicit provider wins");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_provider_section_under_the_wrong_channel_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_CHANNELS__PUSH__SMTP__HOST", "smtp.example.com");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("channels.push.smtp") && e.contains("channels.email"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_CHANNELS__SMS__MAX_SEGMENTS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("max_segments"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn shedding_thresholds_must_shed_marketing_first() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("HERALD_OVERLOAD__SHED_MARKETING_AT", "50000");

@@ -455,7 +455,10 @@ async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
     // The user's locale `fr-CA` has no block of its own: the language's (`fr`) is used, and
     // channels without a French block keep the default.
     let push = app.dir.path().join("outbox/push");
-    let written: Value = serde_json::from_slice(&std::fs::read(std::fs::read_dir(push).unwrap().next().unwrap().unwrap().path()).unwrap()).unwrap();
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(std::fs::read_dir(push).unwrap().next().unwrap().unwrap().path()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(written["content"]["body"], "push body en français");
     let sms = app.dir.path().join("outbox/sms");
     let written: Value = serde_json::from_slice(
@@ -466,4 +469,36 @@ async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
         (written["content"]["segments"].as_u64(), written["content"]["encoding"].as_str()),
         (Some(1), Some("gsm7"))
     );
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_work_stops_the_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |tweak: &dyn Fn(&mut herald::config::Config)| {
+        let mut config = herald::config::Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            ..herald::config::Config::default()
+        };
+        tweak(&mut config);
+        async move {
+            let clock: std::sync::Arc<dyn herald_runtime::Clock> = std::sync::Arc::new(herald_runtime::SystemClock);
+            match herald::startup::Application::build_with(config, clock, None).await {
+                Ok(_) => panic!("the start should have been refused"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let e = start(&|c| c.channels.email.smtp = Some(SmtpSection::default())).await;
+    assert!(e.contains("channels.email.from"), "{e}");
+    let e = start(&|c| {
+        c.channels.push.apns =
+            Some(ApnsSection { key_path: "/nonexistent/AuthKey.p8".into(), ..ApnsSection::default() })
+    })
+    .await;
+    assert!(e.contains("/nonexistent/AuthKey.p8"), "{e}");
+    let e = start(&|c| c.channels.web_push.subject = Some("ops@example.com".into())).await;
+    assert!(e.contains("mailto:"), "{e}");
+    let e = start(&|c| c.channels.sms.provider = Some(herald::config::ProviderList::One("smtp".into()))).await;
+    assert!(e.contains("not a provider of sms") && e.contains("twilio, dev"), "{e}");
 }

@@ -209,6 +209,14 @@ async fn openapi_documents_every_route() {
         "/v1/me/inbox/stream",
         "/v1/users/{user_id}/inbox",
         "/v1/topics/{key}/subscribers",
+        "/v1/dead-letters",
+        "/v1/dead-letters/{id}/replay",
+        "/v1/feedback",
+        "/v1/stats",
+        "/v1/unsubscribe/{token}",
+        "/v1/providers/twilio/status",
+        "/v1/providers/twilio/inbound",
+        "/v1/web-push/vapid-public-key",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -223,4 +231,36 @@ async fn openapi_documents_every_route() {
     assert_eq!(s, 200);
     let metrics = app.client.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("herald_http_request_seconds"), "{metrics}");
+}
+
+#[tokio::test]
+async fn stats_count_by_class_channel_status_and_reason() {
+    let app = spawn().await;
+    let (s, b) = app
+        .put(
+            "/v1/templates/promo",
+            json!({"class": "marketing", "channels": {"in_app": {"title": "t", "body": "{{ n }}"}, "sms": {"body": "b"}}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app.put("/v1/users/ana", json!({"phone": "+15551234567"})).await;
+    assert_eq!(s, 200);
+    for n in 0..2 {
+        let id = app.send(json!({"template": "promo", "to": ["ana", "bo"], "data": {"n": n}})).await;
+        app.processed(&id).await;
+    }
+    let (s, stats) = app.get("/v1/stats").await;
+    assert_eq!(s, 200, "{stats}");
+    assert_eq!(stats["notifications"], json!({"total": 2, "by_class": {"marketing": 2}}));
+    assert_eq!(stats["deliveries"]["by_channel"]["in_app"]["delivered"], 4, "{stats}");
+    assert_eq!(stats["deliveries"]["by_class"]["marketing"]["delivered"], 4, "{stats}");
+    // Marketing never goes by SMS without an explicit opt-in; Bo has no phone anyway.
+    assert_eq!(stats["suppressed"]["by_reason"]["no_sms_opt_in"], 4, "{stats}");
+    assert_eq!(stats["dead_letters"], 0);
+    let (_, later) = app.get("/v1/stats?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(later["notifications"]["total"], 0, "{later}");
+    let (s, _) = app.get("/v1/stats?since=yesterday").await;
+    assert_eq!(s, 422);
+    let (s, _) = app.req_as(Method::GET, "/v1/stats", None, None).await;
+    assert_eq!(s, 401);
 }
