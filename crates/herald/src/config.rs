@@ -161,7 +161,8 @@ pub struct ChannelConfig {
     /// Push: Android (Firebase) devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fcm: Option<FcmSection>,
-    /// Web push: the VAPID key file (PKCS#8 PEM), created when absent; default `<data_dir>/vapid.pem`.
+    /// Web push: the VAPID key file (PKCS#8 PEM), created when absent; relative to `data_dir`
+    /// (default `vapid.pem` there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vapid_private_key_path: Option<PathBuf>,
     /// Web push: the VAPID `sub` claim, `mailto:` or `https:`; setting it turns real web push on.

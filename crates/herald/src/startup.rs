@@ -162,8 +162,9 @@ fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -
     let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
     let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
     // The key exists whatever the web push provider, so browsers can subscribe before it is switched on.
-    let vapid_path =
-        config.channels.web_push.vapid_private_key_path.clone().unwrap_or_else(|| config.data_dir.join("vapid.pem"));
+    // A relative path is in the data directory, where the key is generated when absent.
+    let vapid_name = config.channels.web_push.vapid_private_key_path.as_deref();
+    let vapid_path = config.data_dir.join(vapid_name.unwrap_or(std::path::Path::new("vapid.pem")));
     let vapid = VapidKey::load_or_create(&vapid_path).map_err(config_error)?;
     let mut providers = BTreeMap::new();
     for (channel, section) in config.channel_configs() {

@@ -94,6 +94,20 @@ struct PreviewView {
     channel: Channel,
     #[serde(flatten)]
     rendered: Rendered,
+    /// For SMS: what the body costs on the air.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms: Option<SmsSize>,
+}
+
+/// An SMS body's size.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct SmsSize {
+    /// `gsm7` or `ucs2`.
+    encoding: &'static str,
+    /// Septets (GSM-7) or UTF-16 units (UCS-2).
+    units: usize,
+    /// Messages it is sent and billed as.
+    segments: u32,
 }
 
 /// Renders one channel of a template with the given data, strictly.
@@ -113,5 +127,9 @@ async fn preview(
     }
     let ctx = render_context(&req.data, serde_json::json!({}));
     let rendered = t.spec.render(req.channel, req.locale.as_deref(), &ctx).map_err(render_problem)?;
-    Ok(Json(PreviewView { channel: req.channel, rendered }))
+    let sms = (req.channel == Channel::Sms).then(|| {
+        let size = herald_domain::sms::measure(rendered.body.as_deref().unwrap_or_default());
+        SmsSize { encoding: size.encoding.as_str(), units: size.units, segments: size.count }
+    });
+    Ok(Json(PreviewView { channel: req.channel, rendered, sms }))
 }

@@ -97,7 +97,7 @@ async fn templates_store_and_preview() {
     let app = spawn().await;
     let tpl = json!({"class": "transactional", "channels": {
         "email": {"subject": "Hi {{ name }}", "text": "{{ body }}", "html": "<p>{{ body }}</p>"},
-        "push": {"title": "Hi", "body": "{{ body }}"}},
+        "push": {"title": "Hi", "body": "{{ body }}"}, "sms": {"body": "Code {{ body }}"}},
         "locales": {"fr": {"channels": {"push": {"title": "Salut", "body": "{{ body }}"}}}}});
     let (s, b) = app.put("/v1/templates/receipt", tpl).await;
     assert_eq!(s, 200, "{b}");
@@ -114,6 +114,12 @@ async fn templates_store_and_preview() {
         .post("/v1/templates/receipt/preview", json!({"channel": "push", "locale": "fr-CA", "data": {"body": "x"}}))
         .await;
     assert_eq!(p["title"], "Salut");
+    assert!(p.get("sms").is_none());
+    let (_, p) =
+        app.post("/v1/templates/receipt/preview", json!({"channel": "sms", "data": {"body": "€".repeat(80)}})).await;
+    assert_eq!(p["sms"], json!({"encoding": "gsm7", "units": 165, "segments": 2}), "{p}");
+    let (_, p) = app.post("/v1/templates/receipt/preview", json!({"channel": "sms", "data": {"body": "ü ✓"}})).await;
+    assert_eq!(p["sms"], json!({"encoding": "ucs2", "units": 8, "segments": 1}), "{p}");
     let (s, p) = app.post("/v1/templates/receipt/preview", json!({"channel": "email", "data": {"name": "Ana"}})).await;
     assert_eq!(s, 422);
     assert!(p["detail"].as_str().unwrap().contains("body"), "{p}");
