@@ -3,7 +3,7 @@
 //! map onto [`SendError`]. Written by hand: no maintained crate speaks APNs without OpenSSL.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_domain::Class;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::payload::fit_body;
-use crate::{Provider, SendCommand, SendError, Sent, Target};
+use crate::{Provider, SendCommand, SendError, Sent, Target, unix_now};
 
 /// APNs refuses payloads over 4 KB.
 const MAX_PAYLOAD: usize = 4096;
@@ -92,12 +92,7 @@ impl Apns {
         let key = EncodingKey::from_ec_pem(config.key_pem.as_bytes())
             .map_err(|e| format!("APNs key is not a PKCS#8 PEM EC private key: {e}"))?;
         let endpoint = config.endpoint.trim_end_matches('/').to_owned();
-        crate::init_tls();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none());
+        let mut builder = crate::http_client(timeout);
         if endpoint.starts_with("http://") {
             // Without TLS there is no ALPN to agree on HTTP/2, and APNs speaks nothing else.
             builder = builder.http2_prior_knowledge();
@@ -151,7 +146,8 @@ impl Apns {
             Err(e) => return Outcome::Failed(e),
         };
         let priority = if matches!(cmd.class, Class::Critical | Class::Transactional) { "10" } else { "5" };
-        let expiration = cmd.ttl.map_or(0, |ttl| now.saturating_add(ttl.as_secs()));
+        // Never 0: that tells APNs to try once and drop the notification if the device is off.
+        let expiration = now.saturating_add(crate::ttl_seconds(cmd));
         let mut request = self
             .client
             .post(format!("{}/3/device/{device_token}", self.endpoint))
@@ -187,9 +183,18 @@ impl Apns {
             .unwrap_or_default();
         let message = format!("APNs answered {status}: {reason}");
         match (status.as_u16(), reason.as_str()) {
-            (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => Outcome::Gone(message),
+            // Only 410 says the token is dead. A bad token or a topic mismatch is what every token
+            // gets after a configuration mistake (a wrong bundle id, sandbox tokens against
+            // production): deleting devices then would wipe every Apple device.
+            (410, _) => Outcome::Gone(message),
             (403, "ExpiredProviderToken" | "InvalidProviderToken") => {
                 self.drop_token(&jwt);
+                Outcome::Failed(SendError::Transient { message, retry_after })
+            }
+            // Herald's configuration, not the recipient, is wrong: open the breaker and keep the
+            // deliveries until an operator fixes it.
+            (400, "BadTopic" | "MissingTopic" | "TopicDisallowed" | "DeviceTokenNotForTopic")
+            | (403, "BadCertificate" | "BadCertificateEnvironment" | "Forbidden" | "MissingProviderToken") => {
                 Outcome::Failed(SendError::Transient { message, retry_after })
             }
             (429, _) => Outcome::Failed(SendError::Transient { message, retry_after }),
@@ -282,10 +287,6 @@ fn notification(cmd: &SendCommand, title: Option<&str>, action_url: Option<&str>
     root.insert("aps".into(), aps.into());
     root.insert("herald".into(), herald.into());
     Value::Object(root)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -396,9 +397,13 @@ mod tests {
         cmd.payload = json!({ "body": "just a body" });
         apns.send(&cmd).await.unwrap();
 
+        let before = unix_now();
         let req = &fake.take()[0];
         assert_eq!(req.header("apns-priority"), Some("5"));
-        assert_eq!(req.header("apns-expiration"), Some("0"));
+        // Without a TTL an ordinary notification is kept an hour for a device that is off, never 0
+        // (which would tell APNs to drop it).
+        let expiration: u64 = req.header("apns-expiration").unwrap().parse().unwrap();
+        assert!((before + 3590..=before + 3600).contains(&expiration), "expiration {expiration}");
         assert_eq!(req.header("apns-collapse-id"), None);
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(
@@ -446,11 +451,10 @@ mod tests {
         let fake = FakeApns::start().await;
         let endpoint = fake.url();
         let apns = client(endpoint, Duration::from_secs(5));
-        let cmd =
-            command(Class::Social, vec![device("gone"), device("abc123"), device("bad-token"), device("wrong-topic")]);
+        let cmd = command(Class::Social, vec![device("gone"), device("abc123"), device("bad-token")]);
         let sent = apns.send(&cmd).await.unwrap();
-        assert_eq!(sent.gone, vec![device_id("gone"), device_id("bad-token"), device_id("wrong-topic")]);
-        assert_eq!(fake.take().len(), 4);
+        assert_eq!(sent.gone, vec![device_id("gone")], "only 410 removes a device");
+        assert_eq!(fake.take().len(), 3);
     }
 
     #[tokio::test]
@@ -458,14 +462,6 @@ mod tests {
         let fake = FakeApns::start().await;
         let endpoint = fake.url();
         let apns = client(endpoint, Duration::from_secs(5));
-        let cmd = command(Class::Social, vec![device("gone"), device("bad-token")]);
-        match apns.send(&cmd).await {
-            Err(SendError::Gone { message, devices }) => {
-                assert_eq!(devices, vec![device_id("gone"), device_id("bad-token")]);
-                assert!(message.contains("400"), "{message}");
-            }
-            other => panic!("expected gone, got {other:?}"),
-        }
         let one = command(Class::Social, vec![device("gone")]);
         match apns.send(&one).await {
             Err(SendError::Gone { message, devices }) => {
@@ -474,6 +470,22 @@ mod tests {
             }
             other => panic!("expected gone, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_refused_but_kept_and_a_wrong_topic_waits_for_the_operator() {
+        let fake = FakeApns::start().await;
+        let endpoint = fake.url();
+        let apns = client(endpoint, Duration::from_secs(5));
+        // A production endpoint with sandbox tokens answers BadDeviceToken to every one of them:
+        // refusing the send is right, deleting the device would not be.
+        match apns.send(&command(Class::Social, vec![device("bad-token")])).await {
+            Err(SendError::Permanent(message)) => assert!(message.contains("BadDeviceToken"), "{message}"),
+            other => panic!("expected permanent, got {other:?}"),
+        }
+        // A wrong bundle id fails every send the same way: a transient failure opens the breaker.
+        let wrong_topic = apns.send(&command(Class::Social, vec![device("wrong-topic")])).await;
+        assert!(matches!(wrong_topic, Err(SendError::Transient { .. })), "{wrong_topic:?}");
     }
 
     #[tokio::test]

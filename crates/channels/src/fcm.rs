@@ -32,12 +32,19 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_DETAIL_BYTES: usize = 300;
 
 /// Where FCM lives and which service account signs in to it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FcmConfig {
     /// Base URL of the FCM API, e.g. `https://fcm.googleapis.com`.
     pub endpoint: String,
     /// Contents of the service account JSON file.
     pub service_account_json: String,
+}
+
+impl std::fmt::Debug for FcmConfig {
+    /// Leaves the service account (and its private key) out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcmConfig").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
 }
 
 /// The fields of a service account file this client uses.
@@ -143,14 +150,7 @@ impl Fcm {
         let token_uri = field(account.token_uri, "token_uri")?;
         let key = EncodingKey::from_rsa_pem(private_key.as_bytes())
             .map_err(|e| format!("service account private_key does not parse: {e}"))?;
-        crate::init_tls();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = crate::http_client(timeout).build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let fcm = Fcm {
             client,
             send_url: format!("{}/v1/projects/{project_id}/messages:send", config.endpoint.trim_end_matches('/')),
@@ -242,11 +242,15 @@ impl Fcm {
             Err(_) => text,
         };
         let detail = truncate_utf8(detail.trim(), MAX_DETAIL_BYTES);
-        if is_retryable(status) {
-            Err(SendError::Transient { message: format!("token endpoint answered {status}: {detail}"), retry_after })
+        // Either way no message can go out until the token endpoint answers: a refused key (rotated,
+        // deleted) is the operator's to fix, and a transient failure opens the breaker and keeps the
+        // deliveries for when it is, where a permanent one would dead-letter every push.
+        let message = if is_retryable(status) {
+            format!("token endpoint answered {status}: {detail}")
         } else {
-            Err(SendError::Permanent(format!("service account refused: {status}: {detail}")))
-        }
+            format!("service account refused: {status}: {detail}")
+        };
+        Err(SendError::Transient { message, retry_after })
     }
 
     /// The `messages:send` body for `token`, with `body` as the notification text.
@@ -266,9 +270,8 @@ impl Fcm {
         }
         let mut android = Map::new();
         android.insert("priority".into(), if urgent { "HIGH" } else { "NORMAL" }.into());
-        if let Some(ttl) = cmd.ttl {
-            android.insert("ttl".into(), format!("{}s", ttl.as_secs()).into());
-        }
+        // FCM would keep an undelivered message four weeks; Herald's default by class says how long it is worth.
+        android.insert("ttl".into(), format!("{}s", crate::ttl_seconds(cmd)).into());
         let mut apns_headers = Map::new();
         apns_headers.insert("apns-priority".into(), if urgent { "10" } else { "5" }.into());
         if let Some(key) = &cmd.collapse_key {
@@ -325,7 +328,8 @@ impl Fcm {
         };
         let message = format!("FCM answered {status} {code}: {}", truncate_utf8(detail.trim(), MAX_DETAIL_BYTES));
         match code.as_str() {
-            "UNREGISTERED" => Outcome::Gone(device_id, message),
+            // The token is dead, or belongs to another Firebase project: it will never work here.
+            "UNREGISTERED" | "SENDER_ID_MISMATCH" => Outcome::Gone(device_id, message),
             // An APNs or web push credential missing from the Firebase project: a new token won't fix it.
             "THIRD_PARTY_AUTH_ERROR" => Outcome::Failed(SendError::Permanent(message)),
             _ if status == StatusCode::UNAUTHORIZED => {
@@ -564,7 +568,7 @@ mod tests {
 
         assert_eq!(fake.sends().len(), 1, "non-FCM targets are skipped");
         let m = &fake.sent(0).2["message"];
-        assert_eq!(m["android"], json!({"priority": "NORMAL"}));
+        assert_eq!(m["android"], json!({"priority": "NORMAL", "ttl": "3600s"}), "an hour unless the notification says");
         assert_eq!(m["apns"], json!({"headers": {"apns-priority": "5"}}));
         assert_eq!(m["data"], json!({"delivery_id": cmd.delivery_id.to_string()}));
     }
@@ -659,19 +663,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn token_endpoint_refusal_is_permanent_and_outage_transient() {
+    async fn token_endpoint_refusals_and_outages_are_transient() {
         let fake = FakeFcm::start().await;
         let fcm = client(&fake);
         let (_, target) = device("tok-a");
         fake.reply_token(400, None, json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}));
         match fcm.send(&command(vec![target.clone()])).await {
-            Err(SendError::Permanent(message)) => {
+            Err(SendError::Transient { message, .. }) => {
                 assert!(
                     message.starts_with("service account refused") && message.contains("invalid_grant"),
                     "{message}"
                 );
             }
-            other => panic!("expected permanent, got {other:?}"),
+            other => panic!("expected transient, got {other:?}"),
         }
         fake.reply_token(503, Some("7"), json!({}));
         assert_eq!(

@@ -170,15 +170,49 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// The longest wait a provider's `Retry-After` can ask for: an endpoint must not park a delivery
+/// for years (or overflow a clock) with a huge value.
+pub const MAX_RETRY_AFTER: u64 = 24 * 3600;
+
 /// The `Retry-After` of a refusal in seconds, given as a number or as an HTTP date (a date
-/// already past means now).
+/// already past means now), at most [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds);
-    }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
-    Some(u64::try_from(at.as_second() - jiff::Timestamp::now().as_second()).unwrap_or(0))
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+            u64::try_from(at.as_second() - jiff::Timestamp::now().as_second()).unwrap_or(0)
+        }
+    };
+    Some(seconds.min(MAX_RETRY_AFTER))
+}
+
+/// How long a message is worth delivering: the command's TTL, else a day for critical and
+/// transactional (a security alert or a receipt still matters when the device comes back the same
+/// day) and an hour otherwise (an hour-old "new reply" is still useful, a day-old one is noise;
+/// the inbox keeps it anyway). Push services store a message for this long while a device is off.
+pub(crate) fn ttl_seconds(cmd: &SendCommand) -> u64 {
+    cmd.ttl.map(|d| d.as_secs()).unwrap_or(match cmd.class {
+        Class::Critical | Class::Transactional => 86_400,
+        Class::Social | Class::Marketing => 3_600,
+    })
+}
+
+/// The HTTP client every provider uses: Herald's user agent, no redirects (a provider that
+/// redirects is misconfigured, and a webhook must not be bounced elsewhere), bounded waits.
+pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+    init_tls();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 /// Installs the process-wide TLS crypto provider (ring); harmless when already installed.
@@ -206,5 +240,9 @@ mod tests {
         assert!(retry_after(&headers).is_some_and(|s| (85..=90).contains(&s)));
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "300000000000".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER), "a hostile value is capped");
+        headers.insert(RETRY_AFTER, "Sat, 01 Jan 2050 00:00:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
     }
 }

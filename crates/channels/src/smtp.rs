@@ -32,7 +32,7 @@ pub enum SmtpTls {
 }
 
 /// Where and how to send email.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpConfig {
     /// Relay host.
     pub host: String,
@@ -49,6 +49,19 @@ pub struct SmtpConfig {
     /// PEM of a CA certificate to trust besides the built-in web PKI roots (a relay with a
     /// private CA); only meaningful with `starttls` or `tls`.
     pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    /// Leaves the password out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The SMTP provider.
@@ -214,21 +227,19 @@ fn classify(error: &SmtpError) -> SendError {
     }
 }
 
-/// Whether the reply's enhanced status code (RFC 3463) is 5.1.x about the recipient: the
-/// mailbox or its domain does not exist or cannot be addressed. 5.1.7 and 5.1.8 are about the
-/// sender's address (Postfix rejects a bad sender domain at RCPT time), so they do not count.
+/// Whether the reply says the recipient's mailbox or its domain does not exist (RFC 3463: 5.1.1
+/// bad mailbox, 5.1.2 bad system, 5.1.3 bad address syntax, 5.1.6 mailbox moved, 5.1.10 null
+/// MX). Only these block the address for good, and never when the reply is about the sender:
+/// Postfix rejects a bad sender at RCPT time (5.1.0, 5.1.7, 5.1.8 "Sender address rejected"),
+/// and blocking every recipient for a misconfigured `from` would be a disaster.
 fn is_bad_destination(error: &SmtpError) -> bool {
     // lettre keeps the reply text as the error's source; the enhanced code is its first word.
     let Some(text) = error.source().map(ToString::to_string) else { return false };
-    let Some(word) = text.split_whitespace().next() else { return false };
-    match word.split('.').collect::<Vec<_>>()[..] {
-        ["5", "1", detail] => {
-            (1..=3).contains(&detail.len())
-                && detail.bytes().all(|b| b.is_ascii_digit())
-                && !matches!(detail, "7" | "8")
-        }
-        _ => false,
+    if text.to_ascii_lowercase().contains("sender") {
+        return false;
     }
+    let Some(word) = text.split_whitespace().next() else { return false };
+    matches!(word, "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10")
 }
 
 #[cfg(test)]
@@ -433,6 +444,13 @@ mod tests {
                 "553 5.1.8 <noreply@example.com>: Sender address rejected: Domain not found",
                 "permanent",
             ),
+            (
+                "unlisted@example.com",
+                "550 5.1.0 <noreply@example.com>: Sender address rejected: not owned by user",
+                "permanent",
+            ),
+            ("moved@example.com", "551 5.1.6 <moved@example.com>: Mailbox has moved", "unreachable"),
+            ("odd@example.com", "550 5.1.9 Something else about addresses", "permanent"),
             ("plain@example.com", "550 No such user here", "permanent"),
             ("busy@example.com", "450 4.2.1 Mailbox busy", "transient"),
             ("later@example.com", "451 4.1.1 <later@example.com>: Recipient address lookup failed", "transient"),

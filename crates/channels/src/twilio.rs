@@ -113,7 +113,11 @@ impl Twilio {
         if sender.is_empty() {
             return Err("twilio from is empty: give a phone number or a Messaging Service SID".into());
         }
-        let sender_param = if sender.starts_with("MG") { "MessagingServiceSid" } else { "From" };
+        // A Messaging Service SID is MG and 32 hex digits; an alphanumeric sender such as
+        // "MGMResorts" is a sender id, not a service.
+        let service =
+            sender.len() == 34 && sender.starts_with("MG") && sender[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        let sender_param = if service { "MessagingServiceSid" } else { "From" };
         let status_callback = match config.status_callback {
             None => None,
             Some(url) => {
@@ -125,14 +129,7 @@ impl Twilio {
                 Some(url.to_owned())
             }
         };
-        crate::init_tls();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = crate::http_client(timeout).build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Twilio {
             client,
             messages_url: format!("{base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"),
@@ -144,19 +141,21 @@ impl Twilio {
         })
     }
 
-    /// The status callback URL naming `delivery_id`, so the callback finds its delivery.
-    fn status_callback_for(&self, delivery_id: Uuid) -> Option<String> {
+    /// The status callback URL naming the delivery and the attempt, so the callback finds its
+    /// delivery and a late report about an earlier attempt (one that timed out at Herald's end
+    /// but reached Twilio) is told apart from the current one.
+    fn status_callback_for(&self, delivery_id: Uuid, attempt: u32) -> Option<String> {
         let base = self.status_callback.as_deref()?;
         let separator = if base.contains('?') { '&' } else { '?' };
-        // A UUID needs no percent-encoding.
-        Some(format!("{base}{separator}delivery_id={delivery_id}"))
+        // A UUID and a number need no percent-encoding.
+        Some(format!("{base}{separator}delivery_id={delivery_id}&attempt={attempt}"))
     }
 
     /// The form-encoded parameters of one message.
-    fn form(&self, delivery_id: Uuid, to: &str, body: &str) -> String {
+    fn form(&self, cmd: &SendCommand, to: &str, body: &str) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("To", to).append_pair(self.sender_param, &self.sender).append_pair("Body", body);
-        if let Some(callback) = self.status_callback_for(delivery_id) {
+        if let Some(callback) = self.status_callback_for(cmd.delivery_id, cmd.attempt) {
             form.append_pair("StatusCallback", &callback);
         }
         form.finish()
@@ -164,7 +163,7 @@ impl Twilio {
 
     /// Sends `body` to one number.
     async fn send_one(&self, cmd: &SendCommand, to: &str, body: &str) -> Result<(), SendError> {
-        let form = self.form(cmd.delivery_id, to, body);
+        let form = self.form(cmd, to, body);
         let resp = self
             .client
             .post(&self.messages_url)
@@ -424,7 +423,7 @@ mod tests {
         assert_eq!(sent.method, "POST");
         assert_eq!(sent.path, format!("/2010-04-01/Accounts/{SID}/Messages.json"));
         assert_eq!(sent.basic_auth(), Some((SID.to_owned(), TOKEN.to_owned())));
-        let callback = format!("{CALLBACK}?delivery_id={}", cmd.delivery_id);
+        let callback = format!("{CALLBACK}?delivery_id={}&attempt=1", cmd.delivery_id);
         let expected = [("To", ANA), ("From", "+15005550001"), ("Body", "Your code is 123456")];
         let mut expected: Vec<(String, String)> =
             expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -446,6 +445,13 @@ mod tests {
         assert_eq!(sent.field("From"), None);
         assert_eq!(sent.field("StatusCallback"), None, "no callback configured");
         assert!(sent.accepted());
+
+        // An alphanumeric sender that merely starts with MG is a sender id, not a service.
+        let mut config = self::config(&fake);
+        config.from = "MGMResorts".into();
+        twilio(config).send(&command(vec![phone(ANA)])).await.unwrap();
+        let sent = fake.messages().pop().unwrap();
+        assert_eq!((sent.field("From"), sent.field("MessagingServiceSid")), (Some("MGMResorts"), None));
     }
 
     #[tokio::test]
@@ -456,7 +462,7 @@ mod tests {
         let cmd = command(vec![phone(ANA)]);
         twilio(config).send(&cmd).await.unwrap();
 
-        let expected = format!("{CALLBACK}?tenant=acme&delivery_id={}", cmd.delivery_id);
+        let expected = format!("{CALLBACK}?tenant=acme&delivery_id={}&attempt=1", cmd.delivery_id);
         assert_eq!(only(fake.messages()).field("StatusCallback"), Some(expected.as_str()));
     }
 

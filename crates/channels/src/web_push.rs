@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -27,7 +27,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use uuid::Uuid;
 
 use crate::payload::{fit_body, truncate_utf8};
-use crate::{Provider, SendCommand, SendError, Sent, Target};
+use crate::{Provider, SendCommand, SendError, Sent, Target, unix_now};
 
 /// The largest plaintext one message can carry. Push services need only accept 4096 bytes of body
 /// (RFC 8030 section 7.2) and the body is a single aes128gcm record (RFC 8188): an 86-byte header
@@ -35,14 +35,6 @@ use crate::{Provider, SendCommand, SendError, Sent, Target};
 /// id), then the plaintext, its 1-byte padding delimiter and the 16-byte GCM tag:
 /// 4096 - 86 - 1 - 16 = 3993 (RFC 8291 section 4).
 const MAX_PLAINTEXT: usize = 3993;
-
-/// Default TTL for critical and transactional messages: a security alert or a receipt still
-/// matters when the browser comes back online the same day.
-const TTL_URGENT: u64 = 86_400;
-
-/// Default TTL for social and marketing messages: an hour-old "new reply" is still useful, a
-/// day-old one is noise (the inbox keeps it anyway).
-const TTL_ROUTINE: u64 = 3_600;
 
 /// How long a VAPID token is valid; RFC 8292 allows at most 24 hours.
 const JWT_LIFETIME: u64 = 12 * 3_600;
@@ -169,14 +161,8 @@ impl WebPush {
         if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
             return Err(format!("the VAPID subject must be a mailto: or https: URL, not `{subject}`"));
         }
-        crate::init_tls();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the web push HTTP client: {e}"))?;
+        let client =
+            crate::http_client(timeout).build().map_err(|e| format!("cannot build the web push HTTP client: {e}"))?;
         Ok(Self { client, key, subject, tokens: Mutex::new(HashMap::new()) })
     }
 
@@ -229,7 +215,7 @@ impl WebPush {
             .post(url)
             .header("content-encoding", "aes128gcm")
             .header("content-type", "application/octet-stream")
-            .header("ttl", ttl(cmd).to_string())
+            .header("ttl", crate::ttl_seconds(cmd).to_string())
             .header("urgency", urgency(cmd.class))
             .header("authorization", authorization);
         if let Some(topic) = cmd.collapse_key.as_deref().filter(|k| valid_topic(k)) {
@@ -352,14 +338,6 @@ fn text_field<'a>(payload: &'a serde_json::Value, name: &str) -> Result<Option<&
     }
 }
 
-/// The `TTL` header: the command's, or a default by class (see [`TTL_URGENT`], [`TTL_ROUTINE`]).
-fn ttl(cmd: &SendCommand) -> u64 {
-    cmd.ttl.map(|d| d.as_secs()).unwrap_or(match cmd.class {
-        Class::Critical | Class::Transactional => TTL_URGENT,
-        Class::Social | Class::Marketing => TTL_ROUTINE,
-    })
-}
-
 /// RFC 8030 section 5.3: lets the browser's device save battery on what can wait.
 fn urgency(class: Class) -> &'static str {
     match class {
@@ -400,10 +378,6 @@ async fn reason(mut resp: reqwest::Response) -> String {
     }
     let text = String::from_utf8_lossy(&buf);
     truncate_utf8(text.trim(), MAX_REASON_LEN).to_owned()
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 #[cfg(test)]

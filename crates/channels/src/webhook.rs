@@ -31,23 +31,14 @@ pub struct WebhookProvider {
 impl WebhookProvider {
     /// A provider whose requests time out after `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        crate::init_tls();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = crate::http_client(timeout).build()?;
         Ok(Self { client })
     }
 
     async fn post(&self, cmd: &SendCommand, url: &str, secret: &str, body: &[u8]) -> Result<(), SendError> {
         let key = webhook_secret_bytes(secret).ok_or_else(|| SendError::Permanent("invalid webhook secret".into()))?;
         let id = cmd.delivery_id.to_string();
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
+        let ts = crate::unix_now() as i64;
         let resp = self
             .client
             .post(url)

@@ -209,7 +209,7 @@ impl ChannelConfig {
 }
 
 /// `smtp = { host, port, tls, username, password, ca_path }`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SmtpSection {
     /// Relay host.
@@ -288,7 +288,7 @@ impl Default for FcmSection {
 }
 
 /// `[channels.sms.twilio]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TwilioSection {
     /// `https://api.twilio.com`.
@@ -317,6 +317,31 @@ impl Default for TwilioSection {
             daily_budget: None,
             help_text: None,
         }
+    }
+}
+
+impl std::fmt::Debug for SmtpSection {
+    /// Leaves the password out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("ca_path", &self.ca_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TwilioSection {
+    /// Leaves the auth token out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioSection")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("from", &self.from)
+            .field("daily_budget", &self.daily_budget)
+            .finish_non_exhaustive()
     }
 }
 
@@ -386,6 +411,9 @@ impl Default for Channels {
 
 /// The most segments an SMS takes unless `channels.sms.max_segments` says otherwise.
 pub const DEFAULT_MAX_SEGMENTS: u32 = 4;
+
+/// The longest retry delay or timeout a channel may configure.
+const MAX_RETRY_DELAY: u64 = 7 * 24 * 3600;
 
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
@@ -460,6 +488,11 @@ impl Config {
                         "channels.{channel}.{name}: per_second must be above 0 and burst at least 1"
                     )));
                 }
+            }
+            if c.retry_schedule_seconds.iter().any(|s| *s > MAX_RETRY_DELAY) || c.timeout_seconds > MAX_RETRY_DELAY {
+                return Err(ConfigError(format!(
+                    "channels.{channel}: retry delays and the timeout are at most {MAX_RETRY_DELAY} seconds (a week)"
+                )));
             }
             if c.breaker.failure_threshold == 0 {
                 return Err(ConfigError(format!("channels.{channel}.breaker.failure_threshold must be at least 1")));
@@ -662,6 +695,16 @@ mod tests {
             assert!(e.contains("max_segments"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut c = Config::default();
+        c.channels.email.smtp = Some(SmtpSection { password: "smtp-secret".into(), ..SmtpSection::default() });
+        c.channels.sms.twilio = Some(TwilioSection { auth_token: "twilio-secret".into(), ..TwilioSection::default() });
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("smtp-secret") && !shown.contains("twilio-secret"), "{shown}");
+        assert!(shown.contains("api.twilio.com"), "the rest is still shown: {shown}");
     }
 
     #[test]

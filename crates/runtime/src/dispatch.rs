@@ -291,6 +291,7 @@ impl Dispatcher {
                 }
                 Attempt::Retry(delay, error, provider) => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
+                    // Bounded by configuration (a week) and by the providers' Retry-After cap (a day).
                     let next = now + delay;
                     let recorded = self
                         .store
@@ -359,28 +360,10 @@ impl Dispatcher {
             ))
         };
         let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // Defence in depth: consent may have changed since the decision; re-check it now.
-        let user = self.store.get_user(&user_id).await?;
-        if user.as_ref().is_none_or(|u| u.erased_at.is_some()) {
-            return suppress(Reason::Erased);
-        }
-        let prefs = self.store.get_preferences(&user_id).await?.unwrap_or_default().resolve(&self.defaults);
-        if !prefs.channel_enabled(d.channel) {
-            return suppress(Reason::ChannelDisabled);
-        }
-        let profile = user.as_ref().map(|u| &u.user);
-        if matches!(d.channel, Channel::Email | Channel::Sms) {
-            let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
-            let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
-            if let Some(reason) = self.store.blocked_channels(email, phone).await?.get(&d.channel) {
-                return suppress(*reason);
-            }
-        }
-        let devices = self.store.list_devices(&user_id).await?;
-        let targets: Vec<Target> = targets(d.channel, &devices, profile);
-        if targets.is_empty() {
-            return suppress(Reason::NoAddress);
-        }
+        let targets = match self.consent(d, &user_id).await? {
+            Ok(targets) => targets,
+            Err(reason) => return suppress(reason),
+        };
         let meta = |key: &str| d.payload.get(key).filter(|v| !v.is_null());
         let category = meta("category").and_then(|c| c.as_str());
         let unsubscribe_url = match (&self.unsubscribe, d.channel) {
@@ -412,19 +395,32 @@ impl Dispatcher {
                 continue;
             }
             if in_flight.is_none() {
+                let mut waited = false;
                 if let Some(l) = limiter
                     && l.acquire(provider.name()).await
                 {
+                    waited = true;
                     metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "provider").increment(1);
                 }
                 if let (Some(l), Some(domain)) = (&lane.domains, cmd.targets.iter().find_map(email_domain))
                     && l.acquire(domain).await
                 {
+                    waited = true;
                     metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "domain").increment(1);
                 }
-                _permit = Some(lane.permits.acquire().await.map_err(|_| StoreError::Closed)?);
+                _permit = Some(match lane.permits.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        waited = true;
+                        lane.permits.acquire().await.map_err(|_| StoreError::Closed)?
+                    }
+                });
                 if self.closing.load(Ordering::SeqCst) {
                     return Ok((Attempt::Leave, None));
+                }
+                // A STOP or a switched-off channel may have arrived while the send waited its turn.
+                if waited && let Err(reason) = self.consent(d, &user_id).await? {
+                    return suppress(reason);
                 }
                 let mark = InFlight::new(self);
                 match self.begin(d, settings).await? {
@@ -468,6 +464,31 @@ impl Dispatcher {
             },
             in_flight,
         ))
+    }
+
+    /// Defence in depth: consent may have changed since the decision, so it is checked again just
+    /// before a send (erasure, the channel switch, a blocked address); the targets to send to, or
+    /// why nothing may go.
+    async fn consent(&self, d: &DeliveryRecord, user_id: &UserId) -> Result<Result<Vec<Target>, Reason>, StoreError> {
+        let user = self.store.get_user(user_id).await?;
+        if user.as_ref().is_none_or(|u| u.erased_at.is_some()) {
+            return Ok(Err(Reason::Erased));
+        }
+        let prefs = self.store.get_preferences(user_id).await?.unwrap_or_default().resolve(&self.defaults);
+        if !prefs.channel_enabled(d.channel) {
+            return Ok(Err(Reason::ChannelDisabled));
+        }
+        let profile = user.as_ref().map(|u| &u.user);
+        if matches!(d.channel, Channel::Email | Channel::Sms) {
+            let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
+            let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
+            if let Some(reason) = self.store.blocked_channels(email, phone).await?.get(&d.channel) {
+                return Ok(Err(*reason));
+            }
+        }
+        let devices = self.store.list_devices(user_id).await?;
+        let targets = targets(d.channel, &devices, profile);
+        Ok(if targets.is_empty() { Err(Reason::NoAddress) } else { Ok(targets) })
     }
 
     /// Records the attempt's start, checking the hard ceiling and the channel's daily budget.

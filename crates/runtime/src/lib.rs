@@ -177,6 +177,21 @@ impl Runtime {
         }
     }
 
+    /// Records a provider's late report about a delivery (a status callback) and dispatches the
+    /// transactional fallback a failure activates; false when no delivery could take the report.
+    pub async fn provider_status(&self, report: herald_store::ProviderStatus) -> Result<bool, StoreError> {
+        match self.store.provider_status(report).await? {
+            herald_store::Updated::Closed => Ok(false),
+            herald_store::Updated::Recorded(next) => {
+                if let Some(d) = next {
+                    tracing::info!(delivery_id = %d.id, channel = %d.channel, "a late failure hands over to the next channel");
+                    self.dispatcher.dispatch(*d);
+                }
+                Ok(true)
+            }
+        }
+    }
+
     /// A user opened an inbox stream: their pending digest drains into the inbox now.
     pub async fn user_online(&self, user: &herald_domain::UserId) -> Result<(), StoreError> {
         self.store.schedule_flush(user, self.clock.now()).await?;

@@ -1,6 +1,7 @@
 //! Deciding work: load the user's state, run the engine, render each channel, record the
 //! outcome atomically, then feed the live hub and the dispatcher. Also flushes pending digests.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -239,6 +240,7 @@ impl Processor {
         };
         let template_channels = template.channels();
         let category = category_of(&n, &template);
+        let category = category.as_deref();
         let ask = Ask {
             class: n.class,
             category,
@@ -454,6 +456,7 @@ impl Processor {
             }
             let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
             let category = category_of(&first, &template);
+            let category = category.as_deref();
             let ask = Ask {
                 class: first.class,
                 category,
@@ -596,9 +599,15 @@ impl Processor {
     }
 }
 
-/// The notification's category: its own, else its template's, else `marketing` for marketing.
-fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Option<&'a Category> {
-    n.spec.category.as_ref().or(template.category.as_ref()).or((n.class == Class::Marketing).then(Category::marketing))
+/// The notification's category: its own, else its template's, else `marketing` for marketing,
+/// else one named after the template. Every notification is in a category, so a user can switch
+/// any of them off and every email's unsubscribe link unsubscribes from what it came with.
+fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Option<Cow<'a, Category>> {
+    let explicit = n.spec.category.as_ref().or(template.category.as_ref());
+    match explicit.or((n.class == Class::Marketing).then(Category::marketing)) {
+        Some(c) => Some(Cow::Borrowed(c)),
+        None => Category::parse("category", &n.template).ok().map(Cow::Owned),
+    }
 }
 
 /// A digest's title and body, shaped for a channel's fields.

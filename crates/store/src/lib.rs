@@ -157,10 +157,21 @@ pub trait Store: Send + Sync + 'static {
         email: Option<&str>,
         phone: Option<&str>,
     ) -> StoreResult<std::collections::BTreeMap<Channel, herald_domain::reason::Reason>>;
+    /// Blocked addresses, oldest first, after the cursor `after`.
+    async fn address_blocks(
+        &self,
+        channel: Option<Channel>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AddressBlockRecord)>>;
+    /// Lifts a block (an operator's decision, for a block that was a mistake); false when none.
+    async fn remove_address_block(&self, channel: Channel, address: &str) -> StoreResult<bool>;
     /// Records what a provider reported later about a delivery it accepted: `sent` (or still
-    /// `sending`) becomes `delivered` or `failed`, with an audit entry; a final status is never
-    /// changed. False when no such delivery could take the report.
-    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<bool>;
+    /// `sending`, or queued for a retry) becomes `delivered`, `failed` or `bounced`, with an audit
+    /// entry; a final status is never changed, and a failure of an earlier attempt than the last is
+    /// ignored. A failure hands over to the next transactional fallback, which is returned to be
+    /// dispatched. `Closed` when no delivery could take the report.
+    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated>;
     /// Records an attempt's result with its audit entry and fallback hand-over, atomically;
     /// nothing is recorded when the delivery is no longer open (cancelled meanwhile).
     async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<Updated>;

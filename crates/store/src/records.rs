@@ -378,6 +378,9 @@ pub struct ProviderStatus {
     pub delivery_id: Uuid,
     /// Its channel, which the report must match.
     pub channel: Channel,
+    /// The attempt the report is about, when the provider says (a failure of an earlier attempt
+    /// than the delivery's last does not count; a delivery from any attempt does).
+    pub attempt: Option<u32>,
     /// What became of it.
     pub status: FinalStatus,
     /// The provider's error, for a failure.
@@ -604,4 +607,17 @@ pub struct DeliveryCount {
     pub status: String,
     /// How many.
     pub count: u64,
+}
+
+/// An address that nothing is sent to (a hard bounce, an SMS STOP).
+#[derive(Debug, Clone)]
+pub struct AddressBlockRecord {
+    /// `email` or `sms`.
+    pub channel: Channel,
+    /// The address as Herald stores it.
+    pub address: String,
+    /// `hard_bounce` or `stop`.
+    pub kind: String,
+    /// Since when.
+    pub created_at: Timestamp,
 }

@@ -1,5 +1,6 @@
-//! Delivery operations: the dead-letter list and its replay, and provider feedback
-//! (`POST /v1/feedback`) that blocks addresses, switches channels off and removes dead devices.
+//! Delivery operations: the dead-letter list and its replay, provider feedback
+//! (`POST /v1/feedback`) that blocks addresses, switches channels off and removes dead devices,
+//! and the list of blocked addresses with a way to lift a block.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -18,7 +19,12 @@ use crate::extract::{ApiKey, JsonBody};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(dead_letters)).routes(routes!(replay)).routes(routes!(feedback))
+    OpenApiRouter::new()
+        .routes(routes!(dead_letters))
+        .routes(routes!(replay))
+        .routes(routes!(feedback))
+        .routes(routes!(address_blocks))
+        .routes(routes!(lift_block))
 }
 
 /// `?channel=&limit=&cursor=`.
@@ -197,4 +203,76 @@ async fn feedback(
     };
     metrics::counter!("herald_feedback_total", "channel" => body.channel.as_str(), "kind" => kind).increment(1);
     Ok(Json(FeedbackResult { users_affected, devices_removed, address_blocked, delivery_updated }))
+}
+
+/// An address Herald sends nothing to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AddressBlock {
+    channel: Channel,
+    address: String,
+    /// `hard_bounce` (the address does not exist) or `stop` (the number replied STOP; START lifts it).
+    kind: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: jiff::Timestamp,
+}
+
+/// `?channel=&limit=&cursor=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct BlockQuery {
+    /// `email` or `sms`.
+    channel: Option<String>,
+    /// Page size, 1 to 100.
+    limit: Option<u32>,
+    /// Cursor from the previous page.
+    cursor: Option<String>,
+}
+
+/// Blocked addresses, oldest first: hard bounces and SMS STOPs.
+#[utoipa::path(get, path = "/v1/address-blocks", tag = "deliveries", security(("api_key" = [])),
+    params(BlockQuery), responses((status = 200, body = List<AddressBlock>), (status = 422, body = Problem)))]
+async fn address_blocks(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Query(q): Query<BlockQuery>,
+) -> ApiResult<Json<List<AddressBlock>>> {
+    let channel = q
+        .channel
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
+        .transpose()?;
+    let page = Page { limit: q.limit, cursor: q.cursor };
+    let limit = page.limit(50)?;
+    let rows = state.store.address_blocks(channel, page.seq()?, limit).await?;
+    let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
+    let items = rows
+        .into_iter()
+        .map(|(_, b)| AddressBlock { channel: b.channel, address: b.address, kind: b.kind, created_at: b.created_at })
+        .collect();
+    Ok(Json(List { items, next_cursor: next }))
+}
+
+/// Lifts a block that was a mistake (a relay that bounced a good address, say): sends to the
+/// address resume. A STOP is better lifted by the person texting START.
+#[utoipa::path(delete, path = "/v1/address-blocks/{channel}/{address}", tag = "deliveries", security(("api_key" = [])),
+    params(("channel" = String, Path, description = "`email` or `sms`"), ("address" = String, Path, description = "The address, URL-encoded")),
+    responses((status = 204, description = "Lifted"), (status = 404, body = Problem)))]
+async fn lift_block(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path((channel, address)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let channel = channel.parse::<Channel>().map_err(|_| ApiError::NotFound("no such block".into()))?;
+    let address = match channel {
+        Channel::Email => Email::parse("address", &address).map(|e| e.as_str().to_owned()),
+        Channel::Sms => Phone::parse("address", &address).map(|p| p.as_str().to_owned()),
+        _ => return Err(ApiError::NotFound("no such block".into())),
+    }
+    .map_err(|_| ApiError::NotFound("no such block".into()))?;
+    if state.store.remove_address_block(channel, &address).await? {
+        tracing::info!(%channel, "an operator lifted an address block");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such block".into()))
+    }
 }

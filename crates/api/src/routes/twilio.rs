@@ -13,7 +13,7 @@ use herald_domain::Channel;
 use herald_domain::contact::Phone;
 use herald_domain::reason::Reason;
 use herald_domain::sms::{Keyword, keyword};
-use herald_store::{Feedback, FeedbackKind, FinalStatus, ProviderStatus};
+use herald_store::{Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -59,19 +59,16 @@ fn verify<'a>(
 }
 
 /// Applies an address block or lift for the phone number.
-async fn feedback(state: &AppState, phone: &str, kind: FeedbackKind, delivery_id: Option<Uuid>) -> ApiResult<()> {
+async fn feedback(state: &AppState, phone: &str, kind: FeedbackKind) -> ApiResult<FeedbackOutcome> {
     let phone = Phone::parse("From", phone)?;
-    state
-        .store
-        .apply_feedback(Feedback {
-            channel: Channel::Sms,
-            address: phone.as_str().to_owned(),
-            kind,
-            delivery_id,
-            now: state.clock.now(),
-        })
-        .await?;
-    Ok(())
+    let report = Feedback {
+        channel: Channel::Sms,
+        address: phone.as_str().to_owned(),
+        kind,
+        delivery_id: None,
+        now: state.clock.now(),
+    };
+    Ok(state.store.apply_feedback(report).await?)
 }
 
 /// Twilio's delivery status for one SMS (the `StatusCallback` Herald set, which names the
@@ -89,19 +86,20 @@ async fn status_callback(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let (_, signed) = verify(&state, &uri, &headers, &body)?;
-    let delivery_id = uri
-        .0
-        .query()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "delivery_id"))
-        .and_then(|(_, v)| Uuid::parse_str(&v).ok())
+    let query = |name: &str| {
+        uri.0.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name)).map(|(_, v)| v)
+    };
+    let delivery_id = query("delivery_id")
+        .and_then(|v| Uuid::parse_str(&v).ok())
         .ok_or_else(|| ApiError::field("delivery_id", "the callback URL must name the delivery"))?;
+    let about = Callback { delivery_id, attempt: query("attempt").and_then(|v| v.parse().ok()) };
     let reported = signed.get("MessageStatus").or(signed.get("SmsStatus")).unwrap_or_default();
     let code = signed.get("ErrorCode").filter(|c| !c.is_empty());
     let label = match status(reported, code) {
         None => return Err(ApiError::field("MessageStatus", format!("`{reported}` is not a Twilio message status"))),
         Some(Status::Pending | Status::Sent) => "progress",
         Some(Status::Delivered) => {
-            record(&state, delivery_id, FinalStatus::Delivered, None, None).await?;
+            record(&state, &about, FinalStatus::Delivered, None, None).await?;
             "delivered"
         }
         Some(Status::Failed { code, block }) => {
@@ -116,13 +114,13 @@ async fn status_callback(
                         AddressBlock::Stopped => (FeedbackKind::Stop, Reason::SmsStop),
                     };
                     if let Some(to) = signed.get("To") {
-                        feedback(&state, to, kind, None).await?;
+                        feedback(&state, to, kind).await?;
                     }
-                    record(&state, delivery_id, FinalStatus::Bounced, error, Some(reason)).await?;
+                    record(&state, &about, FinalStatus::Bounced, error, Some(reason)).await?;
                     "bounced"
                 }
                 None => {
-                    record(&state, delivery_id, FinalStatus::Failed, error, Some(Reason::ProviderRejected)).await?;
+                    record(&state, &about, FinalStatus::Failed, error, Some(Reason::ProviderRejected)).await?;
                     "failed"
                 }
             }
@@ -132,17 +130,32 @@ async fn status_callback(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The delivery and attempt a status callback is about (from the URL Herald gave Twilio).
+struct Callback {
+    delivery_id: Uuid,
+    attempt: Option<u32>,
+}
+
 async fn record(
     state: &AppState,
-    delivery_id: Uuid,
+    about: &Callback,
     status: FinalStatus,
     error: Option<String>,
     reason: Option<Reason>,
 ) -> ApiResult<()> {
-    let report = ProviderStatus { delivery_id, channel: Channel::Sms, status, error, reason, now: state.clock.now() };
-    if !state.store.provider_status(report).await? {
-        // A late or repeated callback for a delivery already settled: nothing to change.
-        tracing::debug!(%delivery_id, ?status, "Twilio status for a settled or unknown delivery");
+    let report = ProviderStatus {
+        delivery_id: about.delivery_id,
+        channel: Channel::Sms,
+        attempt: about.attempt,
+        status,
+        error,
+        reason,
+        now: state.clock.now(),
+    };
+    if !state.runtime.provider_status(report).await? {
+        // A late or repeated callback for a delivery already settled, or about an attempt since
+        // superseded: nothing to change.
+        tracing::debug!(delivery_id = %about.delivery_id, ?status, "Twilio status for a settled or superseded attempt");
     }
     Ok(())
 }
@@ -165,13 +178,14 @@ async fn inbound(
     let said = keyword(signed.get("Body").unwrap_or_default());
     let reply = match said {
         Some(Keyword::OptOut) => {
-            feedback(&state, from, FeedbackKind::Stop, None).await?;
+            feedback(&state, from, FeedbackKind::Stop).await?;
             tracing::info!("a number replied STOP; no SMS goes to it until START");
             None
         }
         Some(Keyword::OptIn) => {
-            feedback(&state, from, FeedbackKind::Start, None).await?;
-            tracing::info!("a number replied START; SMS may reach it again");
+            if feedback(&state, from, FeedbackKind::Start).await?.address_unblocked {
+                tracing::info!("a number replied START; SMS may reach it again");
+            }
             None
         }
         Some(Keyword::Help) => hooks.help_text.clone(),

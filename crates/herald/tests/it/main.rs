@@ -9,4 +9,5 @@ mod inbox;
 mod notifications;
 mod providers;
 mod rest;
+mod twilio;
 mod webhook;

@@ -1,15 +1,14 @@
 //! Every real provider end to end, each against a local fake that speaks its protocol: email to
 //! an SMTP server with one-click unsubscribe, APNs over HTTP/2, FCM HTTP v1 with its OAuth2
-//! grant, Web Push decrypted as a browser would, and Twilio with signed callbacks and STOP; plus
-//! the dev outbox that the zero-configuration default writes to.
+//! grant, Web Push decrypted as a browser would; plus the dev outbox that the zero-configuration
+//! default writes to. Twilio has its own file.
 
 use std::time::Duration;
 
-use herald::config::{ApnsSection, FcmSection, SmtpSection, TwilioSection};
+use herald::config::{ApnsSection, FcmSection, SmtpSection};
 use herald_testkit::apns::{FakeApns, signing_key};
 use herald_testkit::fcm::{CLIENT_EMAIL, FakeFcm, PUBLIC_KEY, fcm_error, service_account};
 use herald_testkit::smtp::{FakeSmtp, Options, Security};
-use herald_testkit::twilio::FakeTwilio;
 use herald_testkit::web_push::{FakePushService, Subscriber, verify_vapid};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 use crate::common::{TestApp, spawn, spawn_with, wait_for};
 
 /// The delivery on `channel` of a notification's first recipient, once it is no longer queued.
-async fn settled_on(app: &TestApp, id: &str, channel: &str) -> Value {
+pub async fn settled_on(app: &TestApp, id: &str, channel: &str) -> Value {
     wait_for(&format!("{channel} delivery of {id} to settle"), || async {
         let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
         let d = n["recipients"][0]["deliveries"].as_array()?.iter().find(|d| d["channel"] == channel)?.clone();
@@ -27,7 +26,7 @@ async fn settled_on(app: &TestApp, id: &str, channel: &str) -> Value {
 }
 
 /// Reasons given to `user` for `channel`.
-async fn reasons(app: &TestApp, user: &str, channel: &str) -> Vec<String> {
+pub async fn reasons(app: &TestApp, user: &str, channel: &str) -> Vec<String> {
     let (_, t) = app.get(&format!("/v1/users/{user}/timeline?limit=100")).await;
     t["items"]
         .as_array()
@@ -38,12 +37,12 @@ async fn reasons(app: &TestApp, user: &str, channel: &str) -> Vec<String> {
         .collect()
 }
 
-async fn put_ok(app: &TestApp, path: &str, body: Value) {
+pub async fn put_ok(app: &TestApp, path: &str, body: Value) {
     let (s, b) = app.put(path, body).await;
     assert_eq!(s, 200, "{path}: {b}");
 }
 
-async fn device(app: &TestApp, user: &str, body: Value) -> String {
+pub async fn device(app: &TestApp, user: &str, body: Value) -> String {
     let (s, b) = app.post(&format!("/v1/users/{user}/devices"), body).await;
     assert_eq!(s, 201, "{b}");
     b["id"].as_str().unwrap().to_owned()
@@ -298,134 +297,11 @@ async fn web_push_decrypts_like_a_browser_and_its_vapid_token_verifies_against_t
     assert!(!device_ids(&app, "ana").await.contains(&expired), "410 removes the subscription");
 }
 
-const SID: &str = "AC00000000000000000000000000000001";
-const AUTH_TOKEN: &str = "twilio-auth-token";
-const ANA: &str = "+15551230001";
-
-/// Posts a Twilio callback to `path`, signed as Twilio would for Herald's public URL (or not).
-async fn callback(app: &TestApp, path: &str, params: &[(&str, &str)], token: &str) -> (u16, String) {
-    let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let signature = herald_channels::twilio::signature(token, &format!("http://127.0.0.1:8080{path}"), &params);
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
-    let resp = app
-        .client
-        .post(format!("{}{path}", app.url))
-        .header("x-twilio-signature", signature)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-#[tokio::test]
-async fn twilio_sends_the_right_request_takes_signed_statuses_refuses_forgeries_and_honours_stop() {
-    let twilio = FakeTwilio::start(SID, AUTH_TOKEN).await.unwrap();
-    let base_url = twilio.base_url();
-    let app = spawn_with(move |c| {
-        c.channels.sms.twilio = Some(TwilioSection {
-            base_url,
-            account_sid: SID.into(),
-            auth_token: AUTH_TOKEN.into(),
-            from: "+15550000000".into(),
-            help_text: Some("Herald alerts. Reply STOP to stop.".into()),
-            ..TwilioSection::default()
-        });
-    })
-    .await;
-    put_ok(&app, "/v1/users/ana", json!({"phone": ANA})).await;
-    put_ok(
-        &app,
-        "/v1/templates/code",
-        json!({"class": "critical", "channels": {"sms": {"body": "Your code is {{ code }}"}}}),
-    )
-    .await;
-    let send = |code: u32| json!({"template": "code", "to": ["ana"], "data": {"code": code}});
-
-    let id = app.send(send(1234)).await;
-    let sms = twilio.wait_for(1, Duration::from_secs(10)).await.remove(0);
-    assert_eq!(sms.path, format!("/2010-04-01/Accounts/{SID}/Messages.json"));
-    assert_eq!(sms.basic_auth(), Some((SID.to_owned(), AUTH_TOKEN.to_owned())));
-    assert_eq!(
-        (sms.field("To"), sms.field("From"), sms.field("Body")),
-        (Some(ANA), Some("+15550000000"), Some("Your code is 1234"))
-    );
-    let d = settled_on(&app, &id, "sms").await;
-    assert_eq!((d["status"].as_str(), d["provider"].as_str()), (Some("sent"), Some("twilio")), "{d}");
-    let delivery = d["id"].as_str().unwrap();
-    let status_path = format!("/v1/providers/twilio/status?delivery_id={delivery}");
-    assert_eq!(sms.field("StatusCallback"), Some(format!("http://127.0.0.1:8080{status_path}").as_str()));
-
-    // Status callbacks: a forged one changes nothing, a signed one is recorded.
-    let delivered = [("AccountSid", SID), ("MessageSid", "SM1"), ("MessageStatus", "delivered"), ("To", ANA)];
-    assert_eq!(callback(&app, &status_path, &delivered, "not-the-token").await.0, 403);
-    assert_eq!(settled_on(&app, &id, "sms").await["status"], "sent");
-    assert_eq!(callback(&app, &status_path, &delivered, AUTH_TOKEN).await.0, 204);
-    assert_eq!(settled_on(&app, &id, "sms").await["status"], "delivered");
-
-    // A forged STOP is refused and changes nothing.
-    let inbound = "/v1/providers/twilio/inbound";
-    let stop = [("AccountSid", SID), ("From", ANA), ("To", "+15550000000"), ("Body", "Stop")];
-    assert_eq!(callback(&app, inbound, &stop, "forged").await.0, 403);
-    app.send(send(2)).await;
-    twilio.wait_for(2, Duration::from_secs(10)).await;
-
-    // HELP is answered; a real STOP holds even for critical, until START.
-    let (s, twiml) = callback(&app, inbound, &[("AccountSid", SID), ("From", ANA), ("Body", "help")], AUTH_TOKEN).await;
-    assert_eq!((s, twiml.contains("<Message>Herald alerts. Reply STOP to stop.</Message>")), (200, true), "{twiml}");
-    let (s, twiml) = callback(&app, inbound, &stop, AUTH_TOKEN).await;
-    assert_eq!((s, twiml.contains("<Response/>")), (200, true), "{twiml}");
-    let held = app.send(send(3)).await;
-    app.processed(&held).await;
-    assert!(reasons(&app, "ana", "sms").await.contains(&"sms_stop".to_owned()));
-    let (s, _) = callback(&app, inbound, &[("AccountSid", SID), ("From", ANA), ("Body", "START")], AUTH_TOKEN).await;
-    assert_eq!(s, 200);
-    app.send(send(4)).await;
-    let all = twilio.wait_for(3, Duration::from_secs(10)).await;
-    let bodies: Vec<_> = all.iter().filter_map(|m| m.field("Body")).collect();
-    assert_eq!(bodies, vec!["Your code is 1234", "Your code is 2", "Your code is 4"], "nothing went out while stopped");
-
-    // A number that replied STOP at Twilio's end (error 21610) is blocked here too.
-    twilio.opt_out(ANA);
-    let refused = app.send(send(5)).await;
-    let d = settled_on(&app, &refused, "sms").await;
-    assert_eq!(d["status"], "bounced", "{d}");
-    assert!(reasons(&app, "ana", "sms").await.iter().filter(|r| *r == "sms_stop").count() >= 2);
-    let blocked = app.send(send(6)).await;
-    app.processed(&blocked).await;
-    assert_eq!(twilio.messages().iter().filter(|m| m.accepted()).count(), 3);
-}
-
-#[tokio::test]
-async fn a_long_sms_is_shortened_to_its_segments() {
-    let twilio = FakeTwilio::start(SID, AUTH_TOKEN).await.unwrap();
-    let base_url = twilio.base_url();
-    let app = spawn_with(move |c| {
-        c.channels.sms.twilio = Some(TwilioSection {
-            base_url,
-            account_sid: SID.into(),
-            auth_token: AUTH_TOKEN.into(),
-            from: "+15550000000".into(),
-            ..TwilioSection::default()
-        });
-        c.channels.sms.max_segments = Some(1);
-    })
-    .await;
-    put_ok(&app, "/v1/users/ana", json!({"phone": ANA})).await;
-    put_ok(&app, "/v1/templates/long", json!({"class": "transactional", "channels": {"sms": {"body": "{{ text }}"}}}))
-        .await;
-    app.send(json!({"template": "long", "to": ["ana"], "data": {"text": "a".repeat(400)}})).await;
-    let sms = twilio.wait_for(1, Duration::from_secs(10)).await.remove(0);
-    let body = sms.field("Body").unwrap();
-    assert_eq!(body.len(), 160, "one GSM-7 segment");
-    assert!(body.ends_with("..."), "{body}");
-}
-
 #[tokio::test]
 async fn with_no_configuration_every_channel_writes_to_the_dev_outbox() {
     let app = spawn().await;
-    put_ok(&app, "/v1/users/ana", json!({"email": "ana@example.com", "phone": ANA, "locale": "fr-CA"})).await;
+    put_ok(&app, "/v1/users/ana", json!({"email": "ana@example.com", "phone": "+15551230001", "locale": "fr-CA"}))
+        .await;
     device(&app, "ana", json!({"kind": "apns", "token": LIVE_APPLE})).await;
     let browser = Subscriber::new();
     device(
@@ -501,4 +377,37 @@ async fn a_provider_that_cannot_work_stops_the_start_with_a_clear_message() {
     assert!(e.contains("mailto:"), "{e}");
     let e = start(&|c| c.channels.sms.provider = Some(herald::config::ProviderList::One("smtp".into()))).await;
     assert!(e.contains("not a provider of sms") && e.contains("twilio, dev"), "{e}");
+}
+
+#[tokio::test]
+async fn an_email_without_a_category_unsubscribes_from_its_own_template() {
+    let app = spawn().await;
+    put_ok(&app, "/v1/users/bo", json!({"email": "bo@example.com"})).await;
+    put_ok(
+        &app,
+        "/v1/templates/weekly_report",
+        json!({"class": "social", "channels": {"email": {"subject": "s", "text": "t {{ n }}"}}}),
+    )
+    .await;
+    put_ok(
+        &app,
+        "/v1/templates/other",
+        json!({"class": "social", "channels": {"email": {"subject": "s", "text": "o"}}}),
+    )
+    .await;
+    let id = app.send(json!({"template": "weekly_report", "to": ["bo"], "data": {"n": 1}})).await;
+    let d = settled_on(&app, &id, "email").await;
+    let file = app.dir.path().join("outbox/email").join(format!("{}.json", d["id"].as_str().unwrap()));
+    let written: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let link = written["unsubscribe_url"].as_str().unwrap();
+    let path = &link["http://127.0.0.1:8080".len()..];
+    let page = app.client.get(format!("{}{path}", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("“weekly_report” emails"), "the link names what it came with: {page}");
+    let done = app.client.post(format!("{}{path}", app.url)).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+
+    let again = app.send(json!({"template": "weekly_report", "to": ["bo"], "data": {"n": 2}})).await;
+    assert_eq!(app.processed(&again).await["recipients"][0]["reason"], "category_opt_out");
+    let other = app.send(json!({"template": "other", "to": ["bo"]})).await;
+    assert_eq!(settled_on(&app, &other, "email").await["status"], "sent", "other emails still go");
 }

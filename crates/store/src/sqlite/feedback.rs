@@ -6,8 +6,8 @@ use herald_domain::Channel;
 use herald_domain::reason::{Decision, Reason};
 use sqlx::{Row, SqliteConnection};
 
-use super::{insert_audit, parse_user, parse_uuid, stand_down};
-use crate::records::{AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus};
+use super::{hand_over, insert_audit, parse_user, parse_uuid, stand_down};
+use crate::records::{AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus, Updated};
 use crate::{StoreError, StoreResult, to_ms};
 
 /// The profile field that holds a channel's contact address, for the channels that have one.
@@ -79,11 +79,11 @@ pub(super) async fn apply(c: &mut SqliteConnection, f: &Feedback) -> StoreResult
         let (status, reason) = match f.kind {
             FeedbackKind::HardBounce => ("bounced", Reason::HardBounce),
             FeedbackKind::InvalidToken => ("bounced", Reason::InvalidToken),
-            FeedbackKind::Stop => ("bounced", Reason::SmsStop),
             // The message arrived; the recipient did not want it.
             FeedbackKind::Complaint => ("delivered", Reason::Complaint),
             FeedbackKind::Unsubscribe => ("delivered", Reason::Unsubscribed),
-            FeedbackKind::Start => return None,
+            // Keywords are about the number, never about one delivery.
+            FeedbackKind::Stop | FeedbackKind::Start => return None,
         };
         Some((id, status, reason))
     });
@@ -117,7 +117,7 @@ pub(super) async fn apply(c: &mut SqliteConnection, f: &Feedback) -> StoreResult
 }
 
 /// Records a provider's late report on a delivery; see [`crate::Store::provider_status`].
-pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus) -> StoreResult<bool> {
+pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus) -> StoreResult<Updated> {
     let (status, decision) = match r.status {
         FinalStatus::Delivered => ("delivered", Decision::Delivered),
         FinalStatus::Failed => ("failed", Decision::Failed),
@@ -129,16 +129,18 @@ pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus
     let row = sqlx::query(
         "UPDATE deliveries SET status = ?1, error = ?2, updated_at = ?3, next_attempt_at = NULL, \
          dead_at = CASE WHEN ?1 = 'failed' THEN ?3 END \
-         WHERE id = ?4 AND channel = ?5 AND status IN ('queued', 'sending', 'sent') RETURNING notification_id, user_id",
+         WHERE id = ?4 AND channel = ?5 AND status IN ('queued', 'sending', 'sent') \
+         AND (?6 IS NULL OR ?1 = 'delivered' OR attempts = ?6) RETURNING notification_id, user_id",
     )
     .bind(status)
     .bind(&r.error)
     .bind(now)
     .bind(r.delivery_id.to_string())
     .bind(r.channel.as_str())
+    .bind(r.attempt.map(i64::from))
     .fetch_optional(&mut *c)
     .await?;
-    let Some(row) = row else { return Ok(false) };
+    let Some(row) = row else { return Ok(Updated::Closed) };
     let entry = AuditEntry {
         user_id: parse_user(row.try_get("user_id")?)?,
         notification_id: parse_uuid(row.try_get("notification_id")?)?,
@@ -148,9 +150,15 @@ pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus
         at: r.now,
     };
     insert_audit(c, &entry).await?;
-    if r.status == FinalStatus::Delivered {
+    let next = match r.status {
         // The report may beat the dispatcher's own record of the send, which would stand them down.
-        stand_down(c, entry.notification_id, &entry.user_id, r.now).await?;
-    }
-    Ok(true)
+        FinalStatus::Delivered => {
+            stand_down(c, entry.notification_id, &entry.user_id, r.now).await?;
+            None
+        }
+        FinalStatus::Failed | FinalStatus::Bounced => {
+            hand_over(c, entry.notification_id, &entry.user_id, r.now, true).await?.map(Box::new)
+        }
+    };
+    Ok(Updated::Recorded(next))
 }

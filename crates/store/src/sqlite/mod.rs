@@ -295,21 +295,26 @@ async fn insert_delivery(
     Ok(())
 }
 
-/// Activates the next standby delivery of (notification, user), with its audit line.
+/// Activates the next standby delivery of (notification, user), with its audit line. With
+/// `stood_down`, a fallback already stood down because the channel seemed to succeed counts too:
+/// a provider's late report of a failure brings it back.
 async fn hand_over(
     conn: &mut SqliteConnection,
     notification_id: Uuid,
     user: &UserId,
     now: Timestamp,
+    stood_down: bool,
 ) -> StoreResult<Option<DeliveryRecord>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries SET status = 'queued', updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
-         WHERE notification_id = ?2 AND user_id = ?3 AND status = 'standby' ORDER BY rowid LIMIT 1) \
-         RETURNING {DELIVERY_COLUMNS}"
+        "UPDATE deliveries SET status = 'queued', error = NULL, updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
+         WHERE notification_id = ?2 AND user_id = ?3 \
+         AND (status = 'standby' OR (?4 AND status = 'suppressed' AND error = 'fallback_not_needed')) \
+         ORDER BY rowid LIMIT 1) RETURNING {DELIVERY_COLUMNS}"
     )))
     .bind(to_ms(now))
     .bind(notification_id.to_string())
     .bind(user.as_str())
+    .bind(stood_down)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
@@ -1244,7 +1249,46 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<bool> {
+    async fn address_blocks(
+        &self,
+        channel: Option<Channel>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AddressBlockRecord)>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT rowid, channel, address, kind, created_at FROM address_blocks \
+             WHERE (?1 IS NULL OR channel = ?1) AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+        )
+        .bind(channel.map(Channel::as_str))
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, channel, address, kind, at)| {
+                let channel = channel.parse().map_err(StoreError::Corrupt)?;
+                Ok((seq, AddressBlockRecord { channel, address, kind, created_at: from_ms(at) }))
+            })
+            .collect()
+    }
+
+    async fn remove_address_block(&self, channel: Channel, address: &str) -> StoreResult<bool> {
+        let address = address.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query("DELETE FROM address_blocks WHERE channel = ? AND address = ?")
+                        .bind(channel.as_str())
+                        .bind(&address)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(r.rows_affected() > 0)
+                })
+            })
+            .await
+    }
+
+    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated> {
         self.writer.write(move |c| Box::pin(async move { feedback::provider_status(c, &report).await })).await
     }
 
@@ -1281,7 +1325,9 @@ impl Store for SqliteStore {
                             stand_down(c, notification_id, &user, u.now).await?;
                             Ok(Updated::Recorded(None))
                         }
-                        AfterUpdate::HandOver => Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now).await?.map(Box::new))),
+                        AfterUpdate::HandOver => {
+                            Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now, false).await?.map(Box::new)))
+                        }
                     }
                 })
             })
