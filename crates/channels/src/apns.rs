@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::outcome::Outcomes;
 use crate::payload::fit_body;
 use crate::{Provider, SendCommand, SendError, Sent, Target, unix_now};
 
@@ -224,41 +225,22 @@ impl Provider for Apns {
             SendError::Permanent(format!("APNs payload exceeds {MAX_PAYLOAD} bytes even with an empty body"))
         })?;
 
-        let (mut accepted, mut gone, mut gone_message) = (false, Vec::new(), String::new());
-        let (mut transient, mut permanent) = (None, None);
+        let mut outcomes = Outcomes::new("no APNs device among the targets");
         for t in &cmd.targets {
             let Target::Apns { device_id, token } = t else { continue };
-            match self.push(cmd, token, &body).await {
-                Outcome::Accepted => accepted = true,
+            outcomes.add(match self.push(cmd, token, &body).await {
+                Outcome::Accepted => Ok(Sent::default()),
                 Outcome::Gone(message) => {
                     tracing::info!(delivery_id = %cmd.delivery_id, %device_id, %message, "APNs device is gone");
-                    gone.push(*device_id);
-                    gone_message = message;
+                    Err(SendError::Gone { message, devices: vec![*device_id] })
                 }
                 Outcome::Failed(e) => {
                     tracing::warn!(delivery_id = %cmd.delivery_id, %device_id, error = %e, "APNs attempt failed");
-                    match e {
-                        SendError::Transient { .. } => {
-                            transient.get_or_insert(e);
-                        }
-                        _ => {
-                            permanent.get_or_insert(e);
-                        }
-                    }
+                    Err(e)
                 }
-            }
+            });
         }
-        if accepted {
-            return Ok(Sent { gone });
-        }
-        // One device that may still take it makes the whole delivery worth retrying.
-        if let Some(e) = transient.or(permanent) {
-            return Err(e);
-        }
-        if gone.is_empty() {
-            return Err(SendError::Permanent("no APNs device among the targets".into()));
-        }
-        Err(SendError::Gone { message: gone_message, devices: gone })
+        outcomes.finish()
     }
 }
 

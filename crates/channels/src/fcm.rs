@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::outcome::Outcomes;
 use crate::payload::{fit_body, truncate_utf8};
 use crate::{Provider, SendCommand, SendError, Sent, Target};
 
@@ -351,48 +352,6 @@ fn is_retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// One result for the whole send: any accepted target makes it a success.
-fn settle(outcomes: Vec<Outcome>) -> Result<Sent, SendError> {
-    let mut accepted = false;
-    let mut gone = Vec::new();
-    let mut gone_message = None;
-    let mut transient: Option<(String, Option<u64>)> = None;
-    let mut permanent = None;
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Accepted => accepted = true,
-            Outcome::Gone(device, message) => {
-                gone.push(device);
-                gone_message.get_or_insert(message);
-            }
-            Outcome::Failed(SendError::Transient { message, retry_after }) => match &mut transient {
-                // Wait as long as the most demanding answer asked.
-                Some((_, longest)) => *longest = (*longest).max(retry_after),
-                None => transient = Some((message, retry_after)),
-            },
-            Outcome::Failed(SendError::Permanent(message) | SendError::Unreachable { message, .. }) => {
-                permanent.get_or_insert(message);
-            }
-            Outcome::Failed(SendError::Gone { message, devices }) => {
-                gone.extend(devices);
-                gone_message.get_or_insert(message);
-            }
-        }
-    }
-    if accepted {
-        return Ok(Sent { gone });
-    }
-    if let Some((message, retry_after)) = transient {
-        return Err(SendError::Transient { message, retry_after });
-    }
-    match (permanent, gone_message) {
-        (Some(message), _) => Err(SendError::Permanent(message)),
-        (None, Some(message)) => Err(SendError::Gone { message, devices: gone }),
-        // No FCM target at all: the other kinds are another provider's business.
-        (None, None) => Ok(Sent::default()),
-    }
-}
-
 #[async_trait]
 impl Provider for Fcm {
     fn name(&self) -> &'static str {
@@ -402,7 +361,7 @@ impl Provider for Fcm {
     async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         let field = |name: &str| cmd.payload.get(name).and_then(Value::as_str);
         let content = Content { title: field("title"), body: field("body"), action_url: field("action_url") };
-        let mut outcomes = Vec::new();
+        let mut outcomes = Outcomes::new("no FCM device among the targets");
         for target in &cmd.targets {
             let Target::Fcm { device_id, token } = target else { continue };
             // Fetched per target so a token dropped after a 401 is replaced for the next device.
@@ -411,30 +370,30 @@ impl Provider for Fcm {
                 Err(e) => {
                     tracing::warn!(delivery_id = %cmd.delivery_id, error = %e, "FCM sign-in failed");
                     // Every other target would fail the same way.
-                    outcomes.push(Outcome::Failed(e));
+                    outcomes.add(Err(e));
                     break;
                 }
             };
             let render = |body: &str| Self::render(cmd, &content, token, body);
             let Some(message) = fit_body(content.body.unwrap_or_default(), MAX_MESSAGE_BYTES, render) else {
-                outcomes.push(Outcome::Failed(SendError::Permanent(format!(
+                outcomes.add(Err(SendError::Permanent(format!(
                     "FCM message exceeds {MAX_MESSAGE_BYTES} bytes even without a body"
                 ))));
                 continue;
             };
-            let outcome = self.send_one(*device_id, &access_token, message).await;
-            match &outcome {
+            outcomes.add(match self.send_one(*device_id, &access_token, message).await {
                 Outcome::Failed(e) => {
                     tracing::warn!(delivery_id = %cmd.delivery_id, %device_id, error = %e, "FCM attempt failed");
+                    Err(e)
                 }
-                Outcome::Gone(_, message) => {
+                Outcome::Gone(device, message) => {
                     tracing::info!(delivery_id = %cmd.delivery_id, %device_id, %message, "FCM device gone");
+                    Err(SendError::Gone { message, devices: vec![device] })
                 }
-                Outcome::Accepted => {}
-            }
-            outcomes.push(outcome);
+                Outcome::Accepted => Ok(Sent::default()),
+            });
         }
-        settle(outcomes)
+        outcomes.finish()
     }
 }
 
@@ -721,20 +680,5 @@ mod tests {
         assert!(Fcm::new(config, Duration::from_secs(1)).is_err());
         let config = FcmConfig { endpoint: "http://127.0.0.1:9".into(), service_account_json: "not json".into() };
         assert!(Fcm::new(config, Duration::from_secs(1)).is_err());
-    }
-
-    #[test]
-    fn transient_wins_over_permanent_when_nothing_was_accepted() {
-        let id = Uuid::now_v7();
-        let outcomes = vec![
-            Outcome::Gone(id, "gone".into()),
-            Outcome::Failed(SendError::Permanent("bad".into())),
-            Outcome::Failed(SendError::Transient { message: "busy".into(), retry_after: Some(5) }),
-            Outcome::Failed(SendError::Transient { message: "later".into(), retry_after: Some(20) }),
-        ];
-        assert_eq!(settle(outcomes), Err(SendError::Transient { message: "busy".into(), retry_after: Some(20) }));
-        let outcomes = vec![Outcome::Gone(id, "gone".into()), Outcome::Failed(SendError::Permanent("bad".into()))];
-        assert_eq!(settle(outcomes), Err(SendError::Permanent("bad".into())));
-        assert_eq!(settle(Vec::new()), Ok(Sent::default()));
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use crate::apns::Apns;
 use crate::fcm::Fcm;
+use crate::outcome::Outcomes;
 use crate::{Provider, SendCommand, SendError, Sent, Target};
 
 /// Routes push targets to APNs and FCM.
@@ -42,22 +43,22 @@ impl Provider for NativePush {
     async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         let apple = Self::only(cmd, |t| matches!(t, Target::Apns { .. }));
         let firebase = Self::only(cmd, |t| matches!(t, Target::Fcm { .. }));
-        let mut results = Vec::new();
-        let mut unserved = Vec::new();
+        let mut outcomes = Outcomes::new("no push device among the targets");
+        let unserved = |service: &str| {
+            tracing::warn!(delivery_id = %cmd.delivery_id, service, "devices of an unconfigured push service are skipped");
+            Err(SendError::Permanent(format!("the user's devices need {service}, which is not configured")))
+        };
         match (apple, &self.apns) {
-            (Some(c), Some(apns)) => results.push(apns.send(&c).await),
-            (Some(_), None) => unserved.push("APNs"),
+            (Some(c), Some(apns)) => outcomes.add(apns.send(&c).await),
+            (Some(_), None) => outcomes.add(unserved("APNs")),
             (None, _) => {}
         }
         match (firebase, &self.fcm) {
-            (Some(c), Some(fcm)) => results.push(fcm.send(&c).await),
-            (Some(_), None) => unserved.push("FCM"),
+            (Some(c), Some(fcm)) => outcomes.add(fcm.send(&c).await),
+            (Some(_), None) => outcomes.add(unserved("FCM")),
             (None, _) => {}
         }
-        if !unserved.is_empty() {
-            tracing::warn!(delivery_id = %cmd.delivery_id, services = ?unserved, "devices of an unconfigured push service are skipped");
-        }
-        merge(results, &unserved)
+        outcomes.finish()
     }
 
     /// APNs and FCM fail independently: a user with only Android devices must not wait for an
@@ -73,82 +74,56 @@ impl Provider for NativePush {
     }
 }
 
-/// One result for the whole send, as each service does for its devices: any success is a success
-/// (with every gone device), else a transient failure is worth a retry, else the first refusal.
-fn merge(results: Vec<Result<Sent, SendError>>, unserved: &[&str]) -> Result<Sent, SendError> {
-    let mut gone = Vec::new();
-    let mut delivered = false;
-    let mut transient = None;
-    let mut refused = None;
-    for r in results {
-        match r {
-            Ok(sent) => {
-                delivered = true;
-                gone.extend(sent.gone);
-            }
-            Err(SendError::Gone { message, devices }) => {
-                gone.extend(devices);
-                refused.get_or_insert(SendError::Gone { message, devices: Vec::new() });
-            }
-            Err(e @ SendError::Transient { .. }) => {
-                transient.get_or_insert(e);
-            }
-            Err(e) => {
-                refused = Some(e);
-            }
-        }
-    }
-    if delivered {
-        return Ok(Sent { gone });
-    }
-    if let Some(e) = transient {
-        return Err(e);
-    }
-    match refused {
-        Some(SendError::Gone { message, .. }) => Err(SendError::Gone { message, devices: gone }),
-        Some(e) => Err(e),
-        None => Err(SendError::Permanent(if unserved.is_empty() {
-            "no push device among the targets".into()
-        } else {
-            format!("the user's devices need {}, which is not configured", unserved.join(" and "))
-        })),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use herald_domain::{Channel, Class};
+    use herald_testkit::apns::{FakeApns, signing_key};
+    use serde_json::json;
     use uuid::Uuid;
 
     use super::*;
+    use crate::apns::ApnsConfig;
 
-    fn gone(id: u128) -> Result<Sent, SendError> {
-        Err(SendError::Gone { message: "410".into(), devices: vec![Uuid::from_u128(id)] })
-    }
-
-    #[test]
-    fn one_service_delivering_is_a_success_that_keeps_the_gone_devices() {
-        let r = merge(vec![gone(1), Ok(Sent { gone: vec![Uuid::from_u128(2)] })], &[]);
-        assert_eq!(r, Ok(Sent { gone: vec![Uuid::from_u128(1), Uuid::from_u128(2)] }));
-    }
-
-    #[test]
-    fn transient_beats_refusals_and_all_gone_is_gone() {
-        let busy = Err(SendError::Transient { message: "503".into(), retry_after: Some(3) });
-        assert!(matches!(merge(vec![gone(1), busy], &[]), Err(SendError::Transient { retry_after: Some(3), .. })));
-        match merge(vec![gone(1), gone(2)], &[]) {
-            Err(SendError::Gone { devices, .. }) => assert_eq!(devices, vec![Uuid::from_u128(1), Uuid::from_u128(2)]),
-            other => panic!("expected gone, got {other:?}"),
+    fn command(targets: Vec<Target>) -> SendCommand {
+        SendCommand {
+            delivery_id: Uuid::now_v7(),
+            channel: Channel::Push,
+            user_id: "ana".into(),
+            payload: json!({"title": "t", "body": "b"}),
+            targets,
+            attempt: 1,
+            class: Class::Social,
+            collapse_key: None,
+            ttl: None,
+            unsubscribe_url: None,
         }
-        let refused = Err(SendError::Permanent("400 BadTopic".into()));
-        assert_eq!(merge(vec![gone(1), refused], &[]), Err(SendError::Permanent("400 BadTopic".into())));
     }
 
-    #[test]
-    fn devices_of_an_unconfigured_service_are_explained() {
-        match merge(Vec::new(), &["FCM"]) {
-            Err(SendError::Permanent(m)) => assert!(m.contains("FCM"), "{m}"),
+    #[tokio::test]
+    async fn each_device_goes_to_its_service_and_an_unconfigured_one_is_explained() {
+        let fake = FakeApns::start().await;
+        let config = ApnsConfig {
+            endpoint: fake.url().to_owned(),
+            key_pem: signing_key().0,
+            key_id: "KEY1234567".into(),
+            team_id: "TEAM123456".into(),
+            topic: "com.example.app".into(),
+        };
+        let push = NativePush::new(Some(Apns::new(config, Duration::from_secs(5)).unwrap()), None).unwrap();
+        assert_eq!(push.name(), "apns");
+        let apple = Target::Apns { device_id: Uuid::now_v7(), token: "abc123".into() };
+        let android = Target::Fcm { device_id: Uuid::now_v7(), token: "fcm-1".into() };
+        let both = command(vec![apple.clone(), android.clone()]);
+        assert_eq!(push.circuit(&both), "push apns+fcm");
+        assert_eq!(push.send(&both).await, Ok(Sent::default()), "the Apple device took it");
+        assert_eq!(fake.take().len(), 1, "only the Apple device went to APNs");
+        match push.send(&command(vec![android])).await {
+            Err(SendError::Permanent(m)) => assert!(m.contains("FCM") && m.contains("not configured"), "{m}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+        assert_eq!(push.circuit(&command(vec![apple])), "push apns");
         assert!(NativePush::new(None, None).is_err());
     }
 }

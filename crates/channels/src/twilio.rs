@@ -19,6 +19,7 @@ use serde_json::Value;
 use sha1::Sha1;
 use uuid::Uuid;
 
+use crate::outcome::Outcomes;
 use crate::payload::truncate_utf8;
 use crate::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 
@@ -227,35 +228,6 @@ fn block(code: u32) -> Option<AddressBlock> {
     }
 }
 
-/// One result for the whole send: any accepted number makes it a success.
-fn settle(outcomes: Vec<Result<(), SendError>>) -> Result<Sent, SendError> {
-    let mut transient: Option<(String, Option<u64>)> = None;
-    let mut permanent = None;
-    let mut unreachable = None;
-    for outcome in outcomes {
-        match outcome {
-            Ok(()) => return Ok(Sent::default()),
-            Err(SendError::Transient { message, retry_after }) => match &mut transient {
-                // Wait as long as the most demanding answer asked.
-                Some((_, longest)) => *longest = (*longest).max(retry_after),
-                None => transient = Some((message, retry_after)),
-            },
-            Err(e @ SendError::Unreachable { .. }) => {
-                unreachable.get_or_insert(e);
-            }
-            Err(e) => {
-                permanent.get_or_insert(e);
-            }
-        }
-    }
-    if let Some((message, retry_after)) = transient {
-        return Err(SendError::Transient { message, retry_after });
-    }
-    // A block is reported only when every number is blocked: the caller blocks the address, and
-    // a plain refusal of another number says nothing about it.
-    Err(permanent.or(unreachable).unwrap_or_else(|| SendError::Permanent("no phone number to send to".into())))
-}
-
 #[async_trait]
 impl Provider for Twilio {
     fn name(&self) -> &'static str {
@@ -269,7 +241,7 @@ impl Provider for Twilio {
             .and_then(Value::as_str)
             .filter(|b| !b.trim().is_empty())
             .ok_or_else(|| SendError::Permanent("SMS payload has no body".into()))?;
-        let mut outcomes = Vec::new();
+        let mut outcomes = Outcomes::new("no phone number to send to");
         for target in &cmd.targets {
             let Target::Phone(to) = target else { continue };
             let outcome = self.send_one(cmd, to, body).await;
@@ -280,9 +252,9 @@ impl Provider for Twilio {
                 Err(e) => tracing::warn!(delivery_id = %cmd.delivery_id, error = %e, "Twilio attempt failed"),
                 Ok(()) => {}
             }
-            outcomes.push(outcome);
+            outcomes.add(outcome.map(|()| Sent::default()));
         }
-        settle(outcomes)
+        outcomes.finish()
     }
 }
 

@@ -26,6 +26,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use uuid::Uuid;
 
+use crate::outcome::Outcomes;
 use crate::payload::{fit_body, truncate_utf8};
 use crate::{Provider, SendCommand, SendError, Sent, Target, unix_now};
 
@@ -257,39 +258,22 @@ impl Provider for WebPush {
 
     async fn send(&self, cmd: &SendCommand) -> Result<Sent, SendError> {
         let plaintext = plaintext(cmd)?;
-        let mut targets = 0usize;
-        let mut accepted = false;
-        let mut gone = Vec::new();
-        let mut gone_message = String::new();
-        let (mut transient, mut permanent) = (None, None);
+        let mut outcomes = Outcomes::new("no web push subscription to send to");
         for t in &cmd.targets {
             let Target::WebPush { device_id, endpoint, p256dh, auth } = t else { continue };
-            targets += 1;
-            match self.push(cmd, *device_id, endpoint, p256dh, auth, &plaintext).await {
-                Ok(()) => accepted = true,
-                Err(SendError::Gone { message, devices }) => {
+            let result = self.push(cmd, *device_id, endpoint, p256dh, auth, &plaintext).await;
+            match &result {
+                Ok(()) => {}
+                Err(SendError::Gone { message, .. }) => {
                     tracing::info!(delivery_id = %cmd.delivery_id, %device_id, %message, "web push subscription gone");
-                    gone.extend(devices);
-                    gone_message = message;
                 }
                 Err(e) => {
-                    tracing::warn!(delivery_id = %cmd.delivery_id, %endpoint, error = %e, "web push attempt failed");
-                    let slot = if matches!(e, SendError::Transient { .. }) { &mut transient } else { &mut permanent };
-                    slot.get_or_insert(e);
+                    tracing::warn!(delivery_id = %cmd.delivery_id, %endpoint, error = %e, "web push attempt failed")
                 }
             }
+            outcomes.add(result.map(|()| Sent::default()));
         }
-        if targets == 0 {
-            return Err(SendError::Permanent("no web push subscription to send to".into()));
-        }
-        if accepted {
-            return Ok(Sent { gone });
-        }
-        // Nothing was taken: a retry can still help if any failure was transient.
-        match transient.or(permanent) {
-            Some(e) => Err(e),
-            None => Err(SendError::Gone { message: gone_message, devices: gone }),
-        }
+        outcomes.finish()
     }
 
     /// Each push service has its own breaker: an outage at one browser vendor must not hold up the
