@@ -250,21 +250,44 @@ impl RenderError {
 fn environment<'a>() -> Environment<'a> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
+    // A template is named after its field (`html`) or its path (`channels.email.html`).
+    env.set_auto_escape_callback(|name| {
+        if name == "html" || name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None }
+    });
     env
 }
 
-/// Renders one source string; `name` selects escaping (`html` escapes).
-fn render_one<'s>(
-    env: &Environment<'s>,
-    name: &'s str,
-    field: &str,
-    src: &'s str,
-    ctx: &Value,
-) -> Result<String, RenderError> {
-    let tmpl = env
-        .template_from_named_str(name, src)
-        .map_err(|e| RenderError::Invalid { field: field.to_owned(), message: e.to_string() })?;
+/// Where a template string is turned into text: compiled on the spot, or looked up among the
+/// strings a [`Compiled`] template compiled once.
+trait Sources {
+    /// Renders `src`, known as `name` (its path) and reported as `field` in errors.
+    fn render(&self, name: &str, field: &str, src: &str, ctx: &Value) -> Result<String, RenderError>;
+}
+
+/// Compiles each string when it is rendered (previews, one-off checks).
+struct OnTheSpot;
+
+impl Sources for OnTheSpot {
+    fn render(&self, name: &str, field: &str, src: &str, ctx: &Value) -> Result<String, RenderError> {
+        let env = environment();
+        let tmpl = env
+            .template_from_named_str(name, src)
+            .map_err(|e| RenderError::Invalid { field: field.to_owned(), message: e.to_string() })?;
+        finish(&tmpl, field, ctx)
+    }
+}
+
+impl Sources for Environment<'static> {
+    fn render(&self, name: &str, field: &str, _src: &str, ctx: &Value) -> Result<String, RenderError> {
+        let tmpl = self
+            .get_template(name)
+            .map_err(|e| RenderError::Invalid { field: field.to_owned(), message: e.to_string() })?;
+        finish(&tmpl, field, ctx)
+    }
+}
+
+/// Renders a compiled string; a missing variable is named.
+fn finish(tmpl: &minijinja::Template<'_, '_>, field: &str, ctx: &Value) -> Result<String, RenderError> {
     tmpl.render(ctx).map_err(|e| {
         if e.kind() == ErrorKind::UndefinedError {
             let missing = tmpl
@@ -352,8 +375,8 @@ impl TemplateSpec {
         out
     }
 
-    /// The locale override to use for `locale`: exact tag, then its language, then none.
-    fn locale_override(&self, locale: Option<&str>) -> Option<&LocaleOverride> {
+    /// The locale override to use for `locale`: exact tag, then its language, then none; with its tag.
+    fn locale_override(&self, locale: Option<&str>) -> Option<(&str, &LocaleOverride)> {
         let locale = locale?;
         let lower = locale.to_ascii_lowercase();
         let lang = lower.split(['-', '_']).next().unwrap_or_default().to_owned();
@@ -361,7 +384,7 @@ impl TemplateSpec {
             .iter()
             .find(|(k, _)| k.to_ascii_lowercase() == lower)
             .or_else(|| self.locales.iter().find(|(k, _)| k.to_ascii_lowercase() == lang))
-            .map(|(_, v)| v)
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Renders `channel` for `locale` with `ctx` (data, `user`, and for digests `count`/`items`/`first`).
@@ -371,37 +394,54 @@ impl TemplateSpec {
         locale: Option<&str>,
         ctx: &serde_json::Value,
     ) -> Result<Rendered, RenderError> {
-        self.render_value(channel, locale, &Value::from(minijinja::value::Serde(ctx)))
+        self.render_value(&OnTheSpot, channel, locale, &Value::from(minijinja::value::Serde(ctx)))
     }
 
-    fn render_value(&self, channel: Channel, locale: Option<&str>, ctx: &Value) -> Result<Rendered, RenderError> {
+    fn render_value(
+        &self,
+        sources: &dyn Sources,
+        channel: Channel,
+        locale: Option<&str>,
+        ctx: &Value,
+    ) -> Result<Rendered, RenderError> {
         let over = self.locale_override(locale);
         // The webhook falls back to the in-app block's title and body.
-        let (blocks, source_channel) = [channel, Channel::InApp]
+        let (prefix, blocks, source_channel) = [channel, Channel::InApp]
             .into_iter()
             .take(if channel == Channel::Webhook { 2 } else { 1 })
             .find_map(|c| {
-                over.map(|o| &o.channels)
-                    .filter(|b| b.has(c))
-                    .or(Some(&self.channels).filter(|b| b.has(c)))
-                    .map(|b| (b, c))
+                over.filter(|(_, o)| o.channels.has(c))
+                    .map(|(tag, o)| (format!("locales.{tag}."), &o.channels, c))
+                    .or(Some(&self.channels).filter(|b| b.has(c)).map(|b| (String::new(), b, c)))
             })
             .ok_or(RenderError::NoBlock(channel))?;
-        let env = environment();
         let mut out = Rendered::default();
         for (field, src) in blocks.fields(source_channel) {
             if source_channel != channel && field == "action_url" {
                 continue;
             }
             let path = format!("channels.{source_channel}.{field}");
-            out.set(field, render_one(&env, field, &path, src, ctx)?);
+            out.set(field, sources.render(&format!("{prefix}{path}"), &path, src, ctx)?);
         }
         Ok(out)
     }
 
     /// Renders the digest block (falls back to a plain "N new notifications" when absent).
     pub fn render_digest(&self, locale: Option<&str>, ctx: &serde_json::Value) -> Result<Rendered, RenderError> {
-        let block = self.locale_override(locale).and_then(|o| o.digest.as_ref()).or(self.digest.as_ref());
+        self.digest_value(&OnTheSpot, locale, ctx)
+    }
+
+    fn digest_value(
+        &self,
+        sources: &dyn Sources,
+        locale: Option<&str>,
+        ctx: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
+        let (prefix, block) =
+            match self.locale_override(locale).and_then(|(tag, o)| o.digest.as_ref().map(|d| (tag, d))) {
+                Some((tag, d)) => (format!("locales.{tag}."), Some(d)),
+                None => (String::new(), self.digest.as_ref()),
+            };
         let Some(block) = block else {
             let count = ctx.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
             return Ok(Rendered {
@@ -410,11 +450,10 @@ impl TemplateSpec {
                 ..Rendered::default()
             });
         };
-        let env = environment();
         let ctx = Value::from(minijinja::value::Serde(ctx));
         Ok(Rendered {
-            title: Some(render_one(&env, "title", "digest.title", &block.title, &ctx)?),
-            body: Some(render_one(&env, "body", "digest.body", &block.body, &ctx)?),
+            title: Some(sources.render(&format!("{prefix}digest.title"), "digest.title", &block.title, &ctx)?),
+            body: Some(sources.render(&format!("{prefix}digest.body"), "digest.body", &block.body, &ctx)?),
             ..Rendered::default()
         })
     }
@@ -422,15 +461,90 @@ impl TemplateSpec {
     /// The accept-time check: renders every block and locale with the producer's `data` and a
     /// stand-in `user` whose every field exists (the real user's fields are only known later).
     pub fn check_renders(&self, data: &serde_json::Map<String, serde_json::Value>) -> Result<(), RenderError> {
+        self.check_with(&OnTheSpot, data)
+    }
+
+    fn check_with(
+        &self,
+        sources: &dyn Sources,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RenderError> {
         let data = Value::from(minijinja::value::Serde(data));
         let ctx = minijinja::context! { user => Value::from_object(AnyUser), ..data };
         let locales = std::iter::once(None).chain(self.locales.keys().map(|k| Some(k.as_str())));
         for locale in locales {
             for c in self.channels() {
-                self.render_value(c, locale, &ctx)?;
+                self.render_value(sources, c, locale, &ctx)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A template with every string compiled once, for rendering it many times: what a running
+/// Herald keeps per template version.
+pub struct Compiled {
+    spec: TemplateSpec,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("spec", &self.spec).finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    /// Compiles every string of `spec` (its blocks, digest and locales).
+    pub fn new(spec: TemplateSpec) -> Result<Compiled, RenderError> {
+        let mut env = environment();
+        let mut add = |prefix: &str, blocks: &ChannelBlocks, digest: Option<&TitleBody>| -> Result<(), RenderError> {
+            let mut sources: Vec<(String, String)> = Vec::new();
+            for c in Channel::ALL {
+                for (field, src) in blocks.fields(c) {
+                    sources.push((format!("{prefix}channels.{c}.{field}"), src.to_owned()));
+                }
+            }
+            if let Some(d) = digest {
+                sources.push((format!("{prefix}digest.title"), d.title.clone()));
+                sources.push((format!("{prefix}digest.body"), d.body.clone()));
+            }
+            for (name, src) in sources {
+                env.add_template_owned(name.clone(), src)
+                    .map_err(|e| RenderError::Invalid { field: name, message: e.to_string() })?;
+            }
+            Ok(())
+        };
+        add("", &spec.channels, spec.digest.as_ref())?;
+        for (tag, o) in &spec.locales {
+            add(&format!("locales.{tag}."), &o.channels, o.digest.as_ref())?;
+        }
+        Ok(Compiled { spec, env })
+    }
+
+    /// The template.
+    pub fn spec(&self) -> &TemplateSpec {
+        &self.spec
+    }
+
+    /// As [`TemplateSpec::render`].
+    pub fn render(
+        &self,
+        channel: Channel,
+        locale: Option<&str>,
+        ctx: &serde_json::Value,
+    ) -> Result<Rendered, RenderError> {
+        self.spec.render_value(&self.env, channel, locale, &Value::from(minijinja::value::Serde(ctx)))
+    }
+
+    /// As [`TemplateSpec::render_digest`].
+    pub fn render_digest(&self, locale: Option<&str>, ctx: &serde_json::Value) -> Result<Rendered, RenderError> {
+        self.spec.digest_value(&self.env, locale, ctx)
+    }
+
+    /// As [`TemplateSpec::check_renders`].
+    pub fn check_renders(&self, data: &serde_json::Map<String, serde_json::Value>) -> Result<(), RenderError> {
+        self.spec.check_with(&self.env, data)
     }
 }
 
@@ -516,6 +630,40 @@ mod tests {
         assert_eq!(t.render(Channel::Push, Some("fr-CA"), &ctx).unwrap().title.as_deref(), Some("Ana a répondu"));
         assert_eq!(t.render(Channel::Push, Some("de"), &ctx).unwrap().title.as_deref(), Some("Ana"));
         assert_eq!(t.render(Channel::Push, None, &ctx).unwrap().title.as_deref(), Some("Ana"));
+    }
+
+    #[test]
+    fn a_compiled_template_renders_exactly_as_the_spec() {
+        let t = spec(json!({
+            "class": "social",
+            "channels": {
+                "in_app": {"title": "{{ sender }} replied", "body": "{{ excerpt }}", "action_url": "/t/{{ thread }}"},
+                "push": {"title": "{{ sender }}", "body": "{{ excerpt }}"},
+                "email": {"subject": "Re: {{ excerpt }}", "text": "{{ excerpt }}", "html": "<p>{{ excerpt }}</p>"}},
+            "digest": {"title": "{{ count }} new", "body": "{{ first.sender }}"},
+            "locales": {"fr": {"channels": {"push": {"title": "{{ sender }} a répondu", "body": "{{ excerpt }}"}},
+                               "digest": {"title": "{{ count }} nouveaux", "body": "{{ first.sender }}"}}}
+        }));
+        let compiled = Compiled::new(t.clone()).unwrap();
+        let ctx = json!({"sender": "Ana", "excerpt": "<b>hi</b> & bye", "thread": 7});
+        for locale in [None, Some("fr-CA"), Some("de")] {
+            for c in t.channels() {
+                assert_eq!(compiled.render(c, locale, &ctx), t.render(c, locale, &ctx), "{c} {locale:?}");
+            }
+            let digest = json!({"count": 2, "items": [ctx.clone(), ctx.clone()], "first": ctx.clone()});
+            assert_eq!(compiled.render_digest(locale, &digest), t.render_digest(locale, &digest), "{locale:?}");
+        }
+        let html = compiled.render(Channel::Email, None, &ctx).unwrap();
+        assert_eq!(
+            html.html.as_deref(),
+            Some("<p>&lt;b&gt;hi&lt;&#x2f;b&gt; &amp; bye</p>"),
+            "values are escaped in html"
+        );
+        assert_eq!(html.subject.as_deref(), Some("Re: <b>hi</b> & bye"), "and only there");
+        let missing = json!({"sender": "Ana"});
+        assert_eq!(compiled.render(Channel::Push, None, &missing), t.render(Channel::Push, None, &missing));
+        assert!(matches!(compiled.render(Channel::Push, None, &missing), Err(RenderError::MissingVariable { .. })));
+        assert_eq!(compiled.check_renders(&serde_json::Map::new()), t.check_renders(&serde_json::Map::new()));
     }
 
     #[test]

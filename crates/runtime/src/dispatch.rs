@@ -470,24 +470,23 @@ impl Dispatcher {
     /// before a send (erasure, the channel switch, a blocked address); the targets to send to, or
     /// why nothing may go.
     async fn consent(&self, d: &DeliveryRecord, user_id: &UserId) -> Result<Result<Vec<Target>, Reason>, StoreError> {
-        let user = self.store.get_user(user_id).await?;
-        if user.as_ref().is_none_or(|u| u.erased_at.is_some()) {
+        let state = self
+            .store
+            .user_states(std::slice::from_ref(user_id))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("no state for user {user_id}")))?;
+        if state.user.as_ref().is_none_or(|u| u.erased_at.is_some()) {
             return Ok(Err(Reason::Erased));
         }
-        let prefs = self.store.get_preferences(user_id).await?.unwrap_or_default().resolve(&self.defaults);
+        let prefs = state.preferences.clone().unwrap_or_default().resolve(&self.defaults);
         if !prefs.channel_enabled(d.channel) {
             return Ok(Err(Reason::ChannelDisabled));
         }
-        let profile = user.as_ref().map(|u| &u.user);
-        if matches!(d.channel, Channel::Email | Channel::Sms) {
-            let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
-            let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
-            if let Some(reason) = self.store.blocked_channels(email, phone).await?.get(&d.channel) {
-                return Ok(Err(*reason));
-            }
+        if let Some(reason) = state.blocked.get(&d.channel) {
+            return Ok(Err(*reason));
         }
-        let devices = self.store.list_devices(user_id).await?;
-        let targets = targets(d.channel, &devices, profile);
+        let targets = targets(d.channel, &state.devices, state.user.as_ref().map(|u| &u.user));
         Ok(if targets.is_empty() { Err(Reason::NoAddress) } else { Ok(targets) })
     }
 

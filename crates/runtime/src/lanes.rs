@@ -1,6 +1,7 @@
 //! Lanes and the feeder. The feeder claims due work from the store (so scheduled sends and work
 //! left by a crash come back by themselves) and routes each item to the lane of its user:
-//! `hash(user) % lanes`. A lane handles its items one at a time, so decisions for one user never race.
+//! `hash(user) % lanes`. A lane takes what has queued up in it as one batch and decides it in order,
+//! so decisions for one user never race, and a busy lane reads and writes a whole batch at once.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use crate::process::Processor;
 /// Items claimed per store round trip.
 const CLAIM_BATCH: u32 = 256;
 /// Items a lane buffers before the feeder waits.
-const LANE_DEPTH: usize = 512;
+const LANE_DEPTH: usize = 1024;
+/// Most items a lane decides as one batch.
+const LANE_BATCH: usize = 256;
 /// Longest sleep when nothing is due, as a safety net for missed wake-ups.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -35,9 +38,10 @@ impl Lanes {
                 let (tx, mut rx) = mpsc::channel::<Work>(LANE_DEPTH);
                 let p = processor.clone();
                 tasks.spawn(async move {
-                    while let Some(item) = rx.recv().await {
-                        metrics::gauge!("herald_queue_depth", "queue" => "lanes").decrement(1.0);
-                        p.process(item, lane).await;
+                    let mut batch = Vec::with_capacity(LANE_BATCH);
+                    while rx.recv_many(&mut batch, LANE_BATCH).await > 0 {
+                        metrics::gauge!("herald_queue_depth", "queue" => "lanes").decrement(batch.len() as f64);
+                        p.process(std::mem::take(&mut batch), lane).await;
                     }
                 });
                 tx

@@ -9,6 +9,7 @@ pub mod hub;
 mod lanes;
 mod process;
 mod ratelimit;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use herald_domain::overload::Thresholds;
 pub use hub::{Hub, LiveEvent};
 pub use ratelimit::Rate;
+pub use templates::Templates;
 
 use dispatch::Dispatcher;
 
@@ -115,6 +117,7 @@ pub enum RuntimeError {
 /// A running runtime.
 pub struct Runtime {
     hub: Hub,
+    templates: Arc<Templates>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
@@ -145,19 +148,38 @@ impl Runtime {
             dispatcher.dispatch(d);
         }
         let mut tasks = JoinSet::new();
-        let lanes = lanes::Lanes::start(
-            &mut tasks,
-            process::Processor::new(store.clone(), config.clone(), hub.clone(), dispatcher.clone(), clock.clone()),
-            config.lanes.max(1),
+        let templates = Arc::new(Templates::new(store.clone()));
+        let processor = process::Processor::new(
+            store.clone(),
+            config.clone(),
+            hub.clone(),
+            dispatcher.clone(),
+            clock.clone(),
+            templates.clone(),
         );
+        let lanes = lanes::Lanes::start(&mut tasks, processor, config.lanes.max(1));
         tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone()));
         let drain_grace = config.drain_grace;
-        Ok(Arc::new(Self { hub, store, clock, wake, dispatcher, drain_grace, tasks: tokio::sync::Mutex::new(tasks) }))
+        Ok(Arc::new(Self {
+            hub,
+            templates,
+            store,
+            clock,
+            wake,
+            dispatcher,
+            drain_grace,
+            tasks: tokio::sync::Mutex::new(tasks),
+        }))
     }
 
     /// The live inbox hub.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// Compiled templates, shared with the API's accept-time check.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     /// Tells the runtime that new work was committed (or that the clock moved).

@@ -13,7 +13,7 @@ use herald_domain::overload::Shedding;
 use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::sms;
-use herald_domain::template::{Rendered, TemplateSpec, render_context};
+use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
     AuditEntry, DeliveryRecord, DeviceRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification,
@@ -27,6 +27,7 @@ use crate::RuntimeConfig;
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
+use crate::templates::Templates;
 
 /// Namespace of deterministic delivery ids.
 const DELIVERY_NS: Uuid = Uuid::from_u128(0x6865_7261_6c64_4000_8000_6465_6c69_7672);
@@ -56,6 +57,7 @@ pub(crate) struct Processor {
     hub: Hub,
     dispatcher: Arc<Dispatcher>,
     clock: Arc<dyn Clock>,
+    templates: Arc<Templates>,
     notifications: Mutex<HashMap<Uuid, Arc<NotificationRecord>>>,
 }
 
@@ -104,114 +106,248 @@ impl Processor {
         hub: Hub,
         dispatcher: Arc<Dispatcher>,
         clock: Arc<dyn Clock>,
+        templates: Arc<Templates>,
     ) -> Self {
-        Self { store, config, hub, dispatcher, clock, notifications: Mutex::new(HashMap::new()) }
+        Self { store, config, hub, dispatcher, clock, templates, notifications: Mutex::new(HashMap::new()) }
     }
 
-    /// Processes one piece of work; on a store failure it is handed back and retried later.
-    pub(crate) async fn process(&self, work: Work, lane: usize) {
-        let started = std::time::Instant::now();
-        match work {
-            Work::Decide(item) => {
-                let span = tracing::info_span!("decide", notification_id = %item.notification_id, user_id = %item.user_id, lane);
-                let seq = item.seq;
-                if let Err(e) = self.decide_item(item).instrument(span).await {
-                    tracing::error!(error = %e, "processing failed; will retry");
-                    if let Err(e) = self.store.release_claim(seq, self.clock.now() + RETRY_AFTER).await {
-                        tracing::error!(error = %e, "cannot release the claim; it returns at the next start");
-                    }
+    /// Processes a lane's batch of work in order; on a store failure the work is handed back and
+    /// retried later. Decisions are made a run at a time (read together, recorded together); a
+    /// digest flush waits for the decisions queued before it.
+    pub(crate) async fn process(&self, work: Vec<Work>, lane: usize) {
+        let mut run = Vec::new();
+        for w in work {
+            match w {
+                Work::Decide(item) => run.push(item),
+                Work::Flush(user) => {
+                    self.decide_run(std::mem::take(&mut run), lane).await;
+                    self.flush_user(user, lane).await;
                 }
             }
-            Work::Flush(user) => {
-                let span = tracing::info_span!("flush", user_id = %user, lane);
-                if let Err(e) = self.flush(&user).instrument(span).await {
-                    tracing::error!(error = %e, "digest flush failed; will retry");
-                    let retry = FlushOutcome {
-                        user_id: user,
-                        digests: Vec::new(),
-                        settled: Vec::new(),
-                        audit: Vec::new(),
-                        next_due: Some(self.clock.now() + RETRY_AFTER),
-                        now: self.clock.now(),
-                    };
-                    if let Err(e) = self.store.record_flush(retry).await {
-                        tracing::error!(error = %e, "cannot reschedule the flush; it returns at the next start");
-                    }
+        }
+        self.decide_run(run, lane).await;
+    }
+
+    async fn decide_run(&self, items: Vec<WorkItem>, lane: usize) {
+        if items.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("decide", lane, items = items.len());
+        if let Err(e) = self.decide_batch(&items).instrument(span).await {
+            tracing::error!(error = %e, items = items.len(), "processing failed; will retry");
+            for item in &items {
+                if let Err(e) = self.store.release_claim(item.seq, self.clock.now() + RETRY_AFTER).await {
+                    tracing::error!(error = %e, "cannot release the claim; it returns at the next start");
                 }
+            }
+        }
+        let each = started.elapsed().as_secs_f64() / items.len() as f64;
+        for _ in &items {
+            metrics::histogram!("herald_decide_seconds").record(each);
+        }
+    }
+
+    async fn flush_user(&self, user: UserId, lane: usize) {
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("flush", user_id = %user, lane);
+        if let Err(e) = self.flush(&user).instrument(span).await {
+            tracing::error!(error = %e, "digest flush failed; will retry");
+            let retry = FlushOutcome {
+                user_id: user,
+                digests: Vec::new(),
+                settled: Vec::new(),
+                audit: Vec::new(),
+                next_due: Some(self.clock.now() + RETRY_AFTER),
+                now: self.clock.now(),
+            };
+            if let Err(e) = self.store.record_flush(retry).await {
+                tracing::error!(error = %e, "cannot reschedule the flush; it returns at the next start");
             }
         }
         metrics::histogram!("herald_decide_seconds").record(started.elapsed().as_secs_f64());
     }
 
-    async fn notification(&self, id: Uuid) -> Result<Arc<NotificationRecord>, StoreError> {
-        if let Some(n) = self.notifications.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok(n.clone());
+    /// The notifications by id, from memory or (those not there) from the store in one read.
+    async fn notifications(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<NotificationRecord>>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                match cache.get(id) {
+                    Some(n) => {
+                        found.insert(*id, n.clone());
+                    }
+                    None if !missing.contains(id) => missing.push(*id),
+                    None => {}
+                }
+            }
         }
-        let n = self
-            .store
-            .get_notification(id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("notification {id} is missing")))?;
-        let n = Arc::new(n);
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let read = self.store.notifications(&missing).await?;
         let mut cache = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_LIMIT {
+        if cache.len() + read.len() > CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(id, n.clone());
-        Ok(n)
+        for n in read {
+            let n = Arc::new(n);
+            cache.insert(n.id, n.clone());
+            found.insert(n.id, n);
+        }
+        match missing.iter().find(|id| !found.contains_key(id)) {
+            Some(id) => Err(StoreError::Corrupt(format!("notification {id} is missing"))),
+            None => Ok(found),
+        }
     }
 
-    async fn load_user(&self, id: &UserId, now: Timestamp) -> Result<UserContext, StoreError> {
-        let user = self.store.get_user(id).await?;
-        let prefs = self.store.get_preferences(id).await?.unwrap_or_default().resolve(&self.config.defaults);
-        let devices = self.store.list_devices(id).await?;
-        let mut reachable: BTreeSet<Channel> = devices.iter().map(|d| d.spec.channel()).collect();
-        let profile = user.as_ref().map(|u| &u.user);
-        if profile.is_some_and(|u| u.email.is_some()) {
-            reachable.insert(Channel::Email);
-        }
-        if profile.is_some_and(|u| u.phone.is_some()) {
-            reachable.insert(Channel::Sms);
-        }
-        let email = profile.and_then(|u| u.email.as_ref()).map(|e| e.as_str());
-        let phone = profile.and_then(|u| u.phone.as_ref()).map(|p| p.as_str());
-        let blocked = self.store.blocked_channels(email, phone).await?;
-        reachable.retain(|c| !blocked.contains_key(c));
+    /// What the engine needs to know about each of `users`, read together.
+    async fn contexts(&self, users: &[UserId], now: Timestamp) -> Result<HashMap<UserId, UserContext>, StoreError> {
+        let states = self.store.user_states(users).await?;
         let overload = self.config.overload;
         let shedding = overload
             .thresholds
             .level(self.dispatcher.depth())
             .map(|level| Shedding { level, until: now + overload.defer });
-        let tz = profile.and_then(|u| u.timezone.as_ref()).map_or(jiff::tz::TimeZone::UTC, |t| t.zone());
-        // Budgets look back an hour; the cap looks back its window.
-        let lookback = prefs.frequency_cap.map_or(3600, |c| c.window_seconds.max(3600));
-        let interruptions = self.store.interruptions(id, now - SignedDuration::from_secs(lookback as i64)).await?;
-        Ok(UserContext {
-            erased: user.as_ref().is_some_and(|u| u.erased_at.is_some()),
-            duplicate: false,
-            online: self.hub.is_online(id.as_str()),
-            user,
-            prefs,
-            reachable,
-            blocked,
-            shedding,
-            tz,
-            interruptions,
-        })
+        let mut contexts: HashMap<UserId, UserContext> = HashMap::with_capacity(states.len());
+        let mut lookbacks = HashMap::with_capacity(states.len());
+        for state in states {
+            let prefs = state.preferences.clone().unwrap_or_default().resolve(&self.config.defaults);
+            let mut reachable: BTreeSet<Channel> = state.devices.iter().map(|d| d.spec.channel()).collect();
+            let profile = state.user.as_ref().map(|u| &u.user);
+            if profile.is_some_and(|u| u.email.is_some()) {
+                reachable.insert(Channel::Email);
+            }
+            if profile.is_some_and(|u| u.phone.is_some()) {
+                reachable.insert(Channel::Sms);
+            }
+            reachable.retain(|c| !state.blocked.contains_key(c));
+            let tz = profile.and_then(|u| u.timezone.as_ref()).map_or(jiff::tz::TimeZone::UTC, |t| t.zone());
+            // Budgets look back an hour; the cap looks back its window.
+            let lookback = prefs.frequency_cap.map_or(3600, |c| c.window_seconds.max(3600));
+            lookbacks.insert(state.id.clone(), now - SignedDuration::from_secs(lookback as i64));
+            contexts.insert(
+                state.id.clone(),
+                UserContext {
+                    erased: state.user.as_ref().is_some_and(|u| u.erased_at.is_some()),
+                    duplicate: false,
+                    online: self.hub.is_online(state.id.as_str()),
+                    user: state.user,
+                    prefs,
+                    reachable,
+                    blocked: state.blocked,
+                    shedding,
+                    tz,
+                    interruptions: Vec::new(),
+                },
+            );
+        }
+        let since = lookbacks.values().min().copied().unwrap_or(now);
+        for (user, log) in self.store.interruptions(users, since).await? {
+            if let (Some(ctx), Some(from)) = (contexts.get_mut(&user), lookbacks.get(&user)) {
+                ctx.interruptions = log.into_iter().filter(|i| i.at > *from).collect();
+            }
+        }
+        Ok(contexts)
     }
 
-    async fn decide_item(&self, item: WorkItem) -> Result<(), StoreError> {
+    /// Decides a run of work items: what they need is read together, each is decided in order
+    /// (a user's later items see the interruptions and duplicates of the earlier ones), the
+    /// decisions are recorded together, then what they send goes out.
+    async fn decide_batch(&self, items: &[WorkItem]) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let n = self.notification(item.notification_id).await?;
-        let template = self.store.get_template(&n.spec.template).await?.map(|t| t.spec);
-        let mut ctx = self.load_user(&item.user_id, now).await?;
-        // A collapse key already says how repeats behave: the newer replaces the older.
-        if item.phase == 0
-            && n.spec.collapse_key.is_none()
-            && let Some(fp) = &n.fingerprint
-        {
-            ctx.duplicate = self.store.seen_recently(&item.user_id, fp, now - DUPLICATE_WINDOW, item.seq).await?;
+        let ids: Vec<Uuid> = items.iter().map(|i| i.notification_id).collect();
+        let notes = self.notifications(&ids).await?;
+        let mut users: Vec<UserId> = Vec::with_capacity(items.len());
+        for item in items {
+            if !users.contains(&item.user_id) {
+                users.push(item.user_id.clone());
+            }
         }
+        let mut contexts = self.contexts(&users, now).await?;
+        let mut templates: HashMap<&str, Option<Arc<Compiled>>> = HashMap::new();
+        for n in notes.values() {
+            if !templates.contains_key(n.spec.template.as_str()) {
+                templates.insert(n.spec.template.as_str(), self.templates.get(&n.spec.template).await?);
+            }
+        }
+        // A collapse key already says how repeats behave: the newer replaces the older.
+        let fingerprint = |item: &WorkItem| {
+            let n = &notes[&item.notification_id];
+            n.fingerprint.as_deref().filter(|_| item.phase == 0 && n.spec.collapse_key.is_none())
+        };
+        let asks: Vec<(UserId, String, i64)> =
+            items.iter().filter_map(|i| fingerprint(i).map(|fp| (i.user_id.clone(), fp.to_owned(), i.seq))).collect();
+        let seen = self.store.seen_recently(&asks, now - DUPLICATE_WINDOW).await?;
+        // What reached each user earlier in this run, which the store cannot know yet.
+        let mut reached: HashMap<&UserId, BTreeSet<&str>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut sends = Vec::with_capacity(items.len());
+        for item in items {
+            let n = &notes[&item.notification_id];
+            let ctx = contexts
+                .get_mut(&item.user_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("no state for user {}", item.user_id)))?;
+            let fp = fingerprint(item);
+            ctx.duplicate = fp.is_some_and(|fp| {
+                seen.contains(&item.seq) || reached.get(&item.user_id).is_some_and(|r| r.contains(fp))
+            });
+            let template = templates.get(n.spec.template.as_str()).cloned().flatten();
+            let span = tracing::info_span!("decide", notification_id = %n.id, user_id = %item.user_id);
+            let (outcome, to_dispatch) = span.in_scope(|| self.decide_one(item, n, template.as_deref(), ctx, now));
+            if let Some(spend) = outcome.spend {
+                ctx.interruptions.push(Interruption { at: now, spend });
+            }
+            if let Some(fp) = fp
+                && matches!(outcome.decision, Decision::Delivering | Decision::Deferred | Decision::Batched)
+            {
+                reached.entry(&item.user_id).or_default().insert(fp);
+            }
+            outcomes.push(outcome);
+            sends.push(to_dispatch);
+        }
+        let recorded = self.store.record_outcomes(outcomes).await?;
+        let mut counts = Vec::new();
+        for ((item, recorded), to_dispatch) in items.iter().zip(recorded).zip(sends) {
+            // Cancelled or collapsed while it was being decided: nothing may go out.
+            let Some(recorded) = recorded else { continue };
+            for d in to_dispatch {
+                self.dispatcher.dispatch(d);
+            }
+            if let Some(inbox) = recorded.inbox {
+                metrics::counter!("herald_deliveries_total", "channel" => "in_app", "status" => "delivered")
+                    .increment(1);
+                self.hub.publish(item.user_id.as_str(), LiveEvent::Notification(Box::new(inbox)));
+                if self.hub.is_online(item.user_id.as_str()) && !counts.contains(&item.user_id) {
+                    counts.push(item.user_id.clone());
+                }
+            }
+        }
+        if !counts.is_empty() {
+            match self.store.unread_counts(&counts).await {
+                Ok(unread) => {
+                    for user in &counts {
+                        self.hub.publish(user.as_str(), LiveEvent::UnreadCount(unread.get(user).copied().unwrap_or(0)));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count unread items for the live streams"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides one work item: the engine's plan, rendered into an inbox item, deliveries and
+    /// audit lines, and the deliveries to dispatch once the outcome is recorded.
+    fn decide_one(
+        &self,
+        item: &WorkItem,
+        n: &NotificationRecord,
+        template: Option<&Compiled>,
+        ctx: &UserContext,
+        now: Timestamp,
+    ) -> (RecipientOutcome, Vec<DeliveryRecord>) {
         let audit = |channel: Option<Channel>, decision: Decision, reason: Option<Reason>| AuditEntry {
             user_id: item.user_id.clone(),
             notification_id: n.id,
@@ -233,13 +369,14 @@ impl Processor {
             audit: Vec::new(),
             now,
         };
-        let Some(template) = template else {
+        let Some(compiled) = template else {
             outcome.reason = Some(Reason::RenderError);
             outcome.audit.push(audit(None, Decision::Suppressed, Some(Reason::RenderError)));
-            return self.finish(outcome, Vec::new()).await;
+            return (outcome, Vec::new());
         };
+        let template = compiled.spec();
         let template_channels = template.channels();
-        let category = category_of(&n, &template);
+        let category = category_of(n, template);
         let category = category.as_deref();
         let ask = Ask {
             class: n.class,
@@ -271,7 +408,7 @@ impl Processor {
             let standby = d.outcome == Outcome::Standby && !promote;
             let promoted = d.outcome == Outcome::Standby && promote;
             let result = match d.outcome {
-                Outcome::Send | Outcome::Standby => template
+                Outcome::Send | Outcome::Standby => compiled
                     .render(d.channel, locale.as_deref(), &render_ctx)
                     .map(|content| self.fit(d.channel, content))
                     .map_err(|e| {
@@ -314,8 +451,8 @@ impl Processor {
                 Ok(content) if standby => {
                     // A transactional fallback: stored ready to go, sent only if the channels before it fail.
                     let payload =
-                        payload(&n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
-                    let (_, mut new) = queued(id, &n, &item.user_id, d.channel, payload, now);
+                        payload(n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
+                    let (_, mut new) = queued(id, n, &item.user_id, d.channel, payload, now);
                     new.status = "standby".into();
                     outcome.deliveries.push(new);
                 }
@@ -347,8 +484,8 @@ impl Processor {
                         promoted.then_some(Reason::Fallback),
                     ));
                     let payload =
-                        payload(&n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
-                    let (record, new) = queued(id, &n, &item.user_id, d.channel, payload, now);
+                        payload(n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
+                    let (record, new) = queued(id, n, &item.user_id, d.channel, payload, now);
                     to_dispatch.push(record);
                     outcome.deliveries.push(new);
                 }
@@ -362,7 +499,7 @@ impl Processor {
             None if delivering => (Decision::Delivering, None),
             None => (Decision::Suppressed, outcome.reason.or(Some(Reason::NoChannel))),
         };
-        self.finish(outcome, to_dispatch).await
+        (outcome, to_dispatch)
     }
 
     /// Applies the channel's size rule: an SMS body is shortened to the configured most segments.
@@ -375,28 +512,6 @@ impl Processor {
             *body = shorter;
         }
         content
-    }
-
-    async fn finish(&self, outcome: RecipientOutcome, to_dispatch: Vec<DeliveryRecord>) -> Result<(), StoreError> {
-        let user = outcome.item.user_id.clone();
-        let Some(recorded) = self.store.record_outcome(outcome).await? else {
-            // Cancelled or collapsed while it was being decided: nothing may go out.
-            return Ok(());
-        };
-        for d in to_dispatch {
-            self.dispatcher.dispatch(d);
-        }
-        if let Some(item) = recorded.inbox {
-            metrics::counter!("herald_deliveries_total", "channel" => "in_app", "status" => "delivered").increment(1);
-            self.hub.publish(user.as_str(), LiveEvent::Notification(Box::new(item)));
-            if self.hub.is_online(user.as_str()) {
-                match self.store.unread_count(&user).await {
-                    Ok(unread) => self.hub.publish(user.as_str(), LiveEvent::UnreadCount(unread)),
-                    Err(e) => tracing::warn!(error = %e, "cannot count unread items for the live stream"),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Sends the user's pending digests that the cap now allows, one per group; drains them into
@@ -415,14 +530,17 @@ impl Processor {
         if batched.is_empty() {
             return self.store.record_flush(out).await;
         }
-        let ctx = self.load_user(user, now).await?;
+        let mut contexts = self.contexts(std::slice::from_ref(user), now).await?;
+        let ctx = contexts.remove(user).ok_or_else(|| StoreError::Corrupt(format!("no state for user {user}")))?;
         let audit = |notification_id: Uuid, channel: Option<Channel>, decision: Decision, reason: Option<Reason>| {
             AuditEntry { user_id: user.clone(), notification_id, channel, decision, reason, at: now }
         };
+        let ids: Vec<Uuid> = batched.iter().map(|b| b.notification_id).collect();
+        let notes = self.notifications(&ids).await?;
         let mut pending: Vec<Member> = Vec::with_capacity(batched.len());
         let mut keys = Vec::with_capacity(batched.len());
         for b in batched {
-            let n = self.notification(b.notification_id).await?;
+            let n = notes[&b.notification_id].clone();
             keys.push((n.template.clone(), b.group_key));
             pending.push((b.seq, n));
         }
@@ -434,13 +552,14 @@ impl Processor {
         let mut to_dispatch = Vec::new();
         for members in groups {
             let first = members[0].1.clone();
-            let Some(template) = self.store.get_template(&first.spec.template).await?.map(|t| t.spec) else {
+            let Some(compiled) = self.templates.get(&first.spec.template).await? else {
                 for (seq, n) in &members {
                     out.settled.push((*seq, Reason::RenderError));
                     out.audit.push(audit(n.id, None, Decision::Suppressed, Some(Reason::RenderError)));
                 }
                 continue;
             };
+            let template = compiled.spec();
             if ctx.online {
                 // The inbox already holds these; without an inbox block there is nothing to drain into.
                 let (decision, reason) = if template.channels.in_app.is_some() {
@@ -455,7 +574,7 @@ impl Processor {
                 continue;
             }
             let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
-            let category = category_of(&first, &template);
+            let category = category_of(&first, template);
             let category = category.as_deref();
             let ask = Ask {
                 class: first.class,
@@ -492,7 +611,7 @@ impl Processor {
                 continue;
             }
             let digest =
-                self.digest(&ctx, user, &members, &template, category.map(|c| c.as_str()), &plan, now, &mut out.audit);
+                self.digest(&ctx, user, &members, &compiled, category.map(|c| c.as_str()), &plan, now, &mut out.audit);
             match digest {
                 Ok((d, records)) => {
                     log.push(Interruption { at: now, spend: Spend::Cap });
@@ -521,7 +640,7 @@ impl Processor {
         ctx: &UserContext,
         user: &UserId,
         members: &[Member],
-        template: &TemplateSpec,
+        template: &Compiled,
         category: Option<&str>,
         plan: &herald_domain::decision::Plan,
         now: Timestamp,

@@ -115,18 +115,28 @@ pub trait Store: Send + Sync + 'static {
     async fn release_claim(&self, seq: i64, retry_at: Timestamp) -> StoreResult<()>;
     /// Returns claims of a crashed or stopped process to the pending pool.
     async fn release_claims(&self) -> StoreResult<u64>;
-    /// Records the decision for one recipient with its inbox item, deliveries and audit, atomically.
-    /// `None` when the claim was lost meanwhile (cancelled, collapsed): then nothing was recorded.
-    async fn record_outcome(&self, outcome: RecipientOutcome) -> StoreResult<Option<Recorded>>;
+    /// Records the decisions for recipients with their inbox items, deliveries and audit, atomically,
+    /// one result per outcome in order: `None` when the claim was lost meanwhile (cancelled,
+    /// collapsed), and then nothing was recorded for it.
+    async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>>;
 
-    /// Whether the user got a notification with this fingerprint since `since`, before recipient `seq`.
-    async fn seen_recently(&self, user: &UserId, fingerprint: &str, since: Timestamp, seq: i64) -> StoreResult<bool>;
-    /// The user's interruptions since `since`.
+    /// Notifications by id (those that exist).
+    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>>;
+    /// Users with their preferences, devices and blocked addresses, one per id, in order.
+    async fn user_states(&self, users: &[UserId]) -> StoreResult<Vec<UserState>>;
+    /// Which of the `(user, fingerprint, seq)` asks are duplicates: the user got a notification
+    /// with that fingerprint since `since`, before recipient `seq`. Answers with their seqs.
+    async fn seen_recently(
+        &self,
+        asks: &[(UserId, String, i64)],
+        since: Timestamp,
+    ) -> StoreResult<std::collections::HashSet<i64>>;
+    /// The users' interruptions since `since`, oldest first.
     async fn interruptions(
         &self,
-        user: &UserId,
+        users: &[UserId],
         since: Timestamp,
-    ) -> StoreResult<Vec<herald_domain::decision::Interruption>>;
+    ) -> StoreResult<std::collections::HashMap<UserId, Vec<herald_domain::decision::Interruption>>>;
     /// The user's pending digest, oldest first.
     async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>>;
     /// Records a digest flush atomically.
@@ -150,13 +160,6 @@ pub trait Store: Send + Sync + 'static {
     async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;
     /// Applies a provider's report about an address: blocks, switches channels off, removes devices.
     async fn apply_feedback(&self, feedback: Feedback) -> StoreResult<FeedbackOutcome>;
-    /// Which of the user's contact addresses are blocked, as channels (email, SMS), with the
-    /// reason a send to them is suppressed (`address_blocked`, `sms_stop`).
-    async fn blocked_channels(
-        &self,
-        email: Option<&str>,
-        phone: Option<&str>,
-    ) -> StoreResult<std::collections::BTreeMap<Channel, herald_domain::reason::Reason>>;
     /// Blocked addresses, oldest first, after the cursor `after`.
     async fn address_blocks(
         &self,
@@ -185,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_after(&self, user: &UserId, after_seq: i64, limit: u32) -> StoreResult<Vec<InboxItem>>;
     /// Unread items.
     async fn unread_count(&self, user: &UserId) -> StoreResult<u64>;
+    /// Unread items of several users (those with none are left out).
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<std::collections::HashMap<UserId, u64>>;
     /// Marks items (or all) read or unread; returns how many changed.
     async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64>;
 

@@ -2,6 +2,7 @@
 
 use herald_domain::device::DeviceSpec;
 use herald_domain::notification::NotificationSpec;
+use herald_domain::preferences::StoredPreferences;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
@@ -38,6 +39,21 @@ pub struct UserRecord {
     pub updated_at: Timestamp,
     /// Set when the user was erased.
     pub erased_at: Option<Timestamp>,
+}
+
+/// What the decision engine and the dispatcher need to know about a user, read at once.
+#[derive(Debug, Clone)]
+pub struct UserState {
+    /// The user.
+    pub id: UserId,
+    /// Profile and erasure; `None` when there is no such user.
+    pub user: Option<UserRecord>,
+    /// What the user stored as preferences.
+    pub preferences: Option<StoredPreferences>,
+    /// Devices, oldest first.
+    pub devices: Vec<DeviceRecord>,
+    /// Channels whose contact address is blocked, with the reason a send is suppressed.
+    pub blocked: std::collections::BTreeMap<Channel, Reason>,
 }
 
 /// A registered device.

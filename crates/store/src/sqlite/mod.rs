@@ -1,15 +1,18 @@
 //! The embedded backend: one SQLite file in WAL mode, reads from a pool, writes through the
 //! group-commit [`writer`].
 
+mod accept;
+mod cache;
+mod decide;
 mod feedback;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use herald_domain::decision::{Interruption, Spend};
+use herald_domain::decision::Interruption;
 use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{TemplateKey, TopicKey};
 use herald_domain::notification::NotificationSpec;
@@ -25,6 +28,8 @@ use uuid::Uuid;
 
 use crate::records::*;
 use crate::{Store, StoreError, StoreResult, from_ms, to_ms};
+use accept::AcceptQueue;
+use cache::{Cache, Touches};
 use writer::Writer;
 
 /// Schema migrations, applied in order and recorded in `herald_migrations`.
@@ -38,6 +43,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
+    accepts: AcceptQueue,
+    cache: Cache,
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {
@@ -68,7 +75,8 @@ impl SqliteStore {
         migrate(&mut conn).await?;
         let pool =
             SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.read_only(true)).await?;
-        Ok(Self { pool, writer: Writer::spawn(conn) })
+        let writer = Writer::spawn(conn);
+        Ok(Self { pool, accepts: AcceptQueue::spawn(writer.clone()), writer, cache: Cache::default() })
     }
 }
 
@@ -181,75 +189,6 @@ fn notification_row(r: &SqliteRow) -> StoreResult<NotificationRecord> {
         cancelled_at: opt_ms(r.try_get("cancelled_at")?),
         fingerprint: r.try_get("fingerprint")?,
     })
-}
-
-const DAY_MS: i64 = 24 * 3600 * 1000;
-
-async fn accept_one(conn: &mut SqliteConnection, n: &NewNotification) -> StoreResult<AcceptOutcome> {
-    let now = to_ms(n.now);
-    if let Some((key, hash)) = &n.idempotency {
-        let seen = sqlx::query(
-            "SELECT k.request_hash, k.notification_id, n.recipients_total FROM idempotency_keys k \
-             JOIN notifications n ON n.id = k.notification_id WHERE k.key = ? AND k.created_at > ?",
-        )
-        .bind(key)
-        .bind(now - DAY_MS)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(row) = seen {
-            let id = parse_uuid(row.try_get("notification_id")?)?;
-            let seen_hash: String = row.try_get("request_hash")?;
-            return Ok(if &seen_hash == hash {
-                AcceptOutcome::Existing { id, recipients: row.try_get::<i64, _>("recipients_total")? as u64 }
-            } else {
-                AcceptOutcome::KeyConflict { id }
-            });
-        }
-    }
-    sqlx::query(
-        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(n.id.to_string())
-    .bind(n.spec.template.as_str())
-    .bind(n.class.as_str())
-    .bind(n.spec.category.as_ref().map(|c| c.as_str()))
-    .bind(serde_json::to_string(&n.spec)?)
-    .bind(n.recipients.len() as i64)
-    .bind(now)
-    .bind(n.fingerprint.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    let id = n.id.to_string();
-    for user in &n.recipients {
-        ensure_user(conn, user, now).await?;
-        sqlx::query(
-            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key) \
-             VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(user.as_str())
-        .bind(to_ms(n.due_at))
-        .bind(now)
-        .bind(n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str()))
-        .bind(n.spec.collapse_key.as_deref())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some((key, hash)) = &n.idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
-             notification_id = excluded.notification_id, created_at = excluded.created_at",
-        )
-        .bind(key)
-        .bind(hash)
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 })
 }
 
 async fn insert_audit(conn: &mut SqliteConnection, a: &AuditEntry) -> StoreResult<()> {
@@ -492,6 +431,7 @@ impl Store for SqliteStore {
 
     async fn put_user(&self, user: &User, now: Timestamp) -> StoreResult<UserRecord> {
         let user = user.clone();
+        let _touch = self.cache.write(Touches::User(user.id.clone()));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -519,6 +459,7 @@ impl Store for SqliteStore {
 
     async fn erase_user(&self, id: &UserId, now: Timestamp) -> StoreResult<bool> {
         let id = id.clone();
+        let _touch = self.cache.write(Touches::User(id.clone()));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -552,6 +493,7 @@ impl Store for SqliteStore {
 
     async fn add_device(&self, user: &UserId, spec: &DeviceSpec, now: Timestamp) -> StoreResult<DeviceRecord> {
         let rec = DeviceRecord { id: Uuid::now_v7(), user_id: user.clone(), spec: spec.clone(), created_at: now };
+        let _touch = self.cache.write(Touches::User(user.clone()));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -582,6 +524,7 @@ impl Store for SqliteStore {
 
     async fn delete_device(&self, user: &UserId, id: Uuid) -> StoreResult<bool> {
         let user = user.clone();
+        let _touch = self.cache.write(Touches::User(user.clone()));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -607,6 +550,7 @@ impl Store for SqliteStore {
     async fn put_preferences(&self, user: &UserId, prefs: &StoredPreferences, now: Timestamp) -> StoreResult<()> {
         let user = user.clone();
         let json = serde_json::to_string(prefs)?;
+        let _touch = self.cache.write(Touches::User(user.clone()));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -629,6 +573,7 @@ impl Store for SqliteStore {
         spec: &TemplateSpec,
         now: Timestamp,
     ) -> StoreResult<TemplateRecord> {
+        let _touch = self.cache.write(Touches::Template(key.clone()));
         let key = key.to_string();
         let spec = spec.clone();
         self.writer
@@ -658,36 +603,37 @@ impl Store for SqliteStore {
     }
 
     async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>> {
+        let snapshot = self.cache.snapshot();
+        if snapshot.is_some()
+            && let Some(t) = self.cache.template(key)
+        {
+            return Ok(Some(t));
+        }
         let row =
             sqlx::query("SELECT * FROM templates WHERE key = ?").bind(key.as_str()).fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(TemplateRecord {
-                key: r.try_get("key")?,
-                spec: serde_json::from_str(r.try_get("spec")?)?,
-                version: r.try_get("version")?,
-                created_at: from_ms(r.try_get("created_at")?),
-                updated_at: from_ms(r.try_get("updated_at")?),
+        let record = row
+            .map(|r| {
+                Ok::<_, StoreError>(TemplateRecord {
+                    key: r.try_get("key")?,
+                    spec: serde_json::from_str(r.try_get("spec")?)?,
+                    version: r.try_get("version")?,
+                    created_at: from_ms(r.try_get("created_at")?),
+                    updated_at: from_ms(r.try_get("updated_at")?),
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let (Some(snapshot), Some(t)) = (snapshot, &record) {
+            self.cache.keep_template(snapshot, key, t);
+        }
+        Ok(record)
     }
 
     async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
-        self.writer.write(move |c| Box::pin(async move { accept_one(c, &n).await })).await
+        self.accepts.accept(n).await
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    let mut out = Vec::with_capacity(ns.len());
-                    for n in &ns {
-                        out.push(accept_one(c, n).await?);
-                    }
-                    Ok(out)
-                })
-            })
-            .await
+        self.writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await
     }
 
     async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {
@@ -892,114 +838,40 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_outcome(&self, o: RecipientOutcome) -> StoreResult<Option<Recorded>> {
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    let now = to_ms(o.now);
-                    let (state, due_at) = match o.next {
-                        Next::Done => ("done", None),
-                        Next::Defer(at) => ("pending", Some(to_ms(at))),
-                        Next::Batch => ("batched", None),
-                    };
-                    let claimed = sqlx::query(
-                        "UPDATE recipients SET state = ?, decision = ?, reason = ?, updated_at = ?, \
-                         due_at = COALESCE(?, due_at), phase = 1 WHERE seq = ? AND state = 'claimed'",
-                    )
-                    .bind(state)
-                    .bind(o.decision.as_str())
-                    .bind(o.reason.map(|r| r.as_str()))
-                    .bind(now)
-                    .bind(due_at)
-                    .bind(o.item.seq)
-                    .execute(&mut *c)
-                    .await?;
-                    if claimed.rows_affected() == 0 {
-                        // Cancelled (or already done) meanwhile: nothing more to record.
-                        return Ok(None);
-                    }
-                    let notification_id = o.item.notification_id.to_string();
-                    if let Some(key) = &o.collapse_key {
-                        collapse(c, &o.item, key, now).await?;
-                    }
-                    if let Some(spend) = o.spend {
-                        sqlx::query("INSERT INTO interruptions (user_id, at, spend, notification_id) VALUES (?, ?, ?, ?)")
-                            .bind(o.item.user_id.as_str())
-                            .bind(now)
-                            .bind(spend.as_str())
-                            .bind(&notification_id)
-                            .execute(&mut *c)
-                            .await?;
-                    }
-                    if let Some(at) = o.flush_at {
-                        schedule(c, &o.item.user_id, to_ms(at)).await?;
-                    }
-                    let mut created = None;
-                    // An erasure that landed while this was being decided wins: no inbox item comes back.
-                    let erased: Option<i64> = sqlx::query_scalar("SELECT erased_at FROM users WHERE id = ?")
-                        .bind(o.item.user_id.as_str())
-                        .fetch_optional(&mut *c)
-                        .await?
-                        .flatten();
-                    if let Some(item) = o.inbox.as_ref().filter(|_| erased.is_none()) {
-                        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, notification_id) DO NOTHING RETURNING {INBOX_COLUMNS}"
-                        )))
-                        .bind(item.id.to_string())
-                        .bind(o.item.user_id.as_str())
-                        .bind(&notification_id)
-                        .bind(&item.title)
-                        .bind(&item.body)
-                        .bind(&item.action_url)
-                        .bind(&item.category)
-                        .bind(now)
-                        .fetch_optional(&mut *c)
-                        .await?;
-                        created = row.as_ref().map(inbox_row).transpose()?;
-                    }
-                    for d in &o.deliveries {
-                        insert_delivery(c, &notification_id, &o.item.user_id, d, now).await?;
-                    }
-                    for a in &o.audit {
-                        insert_audit(c, a).await?;
-                    }
-                    Ok(Some(Recorded { inbox: created }))
-                })
-            })
-            .await
+    async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>> {
+        self.writer.write(move |c| Box::pin(async move { decide::record_outcomes(c, &outcomes).await })).await
     }
 
-    async fn seen_recently(&self, user: &UserId, fingerprint: &str, since: Timestamp, seq: i64) -> StoreResult<bool> {
-        let hit: Option<i64> = sqlx::query_scalar(
-            "SELECT r.seq FROM notifications n JOIN recipients r ON r.notification_id = n.id \
-             WHERE n.fingerprint = ? AND n.created_at > ? AND r.user_id = ? AND r.seq < ? \
-             AND r.decision IN ('delivering', 'deferred', 'batched') LIMIT 1",
-        )
-        .bind(fingerprint)
-        .bind(to_ms(since))
-        .bind(user.as_str())
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(hit.is_some())
+    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>> {
+        decide::notifications(&self.pool, ids).await
     }
 
-    async fn interruptions(&self, user: &UserId, since: Timestamp) -> StoreResult<Vec<Interruption>> {
-        let rows = sqlx::query("SELECT at, spend FROM interruptions WHERE user_id = ? AND at > ? ORDER BY at")
-            .bind(user.as_str())
-            .bind(to_ms(since))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let spend: String = r.try_get("spend")?;
-                Ok(Interruption {
-                    at: from_ms(r.try_get("at")?),
-                    spend: Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?,
-                })
-            })
-            .collect()
+    async fn user_states(&self, users: &[UserId]) -> StoreResult<Vec<UserState>> {
+        let Some(snapshot) = self.cache.snapshot() else { return decide::user_states(&self.pool, users).await };
+        let mut states = self.cache.users(users);
+        let missing: Vec<UserId> =
+            users.iter().zip(&states).filter(|(_, s)| s.is_none()).map(|(u, _)| u.clone()).collect();
+        if !missing.is_empty() {
+            let read = decide::user_states(&self.pool, &missing).await?;
+            self.cache.keep_users(snapshot, &read);
+            let mut read = read.into_iter();
+            for slot in states.iter_mut().filter(|s| s.is_none()) {
+                *slot = read.next();
+            }
+        }
+        states.into_iter().map(|s| s.ok_or_else(|| StoreError::Corrupt("a user state went missing".into()))).collect()
+    }
+
+    async fn seen_recently(&self, asks: &[(UserId, String, i64)], since: Timestamp) -> StoreResult<HashSet<i64>> {
+        decide::seen_recently(&self.pool, asks, since).await
+    }
+
+    async fn interruptions(
+        &self,
+        users: &[UserId],
+        since: Timestamp,
+    ) -> StoreResult<HashMap<UserId, Vec<Interruption>>> {
+        decide::interruptions(&self.pool, users, since).await
     }
 
     async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>> {
@@ -1223,30 +1095,8 @@ impl Store for SqliteStore {
     }
 
     async fn apply_feedback(&self, f: Feedback) -> StoreResult<FeedbackOutcome> {
+        let _touch = self.cache.write(Touches::Everything);
         self.writer.write(move |c| Box::pin(async move { feedback::apply(c, &f).await })).await
-    }
-
-    async fn blocked_channels(
-        &self,
-        email: Option<&str>,
-        phone: Option<&str>,
-    ) -> StoreResult<BTreeMap<Channel, Reason>> {
-        if email.is_none() && phone.is_none() {
-            return Ok(BTreeMap::new());
-        }
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT channel, kind FROM address_blocks WHERE (channel = 'email' AND address = ?) OR (channel = 'sms' AND address = ?)",
-        )
-        .bind(email)
-        .bind(phone)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(channel, kind)| {
-                let reason = if kind == "stop" { Reason::SmsStop } else { Reason::AddressBlocked };
-                Ok((channel.parse().map_err(StoreError::Corrupt)?, reason))
-            })
-            .collect()
     }
 
     async fn address_blocks(
@@ -1274,6 +1124,7 @@ impl Store for SqliteStore {
 
     async fn remove_address_block(&self, channel: Channel, address: &str) -> StoreResult<bool> {
         let address = address.to_owned();
+        let _touch = self.cache.write(Touches::Everything);
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -1408,6 +1259,10 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
+        decide::unread_counts(&self.pool, users).await
     }
 
     async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64> {

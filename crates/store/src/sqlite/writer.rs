@@ -1,7 +1,14 @@
 //! The single SQLite writer with group commit: every write is a job sent to one task, which runs
-//! whatever jobs have queued up inside one transaction (a savepoint each, so one failing job does
-//! not undo its neighbours) and answers them all after one COMMIT. Under concurrency many accepts
-//! share one fsync.
+//! whatever jobs have queued up inside one transaction and answers them all after one COMMIT.
+//! Under concurrency many accepts share one fsync.
+//!
+//! Jobs run without a savepoint each: every statement is a round trip to SQLite's worker thread,
+//! and savepoints would double them. Inputs are validated before they get here, so a job fails
+//! only when the database does (a full disk, say); then the transaction is rolled back, the jobs
+//! that ran in it are answered with the error (their callers retry, nothing half-written stays),
+//! and the jobs not yet run go into the next transaction.
+
+use std::collections::VecDeque;
 
 use futures::future::BoxFuture;
 use sqlx::SqliteConnection;
@@ -59,8 +66,23 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
 }
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    let mut jobs: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+    let mut incoming = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let room = MAX_BATCH.saturating_sub(jobs.len());
+        if jobs.is_empty() {
+            if rx.recv_many(&mut incoming, room).await == 0 {
+                return;
+            }
+        } else {
+            while incoming.len() < room {
+                match rx.try_recv() {
+                    Ok(job) => incoming.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        jobs.extend(incoming.drain(..));
         metrics::histogram!("herald_store_group_commit_size").record(jobs.len() as f64);
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
             tracing::error!(error = %e, "cannot begin a write transaction");
@@ -69,28 +91,27 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             continue;
         }
         let mut finishes = Vec::with_capacity(jobs.len());
-        for job in jobs.drain(..) {
-            let savepoint = exec(&mut conn, "SAVEPOINT job").await;
+        let mut failed = false;
+        while let Some(job) = jobs.pop_front() {
             let (ok, finish) = job(&mut conn).await;
-            let closed = if ok {
-                exec(&mut conn, "RELEASE job").await
-            } else {
-                match exec(&mut conn, "ROLLBACK TO job").await {
-                    Ok(()) => exec(&mut conn, "RELEASE job").await,
-                    Err(e) => Err(e),
-                }
-            };
-            if let Err(e) = savepoint.and(closed) {
-                tracing::error!(error = %e, "savepoint handling failed");
-            }
             finishes.push(finish);
+            if !ok {
+                failed = true;
+                break;
+            }
         }
-        let commit = exec(&mut conn, "COMMIT").await.err();
-        if commit.is_some() {
+        let outcome = if failed {
             let _ = exec(&mut conn, "ROLLBACK").await;
-        }
+            Some(StoreError::Database("rolled back: another write in the same transaction failed".into()))
+        } else {
+            let commit = exec(&mut conn, "COMMIT").await.err();
+            if commit.is_some() {
+                let _ = exec(&mut conn, "ROLLBACK").await;
+            }
+            commit
+        };
         for finish in finishes {
-            finish(commit.clone());
+            finish(outcome.clone());
         }
     }
 }

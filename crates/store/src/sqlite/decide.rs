@@ -1,0 +1,334 @@
+//! The decision path in SQLite, a batch at a time: reading what the engine needs about many
+//! recipients in a handful of queries, and recording a batch of decisions with multi-row
+//! statements (each a round trip, whatever the batch's size).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use herald_domain::decision::{Interruption, Spend};
+use herald_domain::reason::Reason;
+use herald_domain::{Channel, UserId};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use super::{INBOX_COLUMNS, collapse, device_row, from_ms, inbox_row, notification_row, opt_ms, parse_user, schedule};
+use crate::records::{DeviceRecord, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState};
+use crate::{StoreError, StoreResult, to_ms};
+
+/// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    Value::Array(items.into_iter().map(Value::from).collect()).to_string()
+}
+
+pub(super) async fn notifications(pool: &SqlitePool, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    sqlx::query("SELECT * FROM notifications WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(list(ids.iter().map(String::as_str)))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(notification_row)
+        .collect()
+}
+
+/// Reads users, their devices and their blocked addresses in three queries.
+pub(super) async fn user_states(pool: &SqlitePool, users: &[UserId]) -> StoreResult<Vec<UserState>> {
+    let ids = list(users.iter().map(UserId::as_str));
+    let rows = sqlx::query(
+        "SELECT id, profile, preferences, created_at, updated_at, erased_at FROM users \
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut found: HashMap<String, (UserRecord, Option<String>)> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let record = UserRecord {
+            user: serde_json::from_str(r.try_get("profile")?)?,
+            created_at: from_ms(r.try_get("created_at")?),
+            updated_at: from_ms(r.try_get("updated_at")?),
+            erased_at: opt_ms(r.try_get("erased_at")?),
+        };
+        found.insert(r.try_get("id")?, (record, r.try_get("preferences")?));
+    }
+    let mut devices: HashMap<String, Vec<DeviceRecord>> = HashMap::new();
+    let rows =
+        sqlx::query("SELECT * FROM devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
+    for r in &rows {
+        let d = device_row(r)?;
+        devices.entry(d.user_id.as_str().to_owned()).or_default().push(d);
+    }
+    let emails: Vec<&str> = found.values().filter_map(|(u, _)| u.user.email.as_ref().map(|e| e.as_str())).collect();
+    let phones: Vec<&str> = found.values().filter_map(|(u, _)| u.user.phone.as_ref().map(|p| p.as_str())).collect();
+    let mut blocks: HashMap<(String, String), Reason> = HashMap::new();
+    if !emails.is_empty() || !phones.is_empty() {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT channel, address, kind FROM address_blocks WHERE \
+             (channel = 'email' AND address IN (SELECT value FROM json_each(?1))) OR \
+             (channel = 'sms' AND address IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(list(emails))
+        .bind(list(phones))
+        .fetch_all(pool)
+        .await?;
+        for (channel, address, kind) in rows {
+            let reason = if kind == "stop" { Reason::SmsStop } else { Reason::AddressBlocked };
+            blocks.insert((channel, address), reason);
+        }
+    }
+    users
+        .iter()
+        .map(|id| {
+            let Some((user, preferences)) = found.get(id.as_str()).cloned() else {
+                return Ok(UserState {
+                    id: id.clone(),
+                    user: None,
+                    preferences: None,
+                    devices: Vec::new(),
+                    blocked: BTreeMap::new(),
+                });
+            };
+            let mut blocked = BTreeMap::new();
+            for (channel, address) in [
+                (Channel::Email, user.user.email.as_ref().map(|e| e.as_str())),
+                (Channel::Sms, user.user.phone.as_ref().map(|p| p.as_str())),
+            ] {
+                if let Some(reason) = address.and_then(|a| blocks.get(&(channel.as_str().to_owned(), a.to_owned()))) {
+                    blocked.insert(channel, *reason);
+                }
+            }
+            Ok(UserState {
+                id: id.clone(),
+                preferences: preferences.map(|p| serde_json::from_str(&p)).transpose()?,
+                user: Some(user),
+                devices: devices.get(id.as_str()).cloned().unwrap_or_default(),
+                blocked,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn seen_recently(
+    pool: &SqlitePool,
+    asks: &[(UserId, String, i64)],
+    since: Timestamp,
+) -> StoreResult<HashSet<i64>> {
+    if asks.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let asks = Value::Array(asks.iter().map(|(u, fp, seq)| json!([u.as_str(), fp, seq])).collect());
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT q.value->>2 FROM json_each(?1) q \
+         JOIN notifications n ON n.fingerprint = q.value->>1 AND n.created_at > ?2 \
+         JOIN recipients r ON r.notification_id = n.id AND r.user_id = q.value->>0 AND r.seq < q.value->>2 \
+         WHERE r.decision IN ('delivering', 'deferred', 'batched')",
+    )
+    .bind(asks.to_string())
+    .bind(to_ms(since))
+    .fetch_all(pool)
+    .await?;
+    Ok(seqs.into_iter().collect())
+}
+
+pub(super) async fn interruptions(
+    pool: &SqlitePool,
+    users: &[UserId],
+    since: Timestamp,
+) -> StoreResult<HashMap<UserId, Vec<Interruption>>> {
+    let rows = sqlx::query(
+        "SELECT user_id, at, spend FROM interruptions WHERE user_id IN (SELECT value FROM json_each(?)) AND at > ? \
+         ORDER BY at",
+    )
+    .bind(list(users.iter().map(UserId::as_str)))
+    .bind(to_ms(since))
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<UserId, Vec<Interruption>> = HashMap::new();
+    for r in rows {
+        let spend: String = r.try_get("spend")?;
+        let spend = Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?;
+        out.entry(parse_user(r.try_get("user_id")?)?)
+            .or_default()
+            .push(Interruption { at: from_ms(r.try_get("at")?), spend });
+    }
+    Ok(out)
+}
+
+pub(super) async fn unread_counts(pool: &SqlitePool, users: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, COUNT(*) FROM inbox WHERE user_id IN (SELECT value FROM json_each(?)) AND read_at IS NULL \
+         GROUP BY user_id",
+    )
+    .bind(list(users.iter().map(UserId::as_str)))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(|(u, n)| Ok((parse_user(&u)?, n as u64))).collect()
+}
+
+/// Runs one multi-row statement over `rows`, skipped when there are none.
+async fn each(c: &mut SqliteConnection, sql: &'static str, rows: Vec<Value>) -> StoreResult<()> {
+    if !rows.is_empty() {
+        sqlx::query(sql).bind(Value::Array(rows).to_string()).execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// Records a batch of decisions; see [`crate::Store::record_outcomes`].
+pub(super) async fn record_outcomes(
+    c: &mut SqliteConnection,
+    outcomes: &[RecipientOutcome],
+) -> StoreResult<Vec<Option<Recorded>>> {
+    let updates: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            let (state, due_at) = match o.next {
+                Next::Done => ("done", None),
+                Next::Defer(at) => ("pending", Some(to_ms(at))),
+                Next::Batch => ("batched", None),
+            };
+            json!([o.item.seq, state, o.decision.as_str(), o.reason.map(|r| r.as_str()), due_at, to_ms(o.now)])
+        })
+        .collect();
+    // Only recipients still claimed take their decision: one cancelled or collapsed meanwhile stays so.
+    let claimed: HashSet<i64> = sqlx::query_scalar(
+        "UPDATE recipients SET state = j.value->>1, decision = j.value->>2, reason = j.value->>3, \
+         updated_at = j.value->>5, due_at = COALESCE(j.value->>4, recipients.due_at), phase = 1 \
+         FROM json_each(?) AS j WHERE recipients.seq = j.value->>0 AND recipients.state = 'claimed' \
+         RETURNING recipients.seq",
+    )
+    .bind(Value::Array(updates).to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .into_iter()
+    .collect();
+    let kept: Vec<&RecipientOutcome> = outcomes.iter().filter(|o| claimed.contains(&o.item.seq)).collect();
+    for o in &kept {
+        let now = to_ms(o.now);
+        if let Some(key) = &o.collapse_key {
+            collapse(c, &o.item, key, now).await?;
+        }
+        if let Some(at) = o.flush_at {
+            schedule(c, &o.item.user_id, to_ms(at)).await?;
+        }
+    }
+    let spends = kept
+        .iter()
+        .filter_map(|o| {
+            o.spend
+                .map(|s| json!([o.item.user_id.as_str(), to_ms(o.now), s.as_str(), o.item.notification_id.to_string()]))
+        })
+        .collect();
+    each(
+        c,
+        "INSERT INTO interruptions (user_id, at, spend, notification_id) \
+         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+        spends,
+    )
+    .await?;
+    // An erasure that landed while these were being decided wins: no inbox item comes back.
+    let with_inbox: Vec<&str> = kept.iter().filter(|o| o.inbox.is_some()).map(|o| o.item.user_id.as_str()).collect();
+    let erased: HashSet<String> = if with_inbox.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar(
+            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND erased_at IS NOT NULL",
+        )
+        .bind(list(with_inbox))
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let items: Vec<Value> = kept
+        .iter()
+        .filter(|o| !erased.contains(o.item.user_id.as_str()))
+        .filter_map(|o| {
+            o.inbox.as_ref().map(|i| {
+                json!([
+                    i.id.to_string(),
+                    o.item.user_id.as_str(),
+                    o.item.notification_id.to_string(),
+                    i.title,
+                    i.body,
+                    i.action_url,
+                    i.category,
+                    to_ms(o.now)
+                ])
+            })
+        })
+        .collect();
+    let mut created: HashMap<(String, Uuid), crate::records::InboxItem> = HashMap::new();
+    if !items.is_empty() {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
+             FROM json_each(?) WHERE true ON CONFLICT (user_id, notification_id) DO NOTHING RETURNING {INBOX_COLUMNS}"
+        )))
+        .bind(Value::Array(items).to_string())
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &rows {
+            let item = inbox_row(r)?;
+            created.insert((item.user_id.clone(), item.notification_id), item);
+        }
+    }
+    let mut deliveries = Vec::new();
+    for o in &kept {
+        for d in &o.deliveries {
+            deliveries.push(json!([
+                d.id.to_string(),
+                o.item.notification_id.to_string(),
+                o.item.user_id.as_str(),
+                d.channel.as_str(),
+                d.status,
+                d.provider,
+                d.error,
+                serde_json::to_string(&d.payload)?,
+                to_ms(o.now)
+            ]));
+        }
+    }
+    each(
+        c,
+        "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, \
+         next_attempt_at, created_at, updated_at, class) \
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
+         NULL, value->>8, value->>8, (SELECT class FROM notifications n WHERE n.id = value->>1) \
+         FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
+        deliveries,
+    )
+    .await?;
+    let audit = kept
+        .iter()
+        .flat_map(|o| o.audit.iter())
+        .map(|a| {
+            json!([
+                to_ms(a.at),
+                a.user_id.as_str(),
+                a.notification_id.to_string(),
+                a.channel.map(Channel::as_str),
+                a.decision.as_str(),
+                a.reason.map(|r| r.as_str())
+            ])
+        })
+        .collect();
+    each(
+        c,
+        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
+        audit,
+    )
+    .await?;
+    Ok(outcomes
+        .iter()
+        .map(|o| {
+            claimed.contains(&o.item.seq).then(|| Recorded {
+                inbox: created.remove(&(o.item.user_id.as_str().to_owned(), o.item.notification_id)),
+            })
+        })
+        .collect())
+}
