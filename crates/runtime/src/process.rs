@@ -375,7 +375,12 @@ impl Processor {
             return (outcome, Vec::new());
         };
         let template = compiled.spec();
-        let template_channels = template.channels();
+        let mut template_channels = template.channels();
+        // The webhook reuses the in-app block for users who registered an endpoint; for the rest,
+        // who never asked for webhooks, it is no channel at all (nothing to explain, nothing to store).
+        if template.channels.webhook.is_none() && !ctx.reachable.contains(&Channel::Webhook) {
+            template_channels.retain(|c| *c != Channel::Webhook);
+        }
         let category = category_of(n, template);
         let category = category.as_deref();
         let ask = Ask {

@@ -48,13 +48,15 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
         }
         (h, b) => h.or(b),
     };
-    let template = state
-        .store
-        .get_template(&spec.template)
+    let compiled = state
+        .runtime
+        .templates()
+        .get(&spec.template)
         .await?
         .ok_or_else(|| ApiError::field("template", format!("unknown template `{}`", spec.template)))?;
+    let template = compiled.spec();
     if let Some(channels) = &spec.channels {
-        let available = template.spec.channels();
+        let available = template.channels();
         if !channels.iter().any(|c| available.contains(c)) {
             let names: Vec<&str> = available.iter().map(|c: &Channel| c.as_str()).collect();
             return Err(ApiError::field(
@@ -63,13 +65,13 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
             ));
         }
     }
-    template.spec.check_renders(&spec.data).map_err(|e| match e {
+    compiled.check_renders(&spec.data).map_err(|e| match e {
         herald_domain::template::RenderError::MissingVariable { variable, field } => {
             ApiError::field("data", format!("missing template variable `{variable}` (used in {field})"))
         }
         other => render_problem(other),
     })?;
-    let class = spec.class.unwrap_or(template.spec.class);
+    let class = spec.class.unwrap_or(template.class);
     let recipients = match recipients {
         Recipients::Users(users) => users,
         Recipients::Topic(topic) => {

@@ -53,6 +53,9 @@ async fn suppressions_are_explained_in_the_timeline_and_the_status() {
     let app = spawn().await;
     app.reply_template().await;
     app.put("/v1/users/quiet", json!({})).await;
+    let hook = json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": crate::webhook::SECRET});
+    let (s, b) = app.post("/v1/users/quiet/devices", hook).await;
+    assert_eq!(s, 201, "{b}");
     app.put("/v1/users/quiet/preferences", json!({"categories": {"replies": {"enabled": false}}})).await;
     app.put("/v1/users/noinbox/preferences", json!({"channels": {"in_app": false}})).await;
     let id = app.send(json!({"template": "new_reply", "to": ["quiet", "noinbox", "fresh"], "data": {"sender": "Bo", "excerpt": "hi", "thread": 1}})).await;
@@ -72,6 +75,11 @@ async fn suppressions_are_explained_in_the_timeline_and_the_status() {
     assert!(reasons.contains(&(json!("webhook"), json!("category_opt_out"))), "{t}");
     let (_, inbox) = app.get("/v1/users/quiet/inbox").await;
     assert_eq!(inbox["items"], json!([]));
+    // The webhook reuses the in-app block only for users with an endpoint: for the others it is
+    // no channel at all, rather than a suppression on every notification.
+    let (_, t) = app.get("/v1/users/fresh/timeline").await;
+    let channels: Vec<_> = t["items"].as_array().unwrap().iter().map(|i| i["channel"].clone()).collect();
+    assert_eq!(channels, vec![json!("in_app")], "{t}");
 }
 
 #[tokio::test]

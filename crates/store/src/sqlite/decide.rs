@@ -160,8 +160,7 @@ pub(super) async fn interruptions(
 
 pub(super) async fn unread_counts(pool: &SqlitePool, users: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, COUNT(*) FROM inbox WHERE user_id IN (SELECT value FROM json_each(?)) AND read_at IS NULL \
-         GROUP BY user_id",
+        "SELECT user_id, MAX(0, unread) FROM inbox_counts WHERE user_id IN (SELECT value FROM json_each(?))",
     )
     .bind(list(users.iter().map(UserId::as_str)))
     .fetch_all(pool)
@@ -271,10 +270,22 @@ pub(super) async fn record_outcomes(
         .bind(Value::Array(items).to_string())
         .fetch_all(&mut *c)
         .await?;
+        let mut added: HashMap<&str, i64> = HashMap::new();
         for r in &rows {
             let item = inbox_row(r)?;
             created.insert((item.user_id.clone(), item.notification_id), item);
         }
+        for (user, _) in created.keys() {
+            *added.entry(user.as_str()).or_default() += 1;
+        }
+        let counts: Vec<Value> = added.into_iter().map(|(u, n)| json!([u, n])).collect();
+        each(
+            c,
+            "INSERT INTO inbox_counts (user_id, unread) SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
+             ON CONFLICT (user_id) DO UPDATE SET unread = unread + excluded.unread",
+            counts,
+        )
+        .await?;
     }
     let mut deliveries = Vec::new();
     for o in &kept {
