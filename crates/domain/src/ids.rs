@@ -95,6 +95,15 @@ key_type!(
     TopicKey, 128, "a topic key"
 );
 
+/// Namespace of deterministic delivery ids.
+const DELIVERY_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6865_7261_6c64_4000_8000_6465_6c69_7672);
+
+/// The deterministic delivery id of (notification, user, channel): the same on every retry and
+/// every redelivery after a crash, and the provider's idempotency key.
+pub fn delivery_id(notification: uuid::Uuid, user: &UserId, channel: crate::Channel) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&DELIVERY_NS, format!("{notification}/{user}/{channel}").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,10 @@ use crate::channel::{Channel, Class};
 use crate::error::ValidationErrors;
 use crate::ids::{Category, TemplateKey, TopicKey, UserId};
 
+/// How long the same content reaching a user again (by a topic and a direct send, say) counts as a
+/// duplicate.
+pub const DUPLICATE_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
 /// Most user ids one request may name directly.
 pub const MAX_RECIPIENTS: usize = 10_000;
 

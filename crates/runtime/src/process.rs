@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
 use herald_domain::device::DeviceSpec;
-use herald_domain::ids::Category;
-use herald_domain::notification::NotificationSpec;
+use herald_domain::ids::{Category, delivery_id};
+use herald_domain::notification::{DUPLICATE_WINDOW, NotificationSpec};
 use herald_domain::overload::Shedding;
 use herald_domain::preferences::Preferences;
 use herald_domain::reason::{Decision, Reason};
@@ -29,26 +29,11 @@ use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
 use crate::templates::Templates;
 
-/// Namespace of deterministic delivery ids.
-const DELIVERY_NS: Uuid = Uuid::from_u128(0x6865_7261_6c64_4000_8000_6465_6c69_7672);
-
-/// The deterministic delivery id of (notification, user, channel): the same on every retry and
-/// every redelivery after a crash, and the provider's idempotency key.
-pub fn delivery_id(notification: Uuid, user: &UserId, channel: Channel) -> Uuid {
-    Uuid::new_v5(&DELIVERY_NS, format!("{notification}/{user}/{channel}").as_bytes())
-}
-
 /// How long work whose processing failed waits before it is tried again.
 const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(30);
 
 /// A batched recipient (its row) with its notification.
 type Member = (i64, Arc<NotificationRecord>);
-
-/// How long the same content reaching a user again (by a topic and a direct send, say) counts as a duplicate.
-const DUPLICATE_WINDOW: SignedDuration = SignedDuration::from_mins(10);
-
-/// Notifications kept in memory while their recipients are processed.
-const CACHE_LIMIT: usize = 4096;
 
 /// Decides work items; shared by all lanes.
 pub(crate) struct Processor {
@@ -58,7 +43,6 @@ pub(crate) struct Processor {
     dispatcher: Arc<Dispatcher>,
     clock: Arc<dyn Clock>,
     templates: Arc<Templates>,
-    notifications: Mutex<HashMap<Uuid, Arc<NotificationRecord>>>,
 }
 
 /// Everything the engine needs to know about one user, loaded once per work item.
@@ -108,7 +92,7 @@ impl Processor {
         clock: Arc<dyn Clock>,
         templates: Arc<Templates>,
     ) -> Self {
-        Self { store, config, hub, dispatcher, clock, templates, notifications: Mutex::new(HashMap::new()) }
+        Self { store, config, hub, dispatcher, clock, templates }
     }
 
     /// Processes a lane's batch of work in order; on a store failure the work is handed back and
@@ -168,36 +152,11 @@ impl Processor {
         metrics::histogram!("herald_decide_seconds").record(started.elapsed().as_secs_f64());
     }
 
-    /// The notifications by id, from memory or (those not there) from the store in one read.
+    /// The notifications by id, read together (the store keeps those just accepted in memory).
     async fn notifications(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<NotificationRecord>>, StoreError> {
-        let mut found = HashMap::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        {
-            let cache = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
-            for id in ids {
-                match cache.get(id) {
-                    Some(n) => {
-                        found.insert(*id, n.clone());
-                    }
-                    None if !missing.contains(id) => missing.push(*id),
-                    None => {}
-                }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let read = self.store.notifications(&missing).await?;
-        let mut cache = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() + read.len() > CACHE_LIMIT {
-            cache.clear();
-        }
-        for n in read {
-            let n = Arc::new(n);
-            cache.insert(n.id, n.clone());
-            found.insert(n.id, n);
-        }
-        match missing.iter().find(|id| !found.contains_key(id)) {
+        let found: HashMap<Uuid, Arc<NotificationRecord>> =
+            self.store.notifications(ids).await?.into_iter().map(|n| (n.id, n)).collect();
+        match ids.iter().find(|id| !found.contains_key(id)) {
             Some(id) => Err(StoreError::Corrupt(format!("notification {id} is missing"))),
             None => Ok(found),
         }
@@ -276,7 +235,7 @@ impl Processor {
         // A collapse key already says how repeats behave: the newer replaces the older.
         let fingerprint = |item: &WorkItem| {
             let n = &notes[&item.notification_id];
-            n.fingerprint.as_deref().filter(|_| item.phase == 0 && n.spec.collapse_key.is_none())
+            n.fingerprint.as_deref().filter(|_| n.repeated && item.phase == 0 && n.spec.collapse_key.is_none())
         };
         let asks: Vec<(UserId, String, i64)> =
             items.iter().filter_map(|i| fingerprint(i).map(|fp| (i.user_id.clone(), fp.to_owned(), i.seq))).collect();
@@ -470,15 +429,8 @@ impl Processor {
                         action_url: content.action_url,
                         category: category.map(|c| c.to_string()),
                     });
+                    // The recipient records the item; its delivery needs no row of its own.
                     outcome.audit.push(audit(Some(d.channel), Decision::Delivered, None));
-                    outcome.deliveries.push(NewDelivery {
-                        id,
-                        channel: d.channel,
-                        status: "delivered".into(),
-                        provider: Some("inbox".into()),
-                        error: None,
-                        payload: serde_json::Value::Null,
-                    });
                 }
                 Ok(content) => {
                     delivering = true;
@@ -683,6 +635,7 @@ impl Processor {
             created_at: now,
             cancelled_at: None,
             fingerprint: None,
+            repeated: false,
         };
         let digest_info = serde_json::json!({"count": items.len(), "items": items});
         let mut deliveries = Vec::new();

@@ -121,7 +121,7 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>>;
 
     /// Notifications by id (those that exist).
-    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>>;
+    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<Arc<NotificationRecord>>>;
     /// Users with their preferences, devices and blocked addresses, one per id, in order.
     async fn user_states(&self, users: &[UserId]) -> StoreResult<Vec<UserState>>;
     /// Which of the `(user, fingerprint, seq)` asks are duplicates: the user got a notification

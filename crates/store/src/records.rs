@@ -149,6 +149,9 @@ pub struct NotificationRecord {
     pub cancelled_at: Option<Timestamp>,
     /// Content hash for duplicate suppression.
     pub fingerprint: Option<String>,
+    /// Whether another notification with the same content was accepted within the duplicate
+    /// window before it: only then can it be a duplicate.
+    pub repeated: bool,
 }
 
 /// Counts of a notification's recipients.

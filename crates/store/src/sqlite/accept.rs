@@ -3,16 +3,19 @@
 //! inserted from one JSON array), and the queue that folds concurrent single accepts into such
 //! batches, so that a burst of requests costs a few statements and one fsync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use herald_domain::notification::DUPLICATE_WINDOW;
 use herald_domain::user::User;
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::Cache;
 use super::parse_uuid;
 use super::writer::Writer;
-use crate::records::{AcceptOutcome, NewNotification};
+use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
 use crate::{StoreError, StoreResult, to_ms};
 
 /// How long an idempotency key is remembered.
@@ -21,9 +24,14 @@ const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// Most single accepts folded into one write.
 const MAX_FOLD: usize = 2048;
 
+/// What a batch of accepts did: one outcome per notification, in order, and the notifications
+/// it created.
+pub(super) type Accepted = (Vec<AcceptOutcome>, Vec<NotificationRecord>);
+
 /// Accepts `ns` in order, as if one by one: a key seen within 24 h, or earlier in the batch,
-/// answers with the first notification instead of creating another.
-pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification]) -> StoreResult<Vec<AcceptOutcome>> {
+/// answers with the first notification instead of creating another. A notification whose content
+/// was accepted within the duplicate window (or earlier in the batch) is marked `repeated`.
+pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification]) -> StoreResult<Accepted> {
     let keys: Vec<&str> = ns.iter().filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())).collect();
     // What each key already stands for: (request hash, notification, recipients).
     let mut known: HashMap<String, (String, uuid::Uuid, u64)> = HashMap::new();
@@ -46,6 +54,22 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
             );
         }
     }
+    let fingerprints: Vec<&str> = ns.iter().filter_map(|n| n.fingerprint.as_deref()).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    if !fingerprints.is_empty() {
+        let oldest = ns.iter().map(|n| n.now).min().unwrap_or_default() - DUPLICATE_WINDOW;
+        seen = sqlx::query_scalar(
+            "SELECT DISTINCT fingerprint FROM notifications \
+             WHERE fingerprint IN (SELECT value FROM json_each(?1)) AND created_at > ?2",
+        )
+        .bind(serde_json::to_string(&fingerprints)?)
+        .bind(to_ms(oldest))
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
+    }
+    let mut records = Vec::with_capacity(ns.len());
     let mut outcomes = Vec::with_capacity(ns.len());
     let (mut notifications, mut users, mut recipients, mut new_keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for n in ns {
@@ -62,6 +86,8 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
             new_keys.push(json!([key, hash, n.id.to_string(), to_ms(n.now)]));
         }
         let id = n.id.to_string();
+        // `insert` answers false for content seen before, here or in the store.
+        let repeated = n.fingerprint.as_ref().is_some_and(|fp| !seen.insert(fp.clone()));
         notifications.push(json!([
             id,
             n.spec.template.as_str(),
@@ -71,7 +97,19 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
             n.recipients.len(),
             to_ms(n.now),
             n.fingerprint.as_deref(),
+            repeated,
         ]));
+        records.push(NotificationRecord {
+            id: n.id,
+            template: n.spec.template.to_string(),
+            class: n.class,
+            spec: n.spec.clone(),
+            recipients_total: n.recipients.len() as u64,
+            created_at: n.now,
+            cancelled_at: None,
+            fingerprint: n.fingerprint.clone(),
+            repeated,
+        });
         let group = n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str());
         for user in &n.recipients {
             users.push(json!([user.as_str(), serde_json::to_string(&User::bare(user.clone()))?, to_ms(n.now)]));
@@ -88,9 +126,9 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
     }
     insert_rows(
         c,
-        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-         FROM json_each(?)",
+        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint, \
+         repeated) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
+         value->>8 FROM json_each(?)",
         notifications,
     )
     .await?;
@@ -117,7 +155,7 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
         new_keys,
     )
     .await?;
-    Ok(outcomes)
+    Ok((outcomes, records))
 }
 
 /// Runs one multi-row insert over `rows`, skipped when there are none.
@@ -138,10 +176,10 @@ pub(super) struct AcceptQueue {
 }
 
 impl AcceptQueue {
-    /// Starts the task that writes the batches through `writer`.
-    pub(super) fn spawn(writer: Writer) -> Self {
+    /// Starts the task that writes the batches through `writer`, keeping what they create in `cache`.
+    pub(super) fn spawn(writer: Writer, cache: Arc<Cache>) -> Self {
         let (tx, rx) = mpsc::channel(MAX_FOLD);
-        tokio::spawn(fold(writer, rx));
+        tokio::spawn(fold(writer, cache, rx));
         Self { tx }
     }
 
@@ -153,12 +191,13 @@ impl AcceptQueue {
     }
 }
 
-async fn fold(writer: Writer, mut rx: mpsc::Receiver<Pending>) {
+async fn fold(writer: Writer, cache: Arc<Cache>, mut rx: mpsc::Receiver<Pending>) {
     let mut pending = Vec::with_capacity(MAX_FOLD);
     while rx.recv_many(&mut pending, MAX_FOLD).await > 0 {
         let (ns, answers): (Vec<NewNotification>, Vec<_>) = pending.drain(..).unzip();
         match writer.write(move |c| Box::pin(async move { accept_batch(c, &ns).await })).await {
-            Ok(outcomes) => {
+            Ok((outcomes, created)) => {
+                cache.keep_notifications(created);
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
                     let _ = answer.send(Ok(outcome));
                 }

@@ -1,5 +1,5 @@
 //! In-memory copies of what every decision and every send reads: users with their preferences,
-//! devices and blocked addresses, and templates. The embedded store is the only writer of its
+//! devices and blocked addresses, templates, and the notifications just accepted. The embedded store is the only writer of its
 //! database, so it can keep them exact: every write that touches them invalidates them when it
 //! commits, and while such a write is in flight nothing is served from (or added to) the cache,
 //! so a reader never sees a value older than the last committed write. Consent re-checked just
@@ -8,17 +8,21 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use herald_domain::UserId;
 use herald_domain::ids::TemplateKey;
 
-use crate::records::{TemplateRecord, UserState};
+use uuid::Uuid;
+
+use crate::records::{NotificationRecord, TemplateRecord, UserState};
 
 /// Users kept at most.
 const MAX_USERS: usize = 100_000;
 /// Templates kept at most.
 const MAX_TEMPLATES: usize = 10_000;
+/// Notifications kept at most: those accepted last, which lanes are about to decide.
+const MAX_NOTIFICATIONS: usize = 50_000;
 
 /// What a write may have changed.
 pub(super) enum Touches {
@@ -26,6 +30,8 @@ pub(super) enum Touches {
     User(UserId),
     /// One template.
     Template(TemplateKey),
+    /// One notification (cancelled).
+    Notification(Uuid),
     /// Anything (address blocks and provider feedback reach users by address).
     Everything,
 }
@@ -35,6 +41,7 @@ pub(super) enum Touches {
 pub(super) struct Cache {
     users: Mutex<HashMap<UserId, UserState>>,
     templates: Mutex<HashMap<TemplateKey, TemplateRecord>>,
+    notifications: Mutex<HashMap<Uuid, Arc<NotificationRecord>>>,
     /// Bumped whenever a write commits: a read that started before must not be cached.
     epoch: AtomicU64,
     /// Writes that may change cached values and have not finished.
@@ -96,6 +103,32 @@ impl Cache {
         map.insert(key.clone(), record.clone());
     }
 
+    /// The cached notifications among `ids` (`None` where not cached).
+    pub(super) fn notifications(&self, ids: &[Uuid]) -> Vec<Option<Arc<NotificationRecord>>> {
+        let map = lock(&self.notifications);
+        ids.iter().map(|id| map.get(id).cloned()).collect()
+    }
+
+    /// Keeps notifications just accepted (current by construction).
+    pub(super) fn keep_notifications(&self, records: impl IntoIterator<Item = NotificationRecord>) {
+        let mut map = lock(&self.notifications);
+        if map.len() >= MAX_NOTIFICATIONS {
+            map.clear();
+        }
+        map.extend(records.into_iter().map(|n| (n.id, Arc::new(n))));
+    }
+
+    /// Keeps notifications read since `snapshot`.
+    pub(super) fn keep_read_notifications(&self, snapshot: u64, records: &[Arc<NotificationRecord>]) {
+        if self.still(snapshot) {
+            let mut map = lock(&self.notifications);
+            if map.len() >= MAX_NOTIFICATIONS {
+                map.clear();
+            }
+            map.extend(records.iter().map(|n| (n.id, n.clone())));
+        }
+    }
+
     /// Marks a write in flight until the guard drops, then forgets what it touched.
     pub(super) fn write(&self, touches: Touches) -> WriteGuard<'_> {
         self.writing.fetch_add(1, Ordering::SeqCst);
@@ -117,6 +150,9 @@ impl Drop for WriteGuard<'_> {
             }
             Touches::Template(k) => {
                 lock(&self.cache.templates).remove(k);
+            }
+            Touches::Notification(id) => {
+                lock(&self.cache.notifications).remove(id);
             }
             Touches::Everything => {
                 lock(&self.cache.users).clear();

@@ -181,6 +181,22 @@ pub(super) async fn record_outcomes(
     c: &mut SqliteConnection,
     outcomes: &[RecipientOutcome],
 ) -> StoreResult<Vec<Option<Recorded>>> {
+    // An erasure that landed while these were being decided wins: no inbox item comes back.
+    let with_inbox: Vec<&str> =
+        outcomes.iter().filter(|o| o.inbox.is_some()).map(|o| o.item.user_id.as_str()).collect();
+    let erased: HashSet<String> = if with_inbox.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar(
+            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND erased_at IS NOT NULL",
+        )
+        .bind(list(with_inbox))
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let gets_item = |o: &RecipientOutcome| o.inbox.is_some() && !erased.contains(o.item.user_id.as_str());
     let updates: Vec<Value> = outcomes
         .iter()
         .map(|o| {
@@ -189,13 +205,23 @@ pub(super) async fn record_outcomes(
                 Next::Defer(at) => ("pending", Some(to_ms(at))),
                 Next::Batch => ("batched", None),
             };
-            json!([o.item.seq, state, o.decision.as_str(), o.reason.map(|r| r.as_str()), due_at, to_ms(o.now)])
+            let inbox_at = gets_item(o).then(|| to_ms(o.now));
+            json!([
+                o.item.seq,
+                state,
+                o.decision.as_str(),
+                o.reason.map(|r| r.as_str()),
+                due_at,
+                to_ms(o.now),
+                inbox_at
+            ])
         })
         .collect();
     // Only recipients still claimed take their decision: one cancelled or collapsed meanwhile stays so.
     let claimed: HashSet<i64> = sqlx::query_scalar(
         "UPDATE recipients SET state = j.value->>1, decision = j.value->>2, reason = j.value->>3, \
-         updated_at = j.value->>5, due_at = COALESCE(j.value->>4, recipients.due_at), phase = 1 \
+         updated_at = j.value->>5, due_at = COALESCE(j.value->>4, recipients.due_at), phase = 1, \
+         inbox_at = COALESCE(j.value->>6, recipients.inbox_at) \
          FROM json_each(?) AS j WHERE recipients.seq = j.value->>0 AND recipients.state = 'claimed' \
          RETURNING recipients.seq",
     )
@@ -228,23 +254,9 @@ pub(super) async fn record_outcomes(
         spends,
     )
     .await?;
-    // An erasure that landed while these were being decided wins: no inbox item comes back.
-    let with_inbox: Vec<&str> = kept.iter().filter(|o| o.inbox.is_some()).map(|o| o.item.user_id.as_str()).collect();
-    let erased: HashSet<String> = if with_inbox.is_empty() {
-        HashSet::new()
-    } else {
-        sqlx::query_scalar(
-            "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND erased_at IS NOT NULL",
-        )
-        .bind(list(with_inbox))
-        .fetch_all(&mut *c)
-        .await?
-        .into_iter()
-        .collect()
-    };
     let items: Vec<Value> = kept
         .iter()
-        .filter(|o| !erased.contains(o.item.user_id.as_str()))
+        .filter(|o| gets_item(o))
         .filter_map(|o| {
             o.inbox.as_ref().map(|i| {
                 json!([
@@ -265,7 +277,7 @@ pub(super) async fn record_outcomes(
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-             FROM json_each(?) WHERE true ON CONFLICT (user_id, notification_id) DO NOTHING RETURNING {INBOX_COLUMNS}"
+             FROM json_each(?) RETURNING {INBOX_COLUMNS}"
         )))
         .bind(Value::Array(items).to_string())
         .fetch_all(&mut *c)

@@ -9,6 +9,7 @@ mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_engine.sql")),
     (3, include_str!("../../migrations/sqlite/0003_delivery.sql")),
     (4, include_str!("../../migrations/sqlite/0004_inbox_counts.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_lean_inbox.sql")),
 ];
 
 /// The SQLite store.
@@ -45,7 +47,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
     accepts: AcceptQueue,
-    cache: Cache,
+    cache: Arc<Cache>,
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {
@@ -81,7 +83,8 @@ impl SqliteStore {
         let pool =
             SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.read_only(true)).await?;
         let writer = Writer::spawn(conn);
-        Ok(Self { pool, accepts: AcceptQueue::spawn(writer.clone()), writer, cache: Cache::default() })
+        let cache = Arc::new(Cache::default());
+        Ok(Self { pool, accepts: AcceptQueue::spawn(writer.clone(), cache.clone()), writer, cache })
     }
 }
 
@@ -193,6 +196,7 @@ fn notification_row(r: &SqliteRow) -> StoreResult<NotificationRecord> {
         created_at: from_ms(r.try_get("created_at")?),
         cancelled_at: opt_ms(r.try_get("cancelled_at")?),
         fingerprint: r.try_get("fingerprint")?,
+        repeated: r.try_get::<i64, _>("repeated")? != 0,
     })
 }
 
@@ -639,7 +643,10 @@ impl Store for SqliteStore {
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
-        self.writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await
+        let (outcomes, created) =
+            self.writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await?;
+        self.cache.keep_notifications(created);
+        Ok(outcomes)
     }
 
     async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {
@@ -654,7 +661,7 @@ impl Store for SqliteStore {
 
     async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>> {
         let rows = sqlx::query(
-            "SELECT seq, user_id, state, decision, reason FROM recipients WHERE notification_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, user_id, state, decision, reason, inbox_at FROM recipients WHERE notification_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(id.to_string())
         .bind(after.unwrap_or(0))
@@ -663,13 +670,34 @@ impl Store for SqliteStore {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
+            let user_id: String = r.try_get("user_id")?;
+            // The inbox delivery is recorded on the recipient; it reads as any other delivery.
+            let inbox = opt_ms(r.try_get("inbox_at")?).map(|at| -> StoreResult<DeliveryRecord> {
+                Ok(DeliveryRecord {
+                    id: herald_domain::ids::delivery_id(id, &parse_user(&user_id)?, Channel::InApp),
+                    notification_id: id,
+                    user_id: user_id.clone(),
+                    channel: Channel::InApp,
+                    status: "delivered".into(),
+                    attempts: 0,
+                    provider: Some("inbox".into()),
+                    error: None,
+                    payload: serde_json::Value::Null,
+                    next_attempt_at: None,
+                    class: None,
+                    created_at: at,
+                    dispatched_at: None,
+                    dead_at: None,
+                    updated_at: at,
+                })
+            });
             out.push(RecipientRecord {
                 seq: r.try_get("seq")?,
-                user_id: r.try_get("user_id")?,
+                user_id,
                 state: r.try_get("state")?,
                 decision: r.try_get("decision")?,
                 reason: r.try_get("reason")?,
-                deliveries: Vec::new(),
+                deliveries: inbox.transpose()?.into_iter().collect(),
             });
         }
         let users: Vec<&str> = out.iter().map(|r| r.user_id.as_str()).collect();
@@ -716,6 +744,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_notification(&self, id: Uuid, now: Timestamp) -> StoreResult<u64> {
+        let _touch = self.cache.write(Touches::Notification(id));
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -848,8 +877,20 @@ impl Store for SqliteStore {
         self.writer.write(move |c| Box::pin(async move { decide::record_outcomes(c, &outcomes).await })).await
     }
 
-    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>> {
-        decide::notifications(&self.pool, ids).await
+    async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<Arc<NotificationRecord>>> {
+        let snapshot = self.cache.snapshot();
+        let cached = self.cache.notifications(ids);
+        let missing: Vec<Uuid> = ids.iter().zip(&cached).filter(|(_, n)| n.is_none()).map(|(id, _)| *id).collect();
+        let mut found: Vec<Arc<NotificationRecord>> = cached.into_iter().flatten().collect();
+        if !missing.is_empty() {
+            let read: Vec<Arc<NotificationRecord>> =
+                decide::notifications(&self.pool, &missing).await?.into_iter().map(Arc::new).collect();
+            if let Some(snapshot) = snapshot {
+                self.cache.keep_read_notifications(snapshot, &read);
+            }
+            found.extend(read);
+        }
+        Ok(found)
     }
 
     async fn user_states(&self, users: &[UserId]) -> StoreResult<Vec<UserState>> {
@@ -1200,9 +1241,13 @@ impl Store for SqliteStore {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
+        // Inbox deliveries are recorded on their recipients.
         let deliveries: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT channel, COALESCE(class, 'unknown'), status, COUNT(*) FROM deliveries WHERE created_at >= ? \
-             GROUP BY channel, class, status ORDER BY channel, class, status",
+            "SELECT channel, COALESCE(class, 'unknown'), status, COUNT(*) FROM deliveries WHERE created_at >= ?1 \
+             GROUP BY channel, class, status \
+             UNION ALL SELECT 'in_app', n.class, 'delivered', COUNT(*) FROM recipients r \
+             JOIN notifications n ON n.id = r.notification_id WHERE r.inbox_at >= ?1 GROUP BY n.class \
+             ORDER BY 1, 2, 3",
         )
         .bind(since)
         .fetch_all(&self.pool)
