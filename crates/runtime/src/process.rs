@@ -268,7 +268,7 @@ impl Processor {
             sends.push(to_dispatch);
         }
         let recorded = self.store.record_outcomes(outcomes).await?;
-        let mut counts = Vec::new();
+        let mut unread: HashMap<&UserId, u64> = HashMap::new();
         for ((item, recorded), to_dispatch) in items.iter().zip(recorded).zip(sends) {
             // Cancelled or collapsed while it was being decided: nothing may go out.
             let Some(recorded) = recorded else { continue };
@@ -279,20 +279,14 @@ impl Processor {
                 metrics::counter!("herald_deliveries_total", "channel" => "in_app", "status" => "delivered")
                     .increment(1);
                 self.hub.publish(item.user_id.as_str(), LiveEvent::Notification(Box::new(inbox)));
-                if self.hub.is_online(item.user_id.as_str()) && !counts.contains(&item.user_id) {
-                    counts.push(item.user_id.clone());
+                if let Some(n) = recorded.unread {
+                    unread.insert(&item.user_id, n);
                 }
             }
         }
-        if !counts.is_empty() {
-            match self.store.unread_counts(&counts).await {
-                Ok(unread) => {
-                    for user in &counts {
-                        self.hub.publish(user.as_str(), LiveEvent::UnreadCount(unread.get(user).copied().unwrap_or(0)));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot count unread items for the live streams"),
-            }
+        // One count per user, after all of the run's items: the last one is the current count.
+        for (user, n) in unread {
+            self.hub.publish(user.as_str(), LiveEvent::UnreadCount(n));
         }
         Ok(())
     }

@@ -188,8 +188,6 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_after(&self, user: &UserId, after_seq: i64, limit: u32) -> StoreResult<Vec<InboxItem>>;
     /// Unread items.
     async fn unread_count(&self, user: &UserId) -> StoreResult<u64>;
-    /// Unread items of several users (those with none are left out).
-    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<std::collections::HashMap<UserId, u64>>;
     /// Marks items (or all) read or unread; returns how many changed.
     async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64>;
 

@@ -600,6 +600,8 @@ pub struct FlushOutcome {
 pub struct Recorded {
     /// The inbox item, if this call created it.
     pub inbox: Option<InboxItem>,
+    /// The user's unread count after it, with the item.
+    pub unread: Option<u64>,
 }
 
 /// Counts for `GET /v1/stats`, over everything since a time (or ever).

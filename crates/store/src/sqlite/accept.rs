@@ -10,7 +10,7 @@ use herald_domain::notification::DUPLICATE_WINDOW;
 use herald_domain::user::User;
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::cache::Cache;
 use super::parse_uuid;
@@ -23,6 +23,8 @@ const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// Most single accepts folded into one write.
 const MAX_FOLD: usize = 2048;
+/// Folded batches written at once.
+const IN_FLIGHT: usize = 4;
 
 /// What a batch of accepts did: one outcome per notification, in order, and the notifications
 /// it created.
@@ -192,21 +194,29 @@ impl AcceptQueue {
 }
 
 async fn fold(writer: Writer, cache: Arc<Cache>, mut rx: mpsc::Receiver<Pending>) {
+    // A few batches in flight at once, so that a batch waiting for its commit does not hold back
+    // the next one from the writer's queue (the writer folds them into one transaction anyway).
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut pending = Vec::with_capacity(MAX_FOLD);
     while rx.recv_many(&mut pending, MAX_FOLD).await > 0 {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let (ns, answers): (Vec<NewNotification>, Vec<_>) = pending.drain(..).unzip();
-        match writer.write(move |c| Box::pin(async move { accept_batch(c, &ns).await })).await {
-            Ok((outcomes, created)) => {
-                cache.keep_notifications(created);
-                for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    let _ = answer.send(Ok(outcome));
+        let (writer, cache) = (writer.clone(), cache.clone());
+        tokio::spawn(async move {
+            match writer.write(move |c| Box::pin(async move { accept_batch(c, &ns).await })).await {
+                Ok((outcomes, created)) => {
+                    cache.keep_notifications(created);
+                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                        let _ = answer.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for answer in answers {
+                        let _ = answer.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                for answer in answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
-            }
-        }
+            drop(permit);
+        });
     }
 }

@@ -158,16 +158,6 @@ pub(super) async fn interruptions(
     Ok(out)
 }
 
-pub(super) async fn unread_counts(pool: &SqlitePool, users: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, MAX(0, unread) FROM inbox_counts WHERE user_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(list(users.iter().map(UserId::as_str)))
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(|(u, n)| Ok((parse_user(&u)?, n as u64))).collect()
-}
-
 /// Runs one multi-row statement over `rows`, skipped when there are none.
 async fn each(c: &mut SqliteConnection, sql: &'static str, rows: Vec<Value>) -> StoreResult<()> {
     if !rows.is_empty() {
@@ -273,6 +263,7 @@ pub(super) async fn record_outcomes(
         })
         .collect();
     let mut created: HashMap<(String, Uuid), crate::records::InboxItem> = HashMap::new();
+    let mut unread: HashMap<String, u64> = HashMap::new();
     if !items.is_empty() {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
@@ -291,13 +282,14 @@ pub(super) async fn record_outcomes(
             *added.entry(user.as_str()).or_default() += 1;
         }
         let counts: Vec<Value> = added.into_iter().map(|(u, n)| json!([u, n])).collect();
-        each(
-            c,
+        let rows: Vec<(String, i64)> = sqlx::query_as(
             "INSERT INTO inbox_counts (user_id, unread) SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
-             ON CONFLICT (user_id) DO UPDATE SET unread = unread + excluded.unread",
-            counts,
+             ON CONFLICT (user_id) DO UPDATE SET unread = unread + excluded.unread RETURNING user_id, unread",
         )
+        .bind(Value::Array(counts).to_string())
+        .fetch_all(&mut *c)
         .await?;
+        unread.extend(rows.into_iter().map(|(u, n)| (u, n.max(0) as u64)));
     }
     let mut deliveries = Vec::new();
     for o in &kept {
@@ -349,8 +341,10 @@ pub(super) async fn record_outcomes(
     Ok(outcomes
         .iter()
         .map(|o| {
-            claimed.contains(&o.item.seq).then(|| Recorded {
-                inbox: created.remove(&(o.item.user_id.as_str().to_owned(), o.item.notification_id)),
+            claimed.contains(&o.item.seq).then(|| {
+                let inbox = created.remove(&(o.item.user_id.as_str().to_owned(), o.item.notification_id));
+                let unread = inbox.as_ref().and_then(|_| unread.get(o.item.user_id.as_str()).copied());
+                Recorded { inbox, unread }
             })
         })
         .collect())

@@ -788,7 +788,7 @@ impl Store for SqliteStore {
 
     async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Work>> {
         self.writer
-            .write(move |c| {
+            .write_lazy(move |c| {
                 Box::pin(async move {
                     let rows = sqlx::query(
                         "UPDATE recipients SET state = 'claimed', updated_at = ?1 WHERE seq IN \
@@ -842,7 +842,7 @@ impl Store for SqliteStore {
 
     async fn release_claim(&self, seq: i64, retry_at: Timestamp) -> StoreResult<()> {
         self.writer
-            .write(move |c| {
+            .write_lazy(move |c| {
                 Box::pin(async move {
                     sqlx::query(
                         "UPDATE recipients SET state = 'pending', due_at = ? WHERE seq = ? AND state = 'claimed'",
@@ -874,7 +874,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>> {
-        self.writer.write(move |c| Box::pin(async move { decide::record_outcomes(c, &outcomes).await })).await
+        self.writer.write_lazy(move |c| Box::pin(async move { decide::record_outcomes(c, &outcomes).await })).await
     }
 
     async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<Arc<NotificationRecord>>> {
@@ -941,7 +941,7 @@ impl Store for SqliteStore {
 
     async fn record_flush(&self, o: FlushOutcome) -> StoreResult<()> {
         self.writer
-            .write(move |c| {
+            .write_lazy(move |c| {
                 Box::pin(async move {
                     let now = to_ms(o.now);
                     for d in &o.digests {
@@ -1023,7 +1023,7 @@ impl Store for SqliteStore {
 
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
         let user = user.clone();
-        self.writer.write(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
+        self.writer.write_lazy(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
     }
 
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
@@ -1039,7 +1039,7 @@ impl Store for SqliteStore {
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
         self.writer
-            .write(move |c| {
+            .write_lazy(move |c| {
                 Box::pin(async move {
                     let row = sqlx::query(
                         "SELECT user_id, channel, dispatched_at FROM deliveries WHERE id = ? AND status IN ('queued', 'sending')",
@@ -1192,7 +1192,7 @@ impl Store for SqliteStore {
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
         self.writer
-            .write(move |c| {
+            .write_lazy(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
                         "UPDATE deliveries SET status = ?1, attempts = ?2, provider = ?3, error = ?4, next_attempt_at = ?5, \
@@ -1310,10 +1310,6 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(n.unwrap_or(0).max(0) as u64)
-    }
-
-    async fn unread_counts(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
-        decide::unread_counts(&self.pool, users).await
     }
 
     async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64> {

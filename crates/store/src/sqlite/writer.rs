@@ -7,6 +7,13 @@
 //! only when the database does (a full disk, say); then the transaction is rolled back, the jobs
 //! that ran in it are answered with the error (their callers retry, nothing half-written stays),
 //! and the jobs not yet run go into the next transaction.
+//!
+//! Only what Herald promised to keep needs an fsync at its commit: an accepted notification, an
+//! API change. Bookkeeping of the work after it (claims, decisions, attempts) is written
+//! *lazily*: a transaction of lazy jobs only commits with `synchronous = NORMAL`, which survives a
+//! crash of the process (the operating system has the WAL) and is made durable by the next full
+//! commit. A power loss can roll back such bookkeeping, never an accept: the work is then done
+//! again, with the same delivery ids, which is the at-least-once promise anyway.
 
 use std::collections::VecDeque;
 
@@ -20,7 +27,13 @@ use crate::{StoreError, StoreResult};
 const MAX_BATCH: usize = 512;
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+type Run = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+
+/// A job and whether its commit must reach the disk before it is answered.
+struct Job {
+    durable: bool,
+    run: Run,
+}
 
 /// A handle to the writer task.
 #[derive(Clone)]
@@ -36,14 +49,32 @@ impl Writer {
         Self { tx }
     }
 
-    /// Runs `f` inside the writer's transaction; resolves once it is committed.
+    /// Runs `f` inside the writer's transaction; resolves once it is committed to disk.
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
+        self.submit(true, f).await
+    }
+
+    /// Runs `f` inside the writer's transaction; resolves once it is committed, durable across a
+    /// crash of the process but not yet across a power loss (see the module's doc).
+    pub(crate) async fn write_lazy<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<T, F>(&self, durable: bool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             Box::pin(async move {
                 let result = f(conn).await;
                 let ok = result.is_ok();
@@ -56,7 +87,7 @@ impl Writer {
                 (ok, finish)
             })
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.tx.send(Job { durable, run }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -67,6 +98,8 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+    // The connection opens with synchronous = FULL.
+    let mut synced = true;
     let mut incoming = Vec::with_capacity(MAX_BATCH);
     loop {
         let room = MAX_BATCH.saturating_sub(jobs.len());
@@ -84,6 +117,15 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
         jobs.extend(incoming.drain(..));
         metrics::histogram!("herald_store_group_commit_size").record(jobs.len() as f64);
+        let durable = jobs.iter().any(|j| j.durable);
+        if durable != synced {
+            let pragma = if durable { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+            match exec(&mut conn, pragma).await {
+                Ok(()) => synced = durable,
+                // Left as it was: FULL is the safe side, and the next transaction tries again.
+                Err(e) => tracing::error!(error = %e, "cannot change the commit mode"),
+            }
+        }
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
             tracing::error!(error = %e, "cannot begin a write transaction");
             // Dropping the jobs answers each caller with an error.
@@ -93,7 +135,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         let mut finishes = Vec::with_capacity(jobs.len());
         let mut failed = false;
         while let Some(job) = jobs.pop_front() {
-            let (ok, finish) = job(&mut conn).await;
+            let (ok, finish) = (job.run)(&mut conn).await;
             finishes.push(finish);
             if !ok {
                 failed = true;
