@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, UserId};
+use herald_domain::{Channel, Class, UserId};
 use herald_store::{
     AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, Limit, Store,
     StoreError, Updated,
@@ -36,6 +36,9 @@ struct ChannelLane {
     /// Per-recipient-domain limiter (email).
     domains: Option<Limiter>,
     permits: Semaphore,
+    /// Slots only critical and transactional sends may take, so that a flood of marketing
+    /// filling `permits` never makes them wait.
+    urgent: Semaphore,
     settings: ChannelSettings,
 }
 
@@ -101,6 +104,7 @@ impl Dispatcher {
                     providers: providers.iter().map(|p| (p.clone(), settings.rate_limit.map(Limiter::new))).collect(),
                     domains: settings.domain_rate_limit.filter(|_| *channel == Channel::Email).map(Limiter::new),
                     permits: Semaphore::new(settings.max_in_flight.max(1)),
+                    urgent: Semaphore::new((settings.max_in_flight / 4).max(1)),
                     settings,
                 };
                 (*channel, lane)
@@ -408,8 +412,20 @@ impl Dispatcher {
                     waited = true;
                     metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "domain").increment(1);
                 }
+                let urgent = matches!(cmd.class, Class::Critical | Class::Transactional);
                 _permit = Some(match lane.permits.try_acquire() {
                     Ok(permit) => permit,
+                    Err(_) if urgent => match lane.urgent.try_acquire() {
+                        Ok(permit) => permit,
+                        Err(_) => {
+                            waited = true;
+                            tokio::select! {
+                                p = lane.permits.acquire() => p,
+                                p = lane.urgent.acquire() => p,
+                            }
+                            .map_err(|_| StoreError::Closed)?
+                        }
+                    },
                     Err(_) => {
                         waited = true;
                         lane.permits.acquire().await.map_err(|_| StoreError::Closed)?

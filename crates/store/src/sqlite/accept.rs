@@ -1,30 +1,20 @@
-//! Accepting notifications in SQLite: a whole batch in five statements, whatever its size
-//! (idempotency keys looked up at once, then notifications, users, recipients and keys each
-//! inserted from one JSON array), and the queue that folds concurrent single accepts into such
-//! batches, so that a burst of requests costs a few statements and one fsync.
+//! Accepting notifications in SQLite: a whole batch in a few statements, whatever its size
+//! (idempotency keys and repeated content looked up at once, then notifications, users,
+//! recipients and keys each inserted from one JSON array).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use herald_domain::notification::DUPLICATE_WINDOW;
 use herald_domain::user::User;
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::cache::Cache;
 use super::parse_uuid;
-use super::writer::Writer;
 use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
-use crate::{StoreError, StoreResult, to_ms};
+use crate::{StoreResult, to_ms};
 
 /// How long an idempotency key is remembered.
 const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
-
-/// Most single accepts folded into one write.
-const MAX_FOLD: usize = 2048;
-/// Folded batches written at once.
-const IN_FLIGHT: usize = 4;
 
 /// What a batch of accepts did: one outcome per notification, in order, and the notifications
 /// it created.
@@ -166,57 +156,4 @@ async fn insert_rows(c: &mut SqliteConnection, sql: &'static str, rows: Vec<Valu
         sqlx::query(sql).bind(Value::Array(rows).to_string()).execute(&mut *c).await?;
     }
     Ok(())
-}
-
-type Pending = (NewNotification, oneshot::Sender<StoreResult<AcceptOutcome>>);
-
-/// Folds concurrent single accepts into batches: while one batch is being written, the next
-/// gathers.
-#[derive(Clone)]
-pub(super) struct AcceptQueue {
-    tx: mpsc::Sender<Pending>,
-}
-
-impl AcceptQueue {
-    /// Starts the task that writes the batches through `writer`, keeping what they create in `cache`.
-    pub(super) fn spawn(writer: Writer, cache: Arc<Cache>) -> Self {
-        let (tx, rx) = mpsc::channel(MAX_FOLD);
-        tokio::spawn(fold(writer, cache, rx));
-        Self { tx }
-    }
-
-    /// Accepts `n`; resolves once it is committed.
-    pub(super) async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((n, tx)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-async fn fold(writer: Writer, cache: Arc<Cache>, mut rx: mpsc::Receiver<Pending>) {
-    // A few batches in flight at once, so that a batch waiting for its commit does not hold back
-    // the next one from the writer's queue (the writer folds them into one transaction anyway).
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut pending = Vec::with_capacity(MAX_FOLD);
-    while rx.recv_many(&mut pending, MAX_FOLD).await > 0 {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let (ns, answers): (Vec<NewNotification>, Vec<_>) = pending.drain(..).unzip();
-        let (writer, cache) = (writer.clone(), cache.clone());
-        tokio::spawn(async move {
-            match writer.write(move |c| Box::pin(async move { accept_batch(c, &ns).await })).await {
-                Ok((outcomes, created)) => {
-                    cache.keep_notifications(created);
-                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                        let _ = answer.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    for answer in answers {
-                        let _ = answer.send(Err(e.clone()));
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
 }

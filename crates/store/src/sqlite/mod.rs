@@ -4,7 +4,9 @@
 mod accept;
 mod cache;
 mod decide;
+mod deliveries;
 mod feedback;
+mod fold;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -29,9 +31,15 @@ use uuid::Uuid;
 
 use crate::records::*;
 use crate::{Store, StoreError, StoreResult, from_ms, to_ms};
-use accept::AcceptQueue;
 use cache::{Cache, Touches};
+use fold::Fold;
 use writer::Writer;
+
+/// Most single requests folded into one batch.
+const FOLD_MAX: usize = 2048;
+/// Folded batches of one kind written at once: a batch waiting for its commit does not hold the
+/// next one out of the writer's queue (the writer puts them in one transaction anyway).
+const FOLD_IN_FLIGHT: usize = 4;
 
 /// Schema migrations, applied in order and recorded in `herald_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -46,8 +54,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
-    accepts: AcceptQueue,
     cache: Arc<Cache>,
+    /// Concurrent single accepts, attempt starts and attempt results, folded into batches.
+    accepts: Fold<NewNotification, AcceptOutcome>,
+    begins: Fold<BeginAttempt, Begin>,
+    results: Fold<DeliveryUpdate, Updated>,
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {
@@ -84,7 +95,39 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.read_only(true)).await?;
         let writer = Writer::spawn(conn);
         let cache = Arc::new(Cache::default());
-        Ok(Self { pool, accepts: AcceptQueue::spawn(writer.clone(), cache.clone()), writer, cache })
+        let accepts = {
+            let (writer, cache) = (writer.clone(), cache.clone());
+            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |ns: Vec<NewNotification>| {
+                let (writer, cache) = (writer.clone(), cache.clone());
+                async move {
+                    let (outcomes, created) =
+                        writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await?;
+                    cache.keep_notifications(created);
+                    Ok(outcomes)
+                }
+            })
+        };
+        let begins = {
+            let writer = writer.clone();
+            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |bs: Vec<BeginAttempt>| {
+                let writer = writer.clone();
+                async move {
+                    writer.write_lazy(move |c| Box::pin(async move { deliveries::begin_attempts(c, &bs).await })).await
+                }
+            })
+        };
+        let results = {
+            let writer = writer.clone();
+            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |us: Vec<DeliveryUpdate>| {
+                let writer = writer.clone();
+                async move {
+                    writer
+                        .write_lazy(move |c| Box::pin(async move { deliveries::update_deliveries(c, &us).await }))
+                        .await
+                }
+            })
+        };
+        Ok(Self { pool, writer, cache, accepts, begins, results })
     }
 }
 
@@ -639,7 +682,7 @@ impl Store for SqliteStore {
     }
 
     async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
-        self.accepts.accept(n).await
+        self.accepts.call(n).await
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
@@ -1038,58 +1081,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
-        self.writer
-            .write_lazy(move |c| {
-                Box::pin(async move {
-                    let row = sqlx::query(
-                        "SELECT user_id, channel, dispatched_at FROM deliveries WHERE id = ? AND status IN ('queued', 'sending')",
-                    )
-                    .bind(b.id.to_string())
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    let Some(row) = row else { return Ok(Begin::Closed) };
-                    // Limits count first dispatches: a retry of a delivery already counted passes.
-                    if row.try_get::<Option<i64>, _>("dispatched_at")?.is_none() {
-                        let user: String = row.try_get("user_id")?;
-                        let channel: String = row.try_get("channel")?;
-                        if let Some(l) = b.per_user {
-                            let n: i64 = sqlx::query_scalar(
-                                "SELECT COUNT(*) FROM deliveries WHERE user_id = ? AND channel = ? AND dispatched_at >= ?",
-                            )
-                            .bind(&user)
-                            .bind(&channel)
-                            .bind(to_ms(l.since))
-                            .fetch_one(&mut *c)
-                            .await?;
-                            if n >= i64::from(l.max) {
-                                return Ok(Begin::UserCeiling);
-                            }
-                        }
-                        if let Some(l) = b.per_channel {
-                            let n: i64 = sqlx::query_scalar(
-                                "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?",
-                            )
-                            .bind(&channel)
-                            .bind(to_ms(l.since))
-                            .fetch_one(&mut *c)
-                            .await?;
-                            if n >= i64::from(l.max) {
-                                return Ok(Begin::ChannelBudget);
-                            }
-                        }
-                    }
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
-                         dispatched_at = COALESCE(dispatched_at, ?1), updated_at = ?1 WHERE id = ?2",
-                    )
-                    .bind(to_ms(b.now))
-                    .bind(b.id.to_string())
-                    .execute(&mut *c)
-                    .await?;
-                    Ok(Begin::Go)
-                })
-            })
-            .await
+        self.begins.call(b).await
     }
 
     async fn dead_letters(
@@ -1191,45 +1183,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
-        self.writer
-            .write_lazy(move |c| {
-                Box::pin(async move {
-                    let r = sqlx::query(
-                        "UPDATE deliveries SET status = ?1, attempts = ?2, provider = ?3, error = ?4, next_attempt_at = ?5, \
-                         updated_at = ?6, dead_at = CASE WHEN ?1 = 'failed' THEN ?6 END \
-                         WHERE id = ?7 AND status IN ('queued', 'sending')",
-                    )
-                    .bind(&u.status)
-                    .bind(i64::from(u.attempts))
-                    .bind(&u.provider)
-                    .bind(&u.error)
-                    .bind(u.next_attempt_at.map(to_ms))
-                    .bind(to_ms(u.now))
-                    .bind(u.id.to_string())
-                    .execute(&mut *c)
-                    .await?;
-                    if r.rows_affected() == 0 {
-                        // Cancelled or settled meanwhile: this attempt's result no longer counts.
-                        return Ok(Updated::Closed);
-                    }
-                    if let Some(a) = &u.audit {
-                        insert_audit(c, a).await?;
-                    }
-                    let Some(a) = &u.audit else { return Ok(Updated::Recorded(None)) };
-                    let (notification_id, user) = (a.notification_id, a.user_id.clone());
-                    match u.then {
-                        AfterUpdate::Nothing => Ok(Updated::Recorded(None)),
-                        AfterUpdate::StandDown => {
-                            stand_down(c, notification_id, &user, u.now).await?;
-                            Ok(Updated::Recorded(None))
-                        }
-                        AfterUpdate::HandOver => {
-                            Ok(Updated::Recorded(hand_over(c, notification_id, &user, u.now, false).await?.map(Box::new)))
-                        }
-                    }
-                })
-            })
-            .await
+        self.results.call(u).await
     }
 
     async fn stats(&self, since: Option<Timestamp>) -> StoreResult<Stats> {

@@ -1,0 +1,199 @@
+//! The bookkeeping of sends in SQLite, a batch at a time: the starts of attempts (checked against
+//! the hourly ceiling and the channel budgets) and their results (with audit lines and the
+//! transactional fallbacks they stand down or hand over to), each batch in a handful of
+//! statements whatever its size.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value, json};
+use sqlx::{Row, SqliteConnection};
+
+use super::{hand_over, parse_user};
+use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryUpdate, Updated};
+use crate::{StoreError, StoreResult, to_ms};
+
+/// Marks the deliveries `sending` and counts their attempts, unless closed or over a limit; see
+/// [`crate::Store::begin_attempt`]. Limits count first dispatches, the batch's own included.
+pub(super) async fn begin_attempts(c: &mut SqliteConnection, begins: &[BeginAttempt]) -> StoreResult<Vec<Begin>> {
+    let ids: Vec<String> = begins.iter().map(|b| b.id.to_string()).collect();
+    let rows = sqlx::query(
+        "SELECT id, user_id, channel, dispatched_at FROM deliveries \
+         WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sending')",
+    )
+    .bind(serde_json::to_string(&ids)?)
+    .fetch_all(&mut *c)
+    .await?;
+    // id -> (user, channel, already dispatched)
+    let mut open: HashMap<String, (String, String, bool)> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let dispatched: Option<i64> = r.try_get("dispatched_at")?;
+        open.insert(r.try_get("id")?, (r.try_get("user_id")?, r.try_get("channel")?, dispatched.is_some()));
+    }
+    let first: Vec<&(String, String, bool)> = open.values().filter(|(_, _, seen)| !seen).collect();
+    // First dispatches of the users and channels concerned, back to the oldest window asked about.
+    let mut per_user: HashMap<(String, String), Vec<i64>> = HashMap::new();
+    if let Some(since) = begins.iter().filter_map(|b| b.per_user.map(|l| to_ms(l.since))).min()
+        && !first.is_empty()
+    {
+        let users: HashSet<&str> = first.iter().map(|(u, _, _)| u.as_str()).collect();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT user_id, channel, dispatched_at FROM deliveries \
+             WHERE user_id IN (SELECT value FROM json_each(?1)) AND dispatched_at >= ?2",
+        )
+        .bind(serde_json::to_string(&users)?)
+        .bind(since)
+        .fetch_all(&mut *c)
+        .await?;
+        for (user, channel, at) in rows {
+            per_user.entry((user, channel)).or_default().push(at);
+        }
+    }
+    let mut per_channel: HashMap<(String, i64), i64> = HashMap::new();
+    for b in begins.iter().filter(|b| b.per_channel.is_some()) {
+        let Some((_, channel, false)) = open.get(&b.id.to_string()) else { continue };
+        let since = b.per_channel.map(|l| to_ms(l.since)).unwrap_or_default();
+        if let std::collections::hash_map::Entry::Vacant(slot) = per_channel.entry((channel.clone(), since)) {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?")
+                .bind(channel)
+                .bind(since)
+                .fetch_one(&mut *c)
+                .await?;
+            slot.insert(n);
+        }
+    }
+    let mut answers = Vec::with_capacity(begins.len());
+    let mut go = Vec::new();
+    for b in begins {
+        let Some((user, channel, seen)) = open.get(&b.id.to_string()) else {
+            answers.push(Begin::Closed);
+            continue;
+        };
+        let now = to_ms(b.now);
+        if !seen {
+            if let Some(l) = b.per_user {
+                let sent = per_user.entry((user.clone(), channel.clone())).or_default();
+                if sent.iter().filter(|at| **at >= to_ms(l.since)).count() >= l.max as usize {
+                    answers.push(Begin::UserCeiling);
+                    continue;
+                }
+                sent.push(now);
+            }
+            if let Some(l) = b.per_channel {
+                let sent = per_channel.entry((channel.clone(), to_ms(l.since))).or_default();
+                if *sent >= i64::from(l.max) {
+                    answers.push(Begin::ChannelBudget);
+                    continue;
+                }
+                *sent += 1;
+            }
+        }
+        go.push(json!([b.id.to_string(), now]));
+        answers.push(Begin::Go);
+    }
+    if !go.is_empty() {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
+             dispatched_at = COALESCE(dispatched_at, j.value->>1), updated_at = j.value->>1 \
+             FROM json_each(?) AS j WHERE deliveries.id = j.value->>0",
+        )
+        .bind(Value::Array(go).to_string())
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(answers)
+}
+
+/// Records the results of attempts; see [`crate::Store::update_delivery`].
+pub(super) async fn update_deliveries(
+    c: &mut SqliteConnection,
+    updates: &[DeliveryUpdate],
+) -> StoreResult<Vec<Updated>> {
+    let rows: Vec<Value> = updates
+        .iter()
+        .map(|u| {
+            json!([
+                u.id.to_string(),
+                u.status,
+                u.attempts,
+                u.provider,
+                u.error,
+                u.next_attempt_at.map(to_ms),
+                to_ms(u.now)
+            ])
+        })
+        .collect();
+    // Only deliveries still open take a result: one cancelled or settled meanwhile stays so.
+    let recorded: HashSet<String> = sqlx::query_scalar(
+        "UPDATE deliveries SET status = j.value->>1, attempts = j.value->>2, provider = j.value->>3, \
+         error = j.value->>4, next_attempt_at = j.value->>5, updated_at = j.value->>6, \
+         dead_at = CASE WHEN j.value->>1 = 'failed' THEN j.value->>6 END \
+         FROM json_each(?) AS j WHERE deliveries.id = j.value->>0 AND deliveries.status IN ('queued', 'sending') \
+         RETURNING deliveries.id",
+    )
+    .bind(Value::Array(rows).to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .into_iter()
+    .collect();
+    let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains(&u.id.to_string())).collect();
+    let audit: Vec<Value> = kept
+        .iter()
+        .filter_map(|u| u.audit.as_ref())
+        .map(|a| {
+            json!([
+                to_ms(a.at),
+                a.user_id.as_str(),
+                a.notification_id.to_string(),
+                a.channel.map(|c| c.as_str()),
+                a.decision.as_str(),
+                a.reason.map(|r| r.as_str())
+            ])
+        })
+        .collect();
+    if !audit.is_empty() {
+        sqlx::query(
+            "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
+        )
+        .bind(Value::Array(audit).to_string())
+        .execute(&mut *c)
+        .await?;
+    }
+    // A channel that worked stands its notification's fallbacks down, all in one statement.
+    let done: Vec<Value> = kept
+        .iter()
+        .filter(|u| u.then == AfterUpdate::StandDown)
+        .filter_map(|u| u.audit.as_ref().map(|a| json!([a.notification_id.to_string(), a.user_id.as_str()])))
+        .collect();
+    if let Some(now) = kept.iter().map(|u| to_ms(u.now)).max()
+        && !done.is_empty()
+    {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ?1 \
+             WHERE status = 'standby' AND (notification_id, user_id) IN (SELECT value->>0, value->>1 FROM json_each(?2))",
+        )
+        .bind(now)
+        .bind(Value::Array(done).to_string())
+        .execute(&mut *c)
+        .await?;
+    }
+    let mut out = Vec::with_capacity(updates.len());
+    for u in updates {
+        if !recorded.contains(&u.id.to_string()) {
+            out.push(Updated::Closed);
+            continue;
+        }
+        let next = match (u.then, &u.audit) {
+            (AfterUpdate::HandOver, Some(a)) => {
+                let user = parse_user(a.user_id.as_str())?;
+                hand_over(c, a.notification_id, &user, u.now, false).await?.map(Box::new)
+            }
+            _ => None,
+        };
+        out.push(Updated::Recorded(next));
+    }
+    if out.len() != updates.len() {
+        return Err(StoreError::Corrupt("delivery results went missing".into()));
+    }
+    Ok(out)
+}
