@@ -59,6 +59,7 @@ pub struct SqliteStore {
     accepts: Fold<NewNotification, AcceptOutcome>,
     begins: Fold<BeginAttempt, Begin>,
     results: Fold<DeliveryUpdate, Updated>,
+    outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
 }
 
 fn parse_uuid(s: &str) -> StoreResult<Uuid> {
@@ -127,7 +128,23 @@ impl SqliteStore {
                 }
             })
         };
-        Ok(Self { pool, writer, cache, accepts, begins, results })
+        // Each lane records its batch; the lanes' batches are recorded together.
+        let outcomes = {
+            let writer = writer.clone();
+            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |batches: Vec<Vec<RecipientOutcome>>| {
+                let writer = writer.clone();
+                async move {
+                    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+                    let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
+                    let mut recorded = writer
+                        .write_lazy(move |c| Box::pin(async move { decide::record_outcomes(c, &all).await }))
+                        .await?
+                        .into_iter();
+                    Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
+                }
+            })
+        };
+        Ok(Self { pool, writer, cache, accepts, begins, results, outcomes })
     }
 }
 
@@ -917,7 +934,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>> {
-        self.writer.write_lazy(move |c| Box::pin(async move { decide::record_outcomes(c, &outcomes).await })).await
+        self.outcomes.call(outcomes).await
     }
 
     async fn notifications(&self, ids: &[Uuid]) -> StoreResult<Vec<Arc<NotificationRecord>>> {
