@@ -7,7 +7,7 @@ use divan::black_box;
 use herald_domain::decision::{Ask, Interruption, RecipientState, Spend, decide};
 use herald_domain::ids::Category;
 use herald_domain::preferences::{FrequencyCap, PreferenceDefaults, StoredPreferences};
-use herald_domain::template::TemplateSpec;
+use herald_domain::template::{Compiled, TemplateSpec};
 use herald_domain::window::free_slots;
 use herald_domain::{Channel, Class};
 use jiff::{SignedDuration, Timestamp};
@@ -68,13 +68,25 @@ fn cap_window(bencher: divan::Bencher) {
     bencher.bench(|| free_slots(black_box(&log), black_box(&cap), black_box(now())));
 }
 
-/// Rendering a push block with two variables.
-#[divan::bench]
-fn render_push(bencher: divan::Bencher) {
-    let t: TemplateSpec = serde_json::from_value(
+fn push_template() -> TemplateSpec {
+    serde_json::from_value(
         serde_json::json!({"channels": {"push": {"title": "{{ sender }} replied", "body": "{{ excerpt }}"}}}),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Rendering a push block with two variables, compiling it on the spot (a preview).
+#[divan::bench]
+fn render_push(bencher: divan::Bencher) {
+    let t = push_template();
+    let ctx = serde_json::json!({"sender": "Ana", "excerpt": "See you at five?"});
+    bencher.bench(|| t.render(black_box(Channel::Push), None, black_box(&ctx)));
+}
+
+/// The same with the template compiled once, as a running Herald renders.
+#[divan::bench]
+fn render_push_compiled(bencher: divan::Bencher) {
+    let t = Compiled::new(push_template()).unwrap();
     let ctx = serde_json::json!({"sender": "Ana", "excerpt": "See you at five?"});
     bencher.bench(|| t.render(black_box(Channel::Push), None, black_box(&ctx)));
 }
