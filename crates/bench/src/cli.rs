@@ -40,6 +40,10 @@ pub enum Command {
     Batch(BatchArgs),
     /// Fixed rates per class at once, e.g. `--mix critical=50,marketing=2000`.
     Mixed(MixedArgs),
+    /// `--count` notifications all due at one instant `--hold` seconds ahead, accepted first and
+    /// drained after: isolates the pipeline's processing rate (decide, inbox, webhook) with no
+    /// accepts competing for the store.
+    Backlog(BacklogArgs),
     /// GET /healthz flat out (or at `--rate`): the HTTP ceiling reference.
     Healthz(HealthzArgs),
     /// Raw SQLite inserts (WAL, synchronous=FULL): the storage ceiling reference.
@@ -53,6 +57,7 @@ impl Command {
             Command::Single(_) => "single",
             Command::Batch(_) => "batch",
             Command::Mixed(_) => "mixed",
+            Command::Backlog(_) => "backlog",
             Command::Healthz(_) => "healthz",
             Command::Sqlite(_) => "sqlite",
         }
@@ -85,7 +90,8 @@ pub struct Population {
     /// Recipients per notification.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub fanout: u32,
-    /// Seconds to keep counting deliveries after the last send.
+    /// Seconds to keep counting deliveries after the last send (`backlog`: after the last arrival,
+    /// or the due instant while nothing has arrived).
     #[arg(long, default_value_t = 10)]
     pub drain: u64,
     /// Port of the webhook sink on 127.0.0.1 (0: any free port). With a fixed port, deliveries an
@@ -159,6 +165,34 @@ pub struct MixedArgs {
     /// Most requests in flight over all classes; beyond it sends wait and their lateness counts.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+}
+
+/// `backlog`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct BacklogArgs {
+    /// Who it sends to.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub population: Population,
+    /// Class of every notification (picks the template `bench_<class>`).
+    #[arg(long, value_enum, default_value_t = Class::Social)]
+    pub class: Class,
+    /// Notifications in the backlog.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Seconds from the first send to the instant every notification is due (`send_at`); the
+    /// accepts should be over well before it.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub hold: u64,
+    /// Notifications per request (the server takes at most 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch_size: u32,
+    /// Batch requests in flight while accepting.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Sample this process's resident memory (the Herald server) every second.
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 /// `healthz`.
@@ -338,5 +372,15 @@ mod tests {
         let Command::Single(a) = cli.command else { panic!("single expected") };
         assert_eq!((a.rate, a.timing.duration, a.population.users, a.population.streams), (Some(100.0), 5, 20, 5));
         assert_eq!((a.timing.warmup, a.population.drain, a.class), (5, 10, Class::Transactional));
+    }
+
+    #[test]
+    fn backlog_has_its_defaults() {
+        let cli = Cli::try_parse_from(["herald-bench", "backlog", "--count", "2000", "--hold", "5"]).unwrap();
+        let Command::Backlog(a) = cli.command else { panic!("backlog expected") };
+        assert_eq!((a.count, a.hold, a.batch_size, a.concurrency), (2000, 5, 1000, 4));
+        assert_eq!((a.class, a.population.users, a.population.drain), (Class::Social, 1000, 10));
+        assert!(Cli::try_parse_from(["herald-bench", "backlog", "--hold", "0"]).is_err());
+        assert!(Cli::try_parse_from(["herald-bench", "backlog", "--count", "0"]).is_err());
     }
 }

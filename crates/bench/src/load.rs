@@ -75,12 +75,21 @@ pub struct Sender {
     audience: Audience,
     /// The next recipient, round-robin over the users.
     cursor: AtomicU64,
+    /// The instant every notification is due (unix µs) with its `send_at`, when they are scheduled.
+    due: Option<(u64, String)>,
 }
 
 impl Sender {
     /// A sender to `api`, counting in `stats`.
     pub fn new(api: Api, stats: Arc<Stats>, audience: Audience) -> Self {
-        Self { api, stats, audience, cursor: AtomicU64::new(0) }
+        Self { api, stats, audience, cursor: AtomicU64::new(0), due: None }
+    }
+
+    /// Schedules every notification for `due` (unix µs, whole milliseconds: Herald keeps due times
+    /// in milliseconds) and makes it carry `due` as its time, so that deliveries are timed from
+    /// the instant they became due rather than from the send.
+    pub fn scheduled(self, due: u64) -> Self {
+        Self { due: Some((due, send_at(due))), ..self }
     }
 
     /// The next notification's number, its recipients and how many of them are watched.
@@ -92,13 +101,17 @@ impl Sender {
         (first / a.fanout, users.into_iter().map(user_id).collect(), watched)
     }
 
-    /// One notification of `class` intended at `t`, with what it should deliver.
+    /// One notification of `class` intended at `t` (or scheduled), with what it should deliver.
     fn notification(&self, class: Class, t: u64) -> (Value, (u64, u64)) {
         let (number, to, watched) = self.recipients();
         let n = to.len() as u64;
+        let t = self.due.as_ref().map_or(t, |(due, _)| *due);
         // `n` makes every notification's content unique: Herald suppresses the same content
         // reaching a user twice within minutes, and a batch's items share one send time.
-        let body = json!({"template": class.template(), "to": to, "data": {"t": t, "n": number}});
+        let mut body = json!({"template": class.template(), "to": to, "data": {"t": t, "n": number}});
+        if let Some((_, at)) = &self.due {
+            body["send_at"] = at.as_str().into();
+        }
         (body, expected(class, n, watched))
     }
 
@@ -198,6 +211,14 @@ impl Sender {
     }
 }
 
+/// `us` (unix µs) as an RFC 3339 UTC time, to the microsecond when it has a fraction.
+pub fn send_at(us: u64) -> String {
+    i64::try_from(us)
+        .ok()
+        .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+        .map_or_else(|| jiff::Timestamp::MAX.to_string(), |t| t.to_string())
+}
+
 /// An error with its causes: reqwest's own message leaves out why (refused, reset, timed out).
 fn causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -230,6 +251,33 @@ pub async fn run(sender: Arc<Sender>, flows: &[Flow], max_in_flight: u32, start:
     while drivers.join_next().await.is_some() {}
     // Every permit back means every scheduled send has been answered.
     let _ = limit.acquire_many(max_in_flight).await;
+}
+
+/// Sends `count` notifications of `class` in batches of up to `size` from `workers` closed-loop
+/// workers (each sends its next batch when the last is answered); returns once every batch is
+/// answered. The last batch may be smaller.
+pub async fn run_count(sender: Arc<Sender>, class: Class, size: u32, workers: u32, count: u64) {
+    let left = Arc::new(AtomicU64::new(count));
+    let mut drivers = JoinSet::new();
+    for _ in 0..workers {
+        let (sender, left) = (sender.clone(), left.clone());
+        drivers.spawn(async move {
+            while let Some(n) = take(&left, size) {
+                let t = sender.stats.clock().now_us();
+                sender.fire(Shot::Batch(class, n), t).await;
+            }
+        });
+    }
+    while drivers.join_next().await.is_some() {}
+}
+
+/// Takes the next batch of up to `size` from what is `left` to send; none once all is taken.
+fn take(left: &AtomicU64, size: u32) -> Option<u32> {
+    let before = left
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| (l > 0).then(|| l.saturating_sub(size.into())))
+        .ok()?;
+    // At most `size`, so it fits.
+    Some(before.min(size.into()) as u32)
 }
 
 async fn scheduled(sender: Arc<Sender>, shot: Shot, schedule: Schedule, end: u64, limit: Arc<Semaphore>) {
@@ -270,6 +318,33 @@ mod tests {
         assert_eq!(expected(Class::Social, 4, 1), (3, 1));
         assert_eq!(expected(Class::Marketing, 4, 1), (4, 1));
         assert_eq!(expected(Class::Critical, 1, 0), (1, 0));
+    }
+
+    #[test]
+    fn batches_take_what_is_left() {
+        let left = AtomicU64::new(2_500);
+        let sizes: Vec<u32> = std::iter::from_fn(|| take(&left, 1_000)).collect();
+        assert_eq!(sizes, vec![1_000, 1_000, 500]);
+        assert_eq!(take(&left, 1_000), None);
+        assert_eq!(left.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn send_at_is_rfc3339_utc() {
+        assert_eq!(send_at(1_767_225_600_000_000), "2026-01-01T00:00:00Z");
+        assert_eq!(send_at(1_767_225_605_123_000), "2026-01-01T00:00:05.123Z");
+    }
+
+    #[test]
+    fn scheduled_notifications_carry_the_due_instant() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let api = Api::new("http://127.0.0.1:1", None, false).unwrap();
+        let stats = Arc::new(Stats::new(Clock::start()).unwrap());
+        let s = Sender::new(api, stats, Audience { users: 2, streams: 1, fanout: 1 }).scheduled(1_767_225_605_123_000);
+        let (body, expect) = s.notification(Class::Social, 42);
+        assert_eq!(body["send_at"], "2026-01-01T00:00:05.123Z");
+        assert_eq!(body["data"], json!({"t": 1_767_225_605_123_000u64, "n": 0}));
+        assert_eq!(expect, (0, 1));
     }
 
     #[test]

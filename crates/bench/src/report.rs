@@ -13,6 +13,7 @@ use crate::error::BenchError;
 use crate::machine::Machine;
 use crate::memory::MemoryReport;
 use crate::sqlite::SqliteFigures;
+use crate::stats::Arrivals;
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +87,57 @@ pub struct LoadFigures {
     /// Work in Herald's queues before and after the run: a backlog at the start means an earlier
     /// run's deliveries competed with this one.
     pub server_backlog: Backlog,
+    /// For `backlog`: how fast what became due at once drained.
+    pub backlog: Option<BacklogFigures>,
+}
+
+/// What a backlog run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BacklogFigures {
+    /// Notifications sent, all due at one instant.
+    pub count: u64,
+    /// Seconds the accepts took.
+    pub accept_s: f64,
+    /// Seconds from the first send to the due instant.
+    pub hold_s: u64,
+    /// Whether the accepts ran past the due instant, so that the drain competed with them.
+    pub overran: bool,
+    /// The drain on each delivery path.
+    pub paths: Vec<DrainFigures>,
+}
+
+/// How one delivery path drained the backlog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrainFigures {
+    /// `webhook` or `inbox`.
+    pub path: &'static str,
+    /// Deliveries that arrived.
+    pub delivered: u64,
+    /// Deliveries the backlog should make here.
+    pub expected: u64,
+    /// Seconds from the due instant to the last arrival.
+    pub drain_s: f64,
+    /// Deliveries per second over that time.
+    pub per_s: f64,
+    /// The most deliveries in any one whole second.
+    pub peak_per_s: u64,
+}
+
+impl DrainFigures {
+    /// The drain of `a`, timed from `due` (unix µs).
+    pub fn of(a: &Arrivals, due: u64) -> Self {
+        let drain_s = a.last_arrival.map_or(0.0, |last| last.saturating_sub(due) as f64 / 1e6);
+        // Under a millisecond everything arrived at once: the rate is not measurable.
+        let per_s = if drain_s >= 1e-3 { a.count as f64 / drain_s } else { 0.0 };
+        DrainFigures {
+            path: a.path.as_str(),
+            delivered: a.count,
+            expected: a.expected,
+            drain_s,
+            per_s,
+            peak_per_s: a.per_second.iter().copied().max().unwrap_or(0),
+        }
+    }
 }
 
 /// The sum of Herald's queue depths, when its metrics say.
@@ -167,6 +219,20 @@ fn describe(command: &Command) -> String {
             Some(&a.population),
         ),
         Command::Mixed(a) => (format!("{} per second", a.mix), &a.timing, Some(&a.population)),
+        Command::Backlog(a) => {
+            let p = &a.population;
+            return format!(
+                "{} {}, due {} s after the first send, {} per batch, {} in flight; {} users, {} streams, fanout {}",
+                a.count,
+                a.class.as_str(),
+                a.hold,
+                a.batch_size,
+                a.concurrency,
+                p.users,
+                p.streams,
+                p.fanout
+            );
+        }
         Command::Healthz(a) => (pace(a.rate, a.concurrency), &a.timing, None),
         Command::Sqlite(_) => return String::new(),
     };
@@ -283,8 +349,38 @@ fn load_table(out: &mut String, l: &LoadFigures, load: &str) {
             show(at_end)
         );
     }
+    if let Some(b) = &l.backlog {
+        backlog_table(out, b);
+    }
     if l.stream_reconnects > 0 {
         let _ = writeln!(out, "{:<10} {} inbox stream reconnects", "streams", l.stream_reconnects);
+    }
+}
+
+fn backlog_table(out: &mut String, b: &BacklogFigures) {
+    let _ = writeln!(out);
+    let overran = if b.overran { ", past the due instant: the drain competed with them" } else { "" };
+    let _ = writeln!(
+        out,
+        "{:<10} {} accepted in {:.1} s{overran}; drain from the due instant ({} s after the first send):",
+        "backlog", b.count, b.accept_s, b.hold_s
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "path", "delivered", "expected", "seconds", "per s", "peak/s"
+    );
+    for p in &b.paths {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>9} {:>9} {:>9.1} {:>9} {:>9}",
+            p.path,
+            p.delivered,
+            p.expected,
+            p.drain_s,
+            format_rate(p.per_s),
+            p.peak_per_s
+        );
     }
 }
 
@@ -319,6 +415,28 @@ fn sqlite_table(out: &mut String, q: &SqliteFigures) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drain_is_timed_from_the_due_instant() {
+        let a = Arrivals {
+            path: crate::stats::Path::Inbox,
+            count: 10_000,
+            expected: 10_000,
+            last_arrival: Some(4_500_000),
+            per_second: vec![3_000, 4_000, 3_000],
+        };
+        let d = DrainFigures::of(&a, 2_000_000);
+        assert_eq!((d.path, d.delivered, d.expected, d.peak_per_s), ("inbox", 10_000, 10_000, 4_000));
+        assert!((d.drain_s - 2.5).abs() < 1e-9 && (d.per_s - 4_000.0).abs() < 1e-6, "{d:?}");
+        let mut out = String::new();
+        backlog_table(
+            &mut out,
+            &BacklogFigures { count: 10_000, accept_s: 1.2, hold_s: 2, overran: false, paths: vec![d] },
+        );
+        assert!(out.contains("inbox        10000     10000       2.5      4000      4000"), "{out}");
+        let none = DrainFigures::of(&Arrivals { last_arrival: None, count: 0, per_second: vec![], ..a }, 2_000_000);
+        assert_eq!((none.drain_s, none.per_s, none.peak_per_s), (0.0, 0.0, 0));
+    }
 
     #[test]
     fn durations_read_at_a_glance() {
@@ -377,6 +495,7 @@ mod tests {
             stream_reconnects: 0,
             drain_s: 10.0,
             server_backlog: Backlog::default(),
+            backlog: None,
         };
         let mut out = String::new();
         load_table(&mut out, &l, "social");

@@ -1,17 +1,18 @@
 //! One load run from start to finish: check the server, set up what the run needs, open the sink
 //! and the inbox streams, send through warmup and measurement, wait for the last deliveries, and
-//! gather the figures.
+//! gather the figures. A backlog run sends a fixed count due at one instant instead, and times how
+//! fast what became due drains.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::Api;
-use crate::cli::{Cli, Command, Population, Timing};
+use crate::cli::{BacklogArgs, Cli, Command, Population, Timing};
 use crate::error::BenchError;
 use crate::load::{Audience, Flow, Pace, Sender, Shot};
 use crate::memory::{self, MemoryReport};
 use crate::pace::Clock;
-use crate::report::{Backlog, LoadFigures};
+use crate::report::{Backlog, BacklogFigures, DrainFigures, LoadFigures};
 use crate::stats::Stats;
 use crate::{load, progress, setup, sink, stream};
 
@@ -32,10 +33,26 @@ pub struct Outcome {
 /// A load subcommand reduced to what the run needs.
 struct Plan<'a> {
     flows: Vec<Flow>,
-    timing: &'a Timing,
+    /// What to send: for a duration, or (`backlog`) a fixed count.
+    shape: Shape<'a>,
     /// None for `healthz`, which needs no users, sink or streams.
     population: Option<&'a Population>,
     max_in_flight: u32,
+}
+
+/// How a run sends.
+enum Shape<'a> {
+    Timed(&'a Timing),
+    Backlog(&'a BacklogArgs),
+}
+
+impl Shape<'_> {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Shape::Timed(t) => t.pid,
+            Shape::Backlog(a) => a.pid,
+        }
+    }
 }
 
 fn plan(command: &Command) -> Option<Plan<'_>> {
@@ -43,13 +60,13 @@ fn plan(command: &Command) -> Option<Plan<'_>> {
     Some(match command {
         Command::Single(a) => Plan {
             flows: vec![Flow { shot: Shot::Single(a.class), pace: pace(a.rate, a.concurrency) }],
-            timing: &a.timing,
+            shape: Shape::Timed(&a.timing),
             population: Some(&a.population),
             max_in_flight: a.max_in_flight,
         },
         Command::Batch(a) => Plan {
             flows: vec![Flow { shot: Shot::Batch(a.class, a.batch_size), pace: Pace::Closed(a.concurrency) }],
-            timing: &a.timing,
+            shape: Shape::Timed(&a.timing),
             population: Some(&a.population),
             max_in_flight: a.concurrency,
         },
@@ -60,13 +77,19 @@ fn plan(command: &Command) -> Option<Plan<'_>> {
                 .iter()
                 .map(|(class, rate)| Flow { shot: Shot::Single(*class), pace: Pace::Rate(*rate) })
                 .collect(),
-            timing: &a.timing,
+            shape: Shape::Timed(&a.timing),
             population: Some(&a.population),
             max_in_flight: a.max_in_flight,
         },
+        Command::Backlog(a) => Plan {
+            flows: Vec::new(),
+            shape: Shape::Backlog(a),
+            population: Some(&a.population),
+            max_in_flight: a.concurrency,
+        },
         Command::Healthz(a) => Plan {
             flows: vec![Flow { shot: Shot::Healthz, pace: pace(a.rate, a.concurrency) }],
-            timing: &a.timing,
+            shape: Shape::Timed(&a.timing),
             population: None,
             max_in_flight: a.max_in_flight,
         },
@@ -88,7 +111,7 @@ pub async fn load(cli: &Cli) -> Result<Outcome, BenchError> {
     let clock = Clock::start();
     let stats = Arc::new(Stats::new(clock)?);
 
-    if let Some(pid) = plan.timing.pid {
+    if let Some(pid) = plan.shape.pid() {
         // A wrong pid fails now rather than after the setup.
         memory::resident_bytes(pid)?;
     }
@@ -114,27 +137,16 @@ pub async fn load(cli: &Cli) -> Result<Outcome, BenchError> {
         watching = Some((sink, watchers));
     }
 
-    let t = plan.timing;
-    let sampler = t.pid.map(memory::start).transpose()?;
-    let start = clock.now_us();
-    let from = start + t.warmup * 1_000_000;
-    let until = from + t.duration * 1_000_000;
-    stats.open(start, from, until);
-    let bar = progress::start(stats.clone(), t.warmup, t.warmup + t.duration);
-    let sender = Arc::new(Sender::new(api.clone(), stats.clone(), audience));
-    load::run(sender, &plan.flows, plan.max_in_flight, start, until).await;
-
-    bar.draining();
-    let drain_began = Instant::now();
-    if let Some(p) = plan.population {
-        let deadline = drain_began + Duration::from_secs(p.drain);
-        while !stats.complete() && Instant::now() < deadline {
-            tokio::time::sleep(DRAIN_POLL).await;
+    let sampler = plan.shape.pid().map(memory::start).transpose()?;
+    let sender = Sender::new(api.clone(), stats.clone(), audience);
+    let (mut figures, backlog) = match plan.shape {
+        Shape::Timed(t) => (timed(&stats, sender, &plan, t, plan.population).await, None),
+        Shape::Backlog(a) => {
+            let (figures, backlog) = drain_backlog(&stats, sender, a).await;
+            (figures, Some(backlog))
         }
-    }
-    let drain_s = drain_began.elapsed().as_secs_f64();
-    bar.finish();
-    let mut figures = stats.figures(t.duration as f64, drain_s);
+    };
+    figures.backlog = backlog;
     figures.server_backlog = Backlog { at_start: backlog_at_start, at_end: api.backlog().await };
     let memory = match sampler {
         Some(s) => s.finish().await,
@@ -145,4 +157,66 @@ pub async fn load(cli: &Cli) -> Result<Outcome, BenchError> {
         sink.stop();
     }
     Ok(Outcome { version, figures, memory })
+}
+
+/// Sends through warmup and measurement, then waits for the last deliveries.
+async fn timed(
+    stats: &Arc<Stats>,
+    sender: Sender,
+    plan: &Plan<'_>,
+    t: &Timing,
+    population: Option<&Population>,
+) -> LoadFigures {
+    let start = stats.clock().now_us();
+    let from = start + t.warmup * 1_000_000;
+    let until = from + t.duration * 1_000_000;
+    stats.open(start, from, until);
+    let bar = progress::start(stats.clone(), t.warmup, t.warmup + t.duration);
+    load::run(Arc::new(sender), &plan.flows, plan.max_in_flight, start, until).await;
+
+    bar.draining();
+    let drain_began = Instant::now();
+    if let Some(p) = population {
+        let deadline = drain_began + Duration::from_secs(p.drain);
+        while !stats.complete() && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+    let drain_s = drain_began.elapsed().as_secs_f64();
+    bar.finish();
+    stats.figures(t.duration as f64, drain_s)
+}
+
+/// Accepts the whole backlog due `hold` seconds ahead, then waits until it has drained: everything
+/// arrived, or nothing more for `drain` seconds.
+async fn drain_backlog(stats: &Arc<Stats>, sender: Sender, a: &BacklogArgs) -> (LoadFigures, BacklogFigures) {
+    let clock = stats.clock();
+    let start = clock.now_us();
+    // Herald keeps due times in whole milliseconds.
+    let due = (start + a.hold * 1_000_000) / 1_000 * 1_000;
+    stats.open(start, start, u64::MAX);
+    stats.series_from(due);
+    let bar = progress::start(stats.clone(), 0, a.hold);
+    let sender = Arc::new(sender.scheduled(due));
+    load::run_count(sender, a.class, a.batch_size, a.concurrency, a.count).await;
+    let accept_s = (clock.now_us() - start) as f64 / 1e6;
+    let overran = clock.now_us() > due;
+    if overran {
+        eprintln!("warning: the accepts took {accept_s:.1} s, past the {} s hold: the drain overlaps them", a.hold);
+    }
+
+    bar.draining();
+    let drain_began = Instant::now();
+    let quiet = a.population.drain * 1_000_000;
+    while !stats.complete() {
+        let last = stats.last_arrival().unwrap_or(0).max(due);
+        if clock.now_us() > last + quiet {
+            break;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    bar.finish();
+    let figures = stats.figures(accept_s, drain_began.elapsed().as_secs_f64());
+    let paths = stats.arrivals().into_iter().map(|arrivals| DrainFigures::of(&arrivals, due)).collect();
+    (figures, BacklogFigures { count: a.count, accept_s, hold_s: a.hold, overran, paths })
 }

@@ -45,6 +45,21 @@ impl Path {
     }
 }
 
+/// Measured deliveries on one path, summed over the classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrivals {
+    /// Webhook or inbox.
+    pub path: Path,
+    /// Deliveries of measured sends.
+    pub count: u64,
+    /// Deliveries the accepted notifications should make.
+    pub expected: u64,
+    /// The latest of them (unix µs).
+    pub last_arrival: Option<u64>,
+    /// Of them, how many arrived in each whole second since the series origin.
+    pub per_second: Vec<u64>,
+}
+
 /// Running totals for the progress bar, warmup included.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -67,6 +82,8 @@ pub struct Stats {
     run_start: AtomicU64,
     from: AtomicU64,
     until: AtomicU64,
+    /// Origin of the per-second arrival series (unix µs); zero while no series is kept.
+    series_origin: AtomicU64,
     /// Totals for the progress bar.
     pub live: Live,
     /// An empty histogram to clone for each new row.
@@ -83,6 +100,10 @@ struct Row {
     expected: u64,
     /// Arrivals during the window, whenever sent: the steady delivery rate.
     arrivals: u64,
+    /// The latest arrival counted in `count` (unix µs), zero before the first.
+    last_arrival: u64,
+    /// Deliveries counted in `count` by whole seconds since the series origin, when one is set.
+    per_second: Vec<u64>,
     latency: Histogram<u64>,
 }
 
@@ -110,6 +131,7 @@ impl Stats {
             run_start: AtomicU64::new(0),
             from: AtomicU64::new(0),
             until: AtomicU64::new(0),
+            series_origin: AtomicU64::new(0),
             live: Live::default(),
             blank,
             inner: Mutex::new(Inner::default()),
@@ -126,6 +148,12 @@ impl Stats {
         self.from.store(from, Ordering::SeqCst);
         self.until.store(until, Ordering::SeqCst);
         self.run_start.store(run_start, Ordering::SeqCst);
+    }
+
+    /// Also counts measured deliveries per second from `origin` (unix µs): arrivals before it
+    /// fall into the first second.
+    pub fn series_from(&self, origin: u64) {
+        self.series_origin.store(origin, Ordering::SeqCst);
     }
 
     /// Whether a send intended at `t` is measured.
@@ -199,6 +227,7 @@ impl Stats {
         }
         let arrived_in_window = self.in_window(arrival);
         let measured = self.in_window(t);
+        let origin = self.series_origin.load(Ordering::Relaxed);
         let blank = &self.blank;
         let mut inner = self.lock();
         if !inner.seen.insert((path, id)) {
@@ -211,6 +240,10 @@ impl Stats {
         if measured {
             r.count += 1;
             r.latency.saturating_record(arrival.saturating_sub(t));
+            r.last_arrival = r.last_arrival.max(arrival);
+            if origin > 0 {
+                count_second(&mut r.per_second, arrival.saturating_sub(origin));
+            }
         }
     }
 
@@ -231,6 +264,38 @@ impl Stats {
         self.lock().rows.iter().filter(|((p, _), _)| *p != Path::Accept).all(|(_, r)| r.count >= r.expected)
     }
 
+    /// The latest measured delivery on any path (unix µs), if any has arrived.
+    pub fn last_arrival(&self) -> Option<u64> {
+        let inner = self.lock();
+        inner.rows.iter().filter(|((p, _), _)| *p != Path::Accept).map(|(_, r)| r.last_arrival).max().filter(|t| *t > 0)
+    }
+
+    /// Measured deliveries per delivery path over all classes, for the paths that expect or got any.
+    pub fn arrivals(&self) -> Vec<Arrivals> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for path in [Path::Webhook, Path::Inbox] {
+            let mut a = Arrivals { path, count: 0, expected: 0, last_arrival: None, per_second: Vec::new() };
+            let mut any = false;
+            for r in inner.rows.iter().filter(|((p, _), _)| *p == path).map(|(_, r)| r) {
+                any = true;
+                a.count += r.count;
+                a.expected += r.expected;
+                a.last_arrival = a.last_arrival.max(Some(r.last_arrival).filter(|t| *t > 0));
+                if a.per_second.len() < r.per_second.len() {
+                    a.per_second.resize(r.per_second.len(), 0);
+                }
+                for (sum, n) in a.per_second.iter_mut().zip(&r.per_second) {
+                    *sum += n;
+                }
+            }
+            if any {
+                out.push(a);
+            }
+        }
+        out
+    }
+
     /// The figures so far, with rates over `duration_s` of measurement.
     pub fn figures(&self, duration_s: f64, drain_s: f64) -> LoadFigures {
         let inner = self.lock();
@@ -241,7 +306,14 @@ impl Stats {
                 inner.rows.iter().filter(|((p, _), _)| *p == path).map(|((_, l), r)| (l, r)).collect();
             // Classes in Herald's order of importance rather than alphabetically.
             rows.sort_by_key(|(label, _)| Class::ALL.iter().position(|c| c.as_str() == **label));
-            let mut all = Row { count: 0, expected: 0, arrivals: 0, latency: self.blank.clone() };
+            let mut all = Row {
+                count: 0,
+                expected: 0,
+                arrivals: 0,
+                last_arrival: 0,
+                per_second: Vec::new(),
+                latency: self.blank.clone(),
+            };
             for (label, r) in &rows {
                 paths.push(figures_of(path, label, r, per_s));
                 all.count += r.count;
@@ -269,6 +341,7 @@ impl Stats {
             stream_reconnects: inner.reconnects,
             drain_s,
             server_backlog: Backlog::default(),
+            backlog: None,
         }
     }
 }
@@ -278,8 +351,19 @@ fn row<'a>(inner: &'a mut Inner, blank: &Histogram<u64>, path: Path, label: &'st
         count: 0,
         expected: 0,
         arrivals: 0,
+        last_arrival: 0,
+        per_second: Vec::new(),
         latency: blank.clone(),
     })
+}
+
+/// Counts one arrival `since_origin_us` after the series origin in its whole second.
+fn count_second(per_second: &mut Vec<u64>, since_origin_us: u64) {
+    let second = (since_origin_us / 1_000_000) as usize;
+    if per_second.len() <= second {
+        per_second.resize(second + 1, 0);
+    }
+    per_second[second] += 1;
 }
 
 fn figures_of(path: Path, label: &str, r: &Row, per_s: impl Fn(u64) -> f64) -> PathFigures {
@@ -331,6 +415,43 @@ mod tests {
         let f = s.figures(1.0, 0.0);
         assert_eq!(f.duplicates.get("webhook"), Some(&1));
         assert!(f.paths.iter().all(|p| p.count == 1));
+    }
+
+    #[test]
+    fn arrivals_are_counted_per_second_from_the_origin() {
+        let s = Stats::new(Clock::start()).unwrap();
+        s.open(1_000, 1_000, u64::MAX);
+        assert_eq!(s.last_arrival(), None);
+        s.series_from(5_000_000);
+        s.accepted("social", 1_000, 1_200, 4, 1, 3);
+        for (id, arrival) in [(1, 4_999_000), (2, 5_200_000), (3, 7_100_000)] {
+            s.delivered(Path::Inbox, Class::Social, 5_000_000, id, arrival);
+        }
+        s.delivered(Path::Webhook, Class::Social, 5_000_000, 4, 6_000_000);
+        // Before the run: never counted, even though it lands after the origin.
+        s.delivered(Path::Inbox, Class::Social, 500, 5, 9_000_000);
+        assert_eq!(s.last_arrival(), Some(7_100_000));
+        let a = s.arrivals();
+        assert_eq!(
+            a,
+            vec![
+                Arrivals {
+                    path: Path::Webhook,
+                    count: 1,
+                    expected: 1,
+                    last_arrival: Some(6_000_000),
+                    per_second: vec![0, 1]
+                },
+                Arrivals {
+                    path: Path::Inbox,
+                    count: 3,
+                    expected: 3,
+                    last_arrival: Some(7_100_000),
+                    per_second: vec![2, 0, 1]
+                },
+            ]
+        );
+        assert!(s.complete());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod apns;
 pub mod fcm;
+pub mod python;
 pub mod smtp;
 pub mod tls;
 pub mod twilio;

@@ -4,7 +4,6 @@
 //! VAPID authorizations (RFC 8292) with the public key alone, and a push service that records
 //! what it is sent.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::aead::Aead;
@@ -122,13 +121,7 @@ key = ec.derive_private_key(int.from_bytes(b(d["private"]), "big"), ec.SECP256R1
 plain = http_ece.decrypt(b(d["body"]), private_key=key, auth_secret=b(d["auth"]), version="aes128gcm")
 sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 "#;
-    let probe = std::process::Command::new("python3").args(["-c", "import http_ece"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("HERALD_REQUIRE_WEB_PUSH_REFERENCE").is_none(),
-            "HERALD_REQUIRE_WEB_PUSH_REFERENCE is set but the http_ece Python package is missing"
-        );
-        eprintln!("http_ece (Python) is not installed; `pip install http_ece` enables the reference cross-check");
+    if !crate::python::available("http_ece", "HERALD_REQUIRE_WEB_PUSH_REFERENCE") {
         return None;
     }
     let input = json!({
@@ -136,15 +129,7 @@ sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
         "auth": URL_SAFE_NO_PAD.encode(auth),
         "body": URL_SAFE_NO_PAD.encode(body),
     });
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 starts");
-    child.stdin.take().expect("piped").write_all(input.to_string().as_bytes()).expect("python3 reads its input");
-    let out = child.wait_with_output().expect("python3 finishes");
+    let out = crate::python::run(script, &input);
     assert!(out.status.success(), "http_ece could not decrypt: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("base64 is ASCII");
     Some(URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).expect("base64url"))

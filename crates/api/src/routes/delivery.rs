@@ -29,13 +29,27 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// `?channel=&limit=&cursor=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-struct DeadLetterQuery {
+struct ChannelPage {
     /// Only this channel.
     channel: Option<String>,
     /// Page size, 1 to 100.
     limit: Option<u32>,
     /// Cursor from the previous page.
     cursor: Option<String>,
+}
+
+impl ChannelPage {
+    /// The channel asked for, the page size and the cursor position.
+    fn parse(self) -> ApiResult<(Option<Channel>, u32, Option<i64>)> {
+        let channel = self
+            .channel
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
+            .transpose()?;
+        let page = Page { limit: self.limit, cursor: self.cursor };
+        Ok((channel, page.limit(50)?, page.seq()?))
+    }
 }
 
 /// A delivery that failed for good.
@@ -60,21 +74,14 @@ struct DeadLetter {
 
 /// Deliveries that failed for good (a permanent refusal, or retries exhausted), newest first.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "deliveries", security(("api_key" = [])),
-    params(DeadLetterQuery), responses((status = 200, body = List<DeadLetter>), (status = 422, body = Problem)))]
+    params(ChannelPage), responses((status = 200, body = List<DeadLetter>), (status = 422, body = Problem)))]
 async fn dead_letters(
     _: ApiKey,
     State(state): State<AppState>,
-    Query(q): Query<DeadLetterQuery>,
+    Query(q): Query<ChannelPage>,
 ) -> ApiResult<Json<List<DeadLetter>>> {
-    let channel = q
-        .channel
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
-        .transpose()?;
-    let page = Page { limit: q.limit, cursor: q.cursor };
-    let limit = page.limit(50)?;
-    let rows = state.store.dead_letters(channel, page.seq()?, limit).await?;
+    let (channel, limit, cursor) = q.parse()?;
+    let rows = state.store.dead_letters(channel, cursor, limit).await?;
     let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
     let items = rows
         .into_iter()
@@ -216,34 +223,16 @@ struct AddressBlock {
     created_at: jiff::Timestamp,
 }
 
-/// `?channel=&limit=&cursor=`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-struct BlockQuery {
-    /// `email` or `sms`.
-    channel: Option<String>,
-    /// Page size, 1 to 100.
-    limit: Option<u32>,
-    /// Cursor from the previous page.
-    cursor: Option<String>,
-}
-
 /// Blocked addresses, oldest first: hard bounces and SMS STOPs.
 #[utoipa::path(get, path = "/v1/address-blocks", tag = "deliveries", security(("api_key" = [])),
-    params(BlockQuery), responses((status = 200, body = List<AddressBlock>), (status = 422, body = Problem)))]
+    params(ChannelPage), responses((status = 200, body = List<AddressBlock>), (status = 422, body = Problem)))]
 async fn address_blocks(
     _: ApiKey,
     State(state): State<AppState>,
-    Query(q): Query<BlockQuery>,
+    Query(q): Query<ChannelPage>,
 ) -> ApiResult<Json<List<AddressBlock>>> {
-    let channel = q
-        .channel
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
-        .transpose()?;
-    let page = Page { limit: q.limit, cursor: q.cursor };
-    let limit = page.limit(50)?;
-    let rows = state.store.address_blocks(channel, page.seq()?, limit).await?;
+    let (channel, limit, cursor) = q.parse()?;
+    let rows = state.store.address_blocks(channel, cursor, limit).await?;
     let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
     let items = rows
         .into_iter()

@@ -114,28 +114,11 @@ print("verified")
             "webhook-signature": headers["webhook-signature"].to_str().unwrap(),
         }
     });
-    let probe = std::process::Command::new("python3").args(["-c", "import standardwebhooks"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        // CI installs the library and sets this, so there the cross-check can never be skipped.
-        assert!(
-            std::env::var_os("HERALD_REQUIRE_WEBHOOK_REFERENCE").is_none(),
-            "HERALD_REQUIRE_WEBHOOK_REFERENCE is set but the standardwebhooks Python package is missing"
-        );
-        eprintln!(
-            "standardwebhooks (Python) is not installed; `pip install standardwebhooks` enables the reference cross-check"
-        );
+    // CI installs the library and sets the variable, so there the cross-check can never be skipped.
+    if !herald_testkit::python::available("standardwebhooks", "HERALD_REQUIRE_WEBHOOK_REFERENCE") {
         return;
     }
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = herald_testkit::python::run(script, &input);
     assert!(out.status.success(), "reference library refused the signature: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -84,16 +84,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false)
+            // The writer's page cache holds the hot index pages of a busy store (64 MiB).
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
-            // Readers map the file instead of copying pages in (every commit empties their page
-            // caches), and a larger WAL between checkpoints writes hot pages back less often.
-            .pragma("mmap_size", "1073741824")
+            // A larger WAL between checkpoints writes hot pages back to the database less often.
             .pragma("wal_autocheckpoint", "8000");
         let mut conn = opts.connect().await?;
         migrate(&mut conn).await?;
-        let pool =
-            SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(opts.read_only(true)).await?;
+        // Readers start each transaction with an empty cache when the database changed since
+        // their last one, which under load is always: a small cache each keeps memory bounded.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(opts.read_only(true).pragma("cache_size", "-8192"))
+            .await?;
         let writer = Writer::spawn(conn);
         let cache = Arc::new(Cache::default());
         let accepts = {
