@@ -28,7 +28,7 @@ pub struct Config {
     pub defaults: Defaults,
     /// Per-channel settings.
     pub channels: Channels,
-    /// Per-user lanes (default: 4 per core).
+    /// Per-user lanes (default: one per core; each lane decides whole batches, so more lanes only split them).
     pub lanes: Option<usize>,
     /// Delivery safety limits and shutdown.
     pub delivery: Delivery,

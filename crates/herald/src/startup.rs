@@ -190,7 +190,7 @@ fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -
     let runtime = RuntimeConfig {
         data_dir: config.data_dir.clone(),
         defaults: config.preference_defaults(),
-        lanes: config.lanes.unwrap_or(cores * 4),
+        lanes: config.lanes.unwrap_or(cores),
         channels: settings,
         providers,
         hourly_ceiling: Some(config.delivery.hourly_ceiling).filter(|c| *c > 0),

@@ -15,11 +15,11 @@ use crate::clock::Clock;
 use crate::process::Processor;
 
 /// Items claimed per store round trip.
-const CLAIM_BATCH: u32 = 256;
+const CLAIM_BATCH: u32 = 1024;
 /// Items a lane buffers before the feeder waits.
-const LANE_DEPTH: usize = 1024;
+const LANE_DEPTH: usize = 4096;
 /// Most items a lane decides as one batch.
-const LANE_BATCH: usize = 256;
+const LANE_BATCH: usize = 1024;
 /// Longest sleep when nothing is due, as a safety net for missed wake-ups.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
