@@ -115,6 +115,15 @@ pub struct SingleArgs {
     /// Class of every notification (picks the template `bench_<class>`).
     #[arg(long, value_enum, default_value_t = Class::Transactional)]
     pub class: Class,
+    /// How fast it sends.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pacing: Pacing,
+}
+
+/// A fixed rate or flat out, for `single` and `healthz`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Pacing {
     /// Requests per second on a fixed schedule; without it, flat out with `--concurrency`.
     #[arg(long, value_parser = positive_rate)]
     pub rate: Option<f64>,
@@ -202,15 +211,10 @@ pub struct HealthzArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub timing: Timing,
-    /// Requests per second on a fixed schedule; without it, flat out with `--concurrency`.
-    #[arg(long, value_parser = positive_rate)]
-    pub rate: Option<f64>,
-    /// Requests in flight when running flat out.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub concurrency: u32,
-    /// Most requests in flight at a fixed rate.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: u32,
+    /// How fast it sends.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pacing: Pacing,
 }
 
 /// `sqlite`.
@@ -370,7 +374,10 @@ mod tests {
         .unwrap();
         assert_eq!(cli.json, Some(PathBuf::from("out.json")));
         let Command::Single(a) = cli.command else { panic!("single expected") };
-        assert_eq!((a.rate, a.timing.duration, a.population.users, a.population.streams), (Some(100.0), 5, 20, 5));
+        assert_eq!(
+            (a.pacing.rate, a.timing.duration, a.population.users, a.population.streams),
+            (Some(100.0), 5, 20, 5)
+        );
         assert_eq!((a.timing.warmup, a.population.drain, a.class), (5, 10, Class::Transactional));
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cli::Command;
+use crate::cli::{Command, Pacing};
 use crate::error::BenchError;
 use crate::machine::Machine;
 use crate::memory::MemoryReport;
@@ -205,14 +205,12 @@ fn format_rate(r: f64) -> String {
 
 /// What the load was, in one line.
 fn describe(command: &Command) -> String {
-    let pace = |rate: Option<f64>, c: u32| match rate {
+    let pace = |p: &Pacing| match p.rate {
         Some(r) => format!("{}/s on a fixed schedule", format_rate(r)),
-        None => format!("flat out, {c} in flight"),
+        None => format!("flat out, {} in flight", p.concurrency),
     };
     let (load, timing, population) = match command {
-        Command::Single(a) => {
-            (format!("{}, {}", a.class.as_str(), pace(a.rate, a.concurrency)), &a.timing, Some(&a.population))
-        }
+        Command::Single(a) => (format!("{}, {}", a.class.as_str(), pace(&a.pacing)), &a.timing, Some(&a.population)),
         Command::Batch(a) => (
             format!("{}, {} per batch, {} in flight", a.class.as_str(), a.batch_size, a.concurrency),
             &a.timing,
@@ -233,7 +231,7 @@ fn describe(command: &Command) -> String {
                 p.fanout
             );
         }
-        Command::Healthz(a) => (pace(a.rate, a.concurrency), &a.timing, None),
+        Command::Healthz(a) => (pace(&a.pacing), &a.timing, None),
         Command::Sqlite(_) => return String::new(),
     };
     let mut out = format!("{load}; {} s measured after {} s warmup", timing.duration, timing.warmup);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::Api;
-use crate::cli::{BacklogArgs, Cli, Command, Population, Timing};
+use crate::cli::{BacklogArgs, Cli, Command, Pacing, Population, Timing};
 use crate::error::BenchError;
 use crate::load::{Audience, Flow, Pace, Sender, Shot};
 use crate::memory::{self, MemoryReport};
@@ -56,13 +56,13 @@ impl Shape<'_> {
 }
 
 fn plan(command: &Command) -> Option<Plan<'_>> {
-    let pace = |rate: Option<f64>, concurrency: u32| rate.map_or(Pace::Closed(concurrency), Pace::Rate);
+    let pace = |p: &Pacing| p.rate.map_or(Pace::Closed(p.concurrency), Pace::Rate);
     Some(match command {
         Command::Single(a) => Plan {
-            flows: vec![Flow { shot: Shot::Single(a.class), pace: pace(a.rate, a.concurrency) }],
+            flows: vec![Flow { shot: Shot::Single(a.class), pace: pace(&a.pacing) }],
             shape: Shape::Timed(&a.timing),
             population: Some(&a.population),
-            max_in_flight: a.max_in_flight,
+            max_in_flight: a.pacing.max_in_flight,
         },
         Command::Batch(a) => Plan {
             flows: vec![Flow { shot: Shot::Batch(a.class, a.batch_size), pace: Pace::Closed(a.concurrency) }],
@@ -88,10 +88,10 @@ fn plan(command: &Command) -> Option<Plan<'_>> {
             max_in_flight: a.concurrency,
         },
         Command::Healthz(a) => Plan {
-            flows: vec![Flow { shot: Shot::Healthz, pace: pace(a.rate, a.concurrency) }],
+            flows: vec![Flow { shot: Shot::Healthz, pace: pace(&a.pacing) }],
             shape: Shape::Timed(&a.timing),
             population: None,
-            max_in_flight: a.max_in_flight,
+            max_in_flight: a.pacing.max_in_flight,
         },
         Command::Sqlite(_) => return None,
     })
