@@ -32,24 +32,27 @@ pub struct Outcome {
 
 /// A load subcommand reduced to what the run needs.
 struct Plan<'a> {
-    flows: Vec<Flow>,
     /// What to send: for a duration, or (`backlog`) a fixed count.
     shape: Shape<'a>,
     /// None for `healthz`, which needs no users, sink or streams.
     population: Option<&'a Population>,
-    max_in_flight: u32,
 }
 
 /// How a run sends.
 enum Shape<'a> {
-    Timed(&'a Timing),
+    /// The flows through warmup and measurement, at most `max_in_flight` requests at once.
+    Timed {
+        timing: &'a Timing,
+        flows: Vec<Flow>,
+        max_in_flight: u32,
+    },
     Backlog(&'a BacklogArgs),
 }
 
 impl Shape<'_> {
     fn pid(&self) -> Option<u32> {
         match self {
-            Shape::Timed(t) => t.pid,
+            Shape::Timed { timing, .. } => timing.pid,
             Shape::Backlog(a) => a.pid,
         }
     }
@@ -59,39 +62,42 @@ fn plan(command: &Command) -> Option<Plan<'_>> {
     let pace = |p: &Pacing| p.rate.map_or(Pace::Closed(p.concurrency), Pace::Rate);
     Some(match command {
         Command::Single(a) => Plan {
-            flows: vec![Flow { shot: Shot::Single(a.class), pace: pace(&a.pacing) }],
-            shape: Shape::Timed(&a.timing),
+            shape: Shape::Timed {
+                timing: &a.timing,
+                flows: vec![Flow { shot: Shot::Single(a.class), pace: pace(&a.pacing) }],
+                max_in_flight: a.pacing.max_in_flight,
+            },
             population: Some(&a.population),
-            max_in_flight: a.pacing.max_in_flight,
         },
         Command::Batch(a) => Plan {
-            flows: vec![Flow { shot: Shot::Batch(a.class, a.batch_size), pace: Pace::Closed(a.concurrency) }],
-            shape: Shape::Timed(&a.timing),
+            shape: Shape::Timed {
+                timing: &a.timing,
+                flows: vec![Flow { shot: Shot::Batch(a.class, a.batch_size), pace: Pace::Closed(a.concurrency) }],
+                max_in_flight: a.concurrency,
+            },
             population: Some(&a.population),
-            max_in_flight: a.concurrency,
         },
         Command::Mixed(a) => Plan {
-            flows: a
-                .mix
-                .0
-                .iter()
-                .map(|(class, rate)| Flow { shot: Shot::Single(*class), pace: Pace::Rate(*rate) })
-                .collect(),
-            shape: Shape::Timed(&a.timing),
+            shape: Shape::Timed {
+                timing: &a.timing,
+                flows: a
+                    .mix
+                    .0
+                    .iter()
+                    .map(|(class, rate)| Flow { shot: Shot::Single(*class), pace: Pace::Rate(*rate) })
+                    .collect(),
+                max_in_flight: a.max_in_flight,
+            },
             population: Some(&a.population),
-            max_in_flight: a.max_in_flight,
         },
-        Command::Backlog(a) => Plan {
-            flows: Vec::new(),
-            shape: Shape::Backlog(a),
-            population: Some(&a.population),
-            max_in_flight: a.concurrency,
-        },
+        Command::Backlog(a) => Plan { shape: Shape::Backlog(a), population: Some(&a.population) },
         Command::Healthz(a) => Plan {
-            flows: vec![Flow { shot: Shot::Healthz, pace: pace(&a.pacing) }],
-            shape: Shape::Timed(&a.timing),
+            shape: Shape::Timed {
+                timing: &a.timing,
+                flows: vec![Flow { shot: Shot::Healthz, pace: pace(&a.pacing) }],
+                max_in_flight: a.pacing.max_in_flight,
+            },
             population: None,
-            max_in_flight: a.pacing.max_in_flight,
         },
         Command::Sqlite(_) => return None,
     })
@@ -139,8 +145,10 @@ pub async fn load(cli: &Cli) -> Result<Outcome, BenchError> {
 
     let sampler = plan.shape.pid().map(memory::start).transpose()?;
     let sender = Sender::new(api.clone(), stats.clone(), audience);
-    let (mut figures, backlog) = match plan.shape {
-        Shape::Timed(t) => (timed(&stats, sender, &plan, t, plan.population).await, None),
+    let (mut figures, backlog) = match &plan.shape {
+        Shape::Timed { timing, flows, max_in_flight } => {
+            (timed(&stats, sender, timing, flows, *max_in_flight, plan.population).await, None)
+        }
         Shape::Backlog(a) => {
             let (figures, backlog) = drain_backlog(&stats, sender, a).await;
             (figures, Some(backlog))
@@ -163,8 +171,9 @@ pub async fn load(cli: &Cli) -> Result<Outcome, BenchError> {
 async fn timed(
     stats: &Arc<Stats>,
     sender: Sender,
-    plan: &Plan<'_>,
     t: &Timing,
+    flows: &[Flow],
+    max_in_flight: u32,
     population: Option<&Population>,
 ) -> LoadFigures {
     let start = stats.clock().now_us();
@@ -172,7 +181,7 @@ async fn timed(
     let until = from + t.duration * 1_000_000;
     stats.open(start, from, until);
     let bar = progress::start(stats.clone(), t.warmup, t.warmup + t.duration);
-    load::run(Arc::new(sender), &plan.flows, plan.max_in_flight, start, until).await;
+    load::run(Arc::new(sender), flows, max_in_flight, start, until).await;
 
     bar.draining();
     let drain_began = Instant::now();
