@@ -165,6 +165,9 @@ pub struct RecipientCounts {
     pub waiting: u64,
     /// Decided recipients by decision code.
     pub by_decision: std::collections::BTreeMap<String, u64>,
+    /// Deliveries not final yet: queued (including those waiting for a retry), sending, or on
+    /// standby as a transactional fallback.
+    pub open_deliveries: u64,
 }
 
 /// One recipient of a notification with its deliveries.

@@ -262,9 +262,8 @@ struct NotificationView {
     id: Uuid,
     template: String,
     class: herald_domain::Class,
-    /// `accepted` (nothing decided), `processing`, `waiting` (all decided, some deferred or batched),
-    /// `completed` or `cancelled`.
-    status: &'static str,
+    /// Where the notification stands; `completed` only once every delivery is final.
+    status: NotificationStatus,
     #[schema(value_type = String, format = DateTime)]
     created_at: jiff::Timestamp,
     recipients: Vec<RecipientView>,
@@ -275,13 +274,37 @@ struct NotificationView {
     counts: std::collections::BTreeMap<String, u64>,
 }
 
-fn status_of(cancelled: bool, counts: &RecipientCounts) -> &'static str {
-    match (cancelled, counts.processed, counts.pending, counts.waiting) {
-        (true, ..) => "cancelled",
-        (_, 0, p, _) if p > 0 => "accepted",
-        (_, _, p, _) if p > 0 => "processing",
-        (_, _, _, w) if w > 0 => "waiting",
-        _ => "completed",
+/// Where a notification stands, from its recipients' decisions and its deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum NotificationStatus {
+    /// Accepted; no recipient decided yet.
+    Accepted,
+    /// Some recipients decided, others not yet.
+    Processing,
+    /// Everyone decided; some wait for the end of quiet hours, a digest or a shed period.
+    Waiting,
+    /// Everyone decided; some deliveries are still queued, sending, retrying or on standby.
+    Delivering,
+    /// Every delivery is final: delivered, sent, failed, bounced or suppressed.
+    Completed,
+    /// Cancelled before everything was sent.
+    Cancelled,
+}
+
+impl NotificationStatus {
+    fn of(cancelled: bool, counts: &RecipientCounts) -> Self {
+        if cancelled {
+            Self::Cancelled
+        } else if counts.pending > 0 {
+            if counts.processed == 0 { Self::Accepted } else { Self::Processing }
+        } else if counts.waiting > 0 {
+            Self::Waiting
+        } else if counts.open_deliveries > 0 {
+            Self::Delivering
+        } else {
+            Self::Completed
+        }
     }
 }
 
@@ -335,7 +358,7 @@ async fn get_notification(
         id,
         template: n.template,
         class: n.class,
-        status: status_of(n.cancelled_at.is_some(), &counts),
+        status: NotificationStatus::of(n.cancelled_at.is_some(), &counts),
         created_at: n.created_at,
         recipients,
         next_cursor,
@@ -365,4 +388,24 @@ async fn cancel_notification(
     state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
     let cancelled = state.store.cancel_notification(id, state.clock.now()).await?;
     Ok(Json(Cancelled { id, cancelled }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pending: u64, processed: u64, waiting: u64, open_deliveries: u64) -> RecipientCounts {
+        RecipientCounts { pending, processed, waiting, open_deliveries, ..RecipientCounts::default() }
+    }
+
+    #[test]
+    fn completed_only_when_every_delivery_is_final() {
+        use NotificationStatus::*;
+        assert_eq!(NotificationStatus::of(false, &counts(2, 0, 0, 0)), Accepted);
+        assert_eq!(NotificationStatus::of(false, &counts(1, 1, 0, 1)), Processing);
+        assert_eq!(NotificationStatus::of(false, &counts(0, 2, 1, 1)), Waiting);
+        assert_eq!(NotificationStatus::of(false, &counts(0, 2, 0, 1)), Delivering);
+        assert_eq!(NotificationStatus::of(false, &counts(0, 2, 0, 0)), Completed);
+        assert_eq!(NotificationStatus::of(true, &counts(0, 2, 0, 1)), Cancelled);
+    }
 }

@@ -164,7 +164,7 @@ impl TestApp {
     pub async fn processed(&self, id: &str) -> Value {
         wait_for(&format!("notification {id} processed"), || async {
             let (_, n) = self.get(&format!("/v1/notifications/{id}")).await;
-            (n["status"] == "completed" || n["status"] == "waiting").then_some(n)
+            ["completed", "waiting", "delivering"].contains(&n["status"].as_str()?).then_some(n)
         })
         .await
     }

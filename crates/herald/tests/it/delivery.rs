@@ -98,10 +98,14 @@ async fn a_retry_waits_for_its_time_on_the_clock() {
     assert!(next >= at + SignedDuration::from_secs(600) && next <= at + SignedDuration::from_secs(660), "{next}");
     assert!(d["error"].as_str().unwrap().contains("503"));
     assert_eq!(r.hits.lock().unwrap().len(), 1);
+    let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
+    assert_eq!(n["status"], "delivering", "a delivery waiting for its retry is not completed: {n}");
     app.advance(SignedDuration::from_secs(661));
     let d = delivery_with(&app, &id, "webhook", "delivered").await;
     assert_eq!(d["attempts"], 2);
     assert_eq!(r.hits.lock().unwrap().len(), 2);
+    let (_, n) = app.get(&format!("/v1/notifications/{id}")).await;
+    assert_eq!(n["status"], "completed", "{n}");
 }
 
 /// A provider that answers 503 until it is told it is healthy.

@@ -8,6 +8,7 @@ mod engine;
 mod inbox;
 mod notifications;
 mod providers;
+mod readme;
 mod rest;
 mod twilio;
 mod webhook;

@@ -804,6 +804,13 @@ impl Store for SqliteStore {
                 }
             }
         }
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('queued', 'sending', 'standby')",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        counts.open_deliveries = open as u64;
         Ok(counts)
     }
 
