@@ -3,7 +3,7 @@
 //! database, so it can keep them exact: every write that touches them invalidates them when it
 //! commits, and while such a write is in flight nothing is served from (or added to) the cache,
 //! so a reader never sees a value older than the last committed write. Consent re-checked just
-//! before a send therefore reads the truth (DESIGN invariant 4). Both maps are bounded: when
+//! before a send therefore reads the truth. Both maps are bounded: when
 //! full, they start over.
 
 use std::collections::HashMap;
