@@ -198,9 +198,7 @@ impl Apns {
             | (403, "BadCertificate" | "BadCertificateEnvironment" | "Forbidden" | "MissingProviderToken") => {
                 Outcome::Failed(SendError::Transient { message, retry_after })
             }
-            (429, _) => Outcome::Failed(SendError::Transient { message, retry_after }),
-            _ if status.is_server_error() => Outcome::Failed(SendError::Transient { message, retry_after }),
-            _ => Outcome::Failed(SendError::Permanent(message)),
+            _ => Outcome::Failed(SendError::from_status(status, message, retry_after)),
         }
     }
 }

@@ -246,7 +246,7 @@ impl Fcm {
         // Either way no message can go out until the token endpoint answers: a refused key (rotated,
         // deleted) is the operator's to fix, and a transient failure opens the breaker and keeps the
         // deliveries for when it is, where a permanent one would dead-letter every push.
-        let message = if is_retryable(status) {
+        let message = if crate::asks_for_patience(status) {
             format!("token endpoint answered {status}: {detail}")
         } else {
             format!("service account refused: {status}: {detail}")
@@ -341,15 +341,9 @@ impl Fcm {
             "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL" => {
                 Outcome::Failed(SendError::Transient { message, retry_after })
             }
-            _ if is_retryable(status) => Outcome::Failed(SendError::Transient { message, retry_after }),
-            _ => Outcome::Failed(SendError::Permanent(message)),
+            _ => Outcome::Failed(SendError::from_status(status, message, retry_after)),
         }
     }
-}
-
-/// Statuses that ask for patience rather than a different request.
-fn is_retryable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 #[async_trait]

@@ -149,6 +149,24 @@ pub enum SendError {
     },
 }
 
+/// Whether an HTTP status asks for patience (408, 429, 5xx) rather than a different request.
+pub fn asks_for_patience(status: reqwest::StatusCode) -> bool {
+    use reqwest::StatusCode;
+    status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+impl SendError {
+    /// The one reading of an HTTP refusal that a provider does not explain further: transient
+    /// when the status [asks for patience](asks_for_patience), else permanent.
+    pub fn from_status(status: reqwest::StatusCode, message: String, retry_after: Option<u64>) -> Self {
+        if asks_for_patience(status) {
+            SendError::Transient { message, retry_after }
+        } else {
+            SendError::Permanent(message)
+        }
+    }
+}
+
 /// Why a provider says an address must not be tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressBlock {
@@ -245,5 +263,18 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER), "a hostile value is capped");
         headers.insert(RETRY_AFTER, "Sat, 01 Jan 2050 00:00:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn one_reading_of_an_http_refusal() {
+        use reqwest::StatusCode;
+        for patient in [408, 429, 500, 502, 503, 504] {
+            let e = SendError::from_status(StatusCode::from_u16(patient).unwrap(), "m".into(), Some(3));
+            assert_eq!(e, SendError::Transient { message: "m".into(), retry_after: Some(3) }, "{patient}");
+        }
+        for refused in [400, 401, 403, 404, 410, 413, 422] {
+            let e = SendError::from_status(StatusCode::from_u16(refused).unwrap(), "m".into(), None);
+            assert_eq!(e, SendError::Permanent("m".into()), "{refused}");
+        }
     }
 }

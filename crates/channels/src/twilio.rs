@@ -207,16 +207,14 @@ fn classify(status: StatusCode, text: &str, retry_after: Option<u64>) -> SendErr
     if let Some(block) = code.and_then(block) {
         return SendError::Unreachable { message, block };
     }
-    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-        || code == Some(CODE_TOO_MANY_REQUESTS)
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        // Rejected credentials (or a suspended account) fail every message alike: the operator
-        // must act, and retrying lets the circuit breaker open for the whole provider meanwhile,
-        // where a permanent error would dead-letter each notification one by one.
-        || status == StatusCode::UNAUTHORIZED
-        || status == StatusCode::FORBIDDEN;
-    if retryable { SendError::Transient { message, retry_after } } else { SendError::Permanent(message) }
+    // Rejected credentials (or a suspended account) fail every message alike: the operator must
+    // act, and retrying lets the circuit breaker open for the whole provider meanwhile, where a
+    // permanent error would dead-letter each notification one by one.
+    let config = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+    if config || code == Some(CODE_TOO_MANY_REQUESTS) {
+        return SendError::Transient { message, retry_after };
+    }
+    SendError::from_status(status, message, retry_after)
 }
 
 /// The block a Twilio error code puts on the number, from a refused request or a delivery report.

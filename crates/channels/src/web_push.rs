@@ -242,10 +242,7 @@ impl WebPush {
             // RFC 8030 section 7.3: the subscription expired or was cancelled.
             404 | 410 => Err(SendError::Gone { message, devices: vec![device_id] }),
             413 => Err(SendError::Permanent(format!("payload too large ({message})"))),
-            // 408 and 429 ask for patience; other 4xx will not change on retry.
-            408 | 429 => Err(SendError::Transient { message, retry_after }),
-            _ if status.is_server_error() => Err(SendError::Transient { message, retry_after }),
-            _ => Err(SendError::Permanent(message)),
+            _ => Err(SendError::from_status(status, message, retry_after)),
         }
     }
 }

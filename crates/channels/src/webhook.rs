@@ -55,13 +55,7 @@ impl WebhookProvider {
             return Ok(());
         }
         let retry_after = crate::retry_after(resp.headers());
-        let message = format!("endpoint answered {status}");
-        // 408 and 429 are the endpoint asking for patience; other 4xx will not change on retry.
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(SendError::Transient { message, retry_after })
-        } else {
-            Err(SendError::Permanent(message))
-        }
+        Err(SendError::from_status(status, format!("endpoint answered {status}"), retry_after))
     }
 }
 
