@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let config = config()?;
             open_store(&config, OpenMode::Create).await?;
             let path = herald_store::database_path(&config.database_url, &config.data_dir)?;
-            out(format!("database is up to date ({})", shown(&path)));
+            out(format!("database is up to date ({})", std::path::absolute(&path).unwrap_or(path).display()));
         }
         Command::Config(ConfigCommand::Check) => check(cli.config.as_deref(), &config()?)?,
         Command::Keys(k) => keys(k, &config()?).await?,
