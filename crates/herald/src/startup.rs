@@ -94,7 +94,11 @@ impl Application {
         extra: BTreeMap<String, Arc<dyn Provider>>,
     ) -> Result<Self, StartupError> {
         herald_channels::init_tls();
-        let Built { runtime: mut runtime_config, vapid_public_key, twilio } = runtime_config(&config, extra)?;
+        let vapid = VapidKey::load_or_create(&vapid_path(&config)).map_err(config_error)?;
+        let Built { runtime: mut runtime_config, vapid_public_key, twilio } = runtime_config(&config, extra, vapid)?;
+        for chain in config.provider_chains() {
+            tracing::info!(channel = %chain.channel, providers = %chain.names.join(","), "{chain}");
+        }
         let store = herald_store::open(&config.database_url, &config.data_dir).await?;
         let unsubscribe = UnsubscribeLinks::new(&config.public_url, secret(&store, "unsubscribe_key").await?);
         runtime_config.unsubscribe = Some(unsubscribe.clone());
@@ -157,15 +161,44 @@ struct Built {
     twilio: Option<TwilioHooks>,
 }
 
+/// Checks `config` as [`Application::build`] would, building every provider (reading their key
+/// files), without opening the store, binding the address or writing a file.
+pub fn check(config: &Config) -> Result<(), StartupError> {
+    herald_channels::init_tls();
+    let path = vapid_path(config);
+    let vapid = if path.exists() {
+        VapidKey::load_or_create(&path).map_err(config_error)?
+    } else {
+        // `serve` creates the key at `path`; a throwaway one stands in for it here.
+        let scratch = std::env::temp_dir().join(format!("herald-check-{}.pem", uuid::Uuid::now_v7()));
+        let key = VapidKey::load_or_create(&scratch).map_err(config_error);
+        let _ = std::fs::remove_file(&scratch);
+        key?
+    };
+    runtime_config(config, BTreeMap::new(), vapid)?;
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        return Err(config_error(format!("data_dir {} is not a directory", config.data_dir.display())));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(config.listen.as_str())
+        .map_err(|e| config_error(format!("listen {:?} is not an address to listen on: {e}", config.listen)))?;
+    Ok(())
+}
+
+/// The VAPID key file. It exists whatever the web push provider, so browsers can subscribe before
+/// web push is switched on; a relative path is in the data directory, where it is made when absent.
+fn vapid_path(config: &Config) -> std::path::PathBuf {
+    let name = config.channels.web_push.vapid_private_key_path.as_deref();
+    config.data_dir.join(name.unwrap_or(std::path::Path::new("vapid.pem")))
+}
+
 /// Resolves each channel's provider names, in failover order, and builds them.
-fn runtime_config(config: &Config, extra: BTreeMap<String, Arc<dyn Provider>>) -> Result<Built, StartupError> {
+fn runtime_config(
+    config: &Config,
+    extra: BTreeMap<String, Arc<dyn Provider>>,
+    vapid: VapidKey,
+) -> Result<Built, StartupError> {
     let settings: BTreeMap<_, _> = config.channel_settings().into_iter().collect();
     let dev: Arc<dyn Provider> = Arc::new(DevOutbox::new(&config.data_dir));
-    // The key exists whatever the web push provider, so browsers can subscribe before it is switched on.
-    // A relative path is in the data directory, where the key is generated when absent.
-    let vapid_name = config.channels.web_push.vapid_private_key_path.as_deref();
-    let vapid_path = config.data_dir.join(vapid_name.unwrap_or(std::path::Path::new("vapid.pem")));
-    let vapid = VapidKey::load_or_create(&vapid_path).map_err(config_error)?;
     let mut providers = BTreeMap::new();
     for (channel, section) in config.channel_configs() {
         let timeout = settings.get(&channel).map_or(Duration::from_secs(15), |s| s.timeout);
@@ -220,7 +253,7 @@ fn real_provider(
         (Channel::Email, "smtp") => {
             let smtp = section.smtp.clone().unwrap_or_default();
             let from = section.from.clone().ok_or_else(|| missing("from"))?;
-            let ca_pem = smtp.ca_path.as_deref().map(read_file).transpose()?;
+            let ca_pem = smtp.ca_path.as_deref().map(|p| read_file("channels.email.smtp.ca_path", p)).transpose()?;
             let smtp_config = SmtpConfig {
                 host: smtp.host,
                 port: smtp.port,
@@ -238,7 +271,7 @@ fn real_provider(
                     Apns::new(
                         ApnsConfig {
                             endpoint: a.endpoint.clone(),
-                            key_pem: read_file(&a.key_path)?,
+                            key_pem: read_file("channels.push.apns.key_path", &a.key_path)?,
                             key_id: a.key_id.clone(),
                             team_id: a.team_id.clone(),
                             topic: a.topic.clone(),
@@ -254,7 +287,10 @@ fn real_provider(
                     Fcm::new(
                         FcmConfig {
                             endpoint: f.endpoint.clone(),
-                            service_account_json: read_file(&f.service_account_path)?,
+                            service_account_json: read_file(
+                                "channels.push.fcm.service_account_path",
+                                &f.service_account_path,
+                            )?,
                         },
                         timeout,
                     )
@@ -297,13 +333,13 @@ fn real_provider(
     })
 }
 
-/// A file the configuration names, read whole.
-fn read_file(path: &std::path::Path) -> Result<String, StartupError> {
-    std::fs::read_to_string(path).map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))
+/// A file the configuration names at `key`, read whole.
+fn read_file(key: &str, path: &std::path::Path) -> Result<String, StartupError> {
+    std::fs::read_to_string(path).map_err(|e| config_error(format!("{key}: cannot read {}: {e}", path.display())))
 }
 
 fn config_error(message: impl Into<String>) -> StartupError {
-    StartupError::Config(crate::config::ConfigError(message.into()))
+    StartupError::Config(crate::config::ConfigError::Invalid(message.into()))
 }
 
 /// A 32-byte key kept in the store, made at first start.
@@ -313,7 +349,7 @@ async fn secret(store: &Arc<dyn Store>, name: &str) -> Result<Arc<[u8]>, Startup
     Ok(store.secret(name, key).await?.into())
 }
 
-/// Opens (and so migrates) the store named by the configuration.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
-    Ok(herald_store::open(&config.database_url, &config.data_dir).await?)
+/// Opens (and so migrates) the store named by the configuration, creating it only if `mode` says so.
+pub async fn open_store(config: &Config, mode: herald_store::OpenMode) -> Result<Arc<dyn Store>, StartupError> {
+    Ok(herald_store::open_with(&config.database_url, &config.data_dir, mode).await?)
 }

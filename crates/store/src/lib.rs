@@ -4,7 +4,8 @@
 pub mod records;
 pub mod sqlite;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,6 +35,17 @@ pub enum StoreError {
     /// The writer has stopped (shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// Opened with [`OpenMode::Existing`] where there is no database.
+    #[error("no database at {}", .0.display())]
+    NoDatabase(PathBuf),
+    /// An active API key already has this name.
+    #[error("a key named {name} exists (id {id})")]
+    ApiKeyNameTaken {
+        /// The name asked for.
+        name: String,
+        /// The active key that has it.
+        id: Uuid,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -60,12 +72,12 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a named secret, creating it with `init` the first time (atomically).
     async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>>;
 
-    /// Stores a new API key by hash.
+    /// Stores a new API key by hash; [`StoreError::ApiKeyNameTaken`] when an active key has its name.
     async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
     /// Lists API keys, newest first.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
-    /// Revokes a key by id or name; false when no active key matched.
-    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Revokes the active key with this id, else the one with this name; the key revoked, if any.
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>>;
     /// The active key with this hash, if any.
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
 
@@ -202,17 +214,43 @@ pub trait Store: Send + Sync + 'static {
     async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>>;
 }
 
-/// Opens the store named by `database_url` (empty: SQLite under `data_dir`) and migrates it.
+/// Whether opening may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the database (and the data directory) when absent: `serve` and `migrate`.
+    Create,
+    /// Only open a database that is there ([`StoreError::NoDatabase`] otherwise): commands that
+    /// would leave a stray empty database behind when pointed at the wrong place.
+    Existing,
+}
+
+/// Opens the store named by `database_url` (empty: SQLite under `data_dir`), creating it when
+/// absent, and migrates it.
 pub async fn open(database_url: &str, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
-    if database_url.is_empty() || database_url.starts_with("sqlite:") {
-        let url = if database_url.is_empty() {
-            std::fs::create_dir_all(data_dir)
-                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", data_dir.display())))?;
-            format!("sqlite://{}", data_dir.join("herald.db").display())
-        } else {
-            database_url.to_owned()
-        };
-        Ok(Arc::new(sqlite::SqliteStore::open(&url).await?))
+    open_with(database_url, data_dir, OpenMode::Create).await
+}
+
+/// As [`open`], creating the database only when `mode` says so.
+pub async fn open_with(database_url: &str, data_dir: &Path, mode: OpenMode) -> StoreResult<Arc<dyn Store>> {
+    let url = sqlite_url(database_url, data_dir)?;
+    if database_url.is_empty() && mode == OpenMode::Create {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", data_dir.display())))?;
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open(&url, mode).await?))
+}
+
+/// The file the database lives in, without opening it.
+pub fn database_path(database_url: &str, data_dir: &Path) -> StoreResult<PathBuf> {
+    let url = sqlite_url(database_url, data_dir)?;
+    Ok(sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_path_buf())
+}
+
+fn sqlite_url(database_url: &str, data_dir: &Path) -> StoreResult<String> {
+    if database_url.is_empty() {
+        Ok(format!("sqlite://{}", data_dir.join("herald.db").display()))
+    } else if database_url.starts_with("sqlite:") {
+        Ok(database_url.to_owned())
     } else {
         Err(StoreError::Unsupported(format!(
             "{database_url} (this build stores in SQLite; leave database_url empty or use sqlite://PATH)"

@@ -109,7 +109,7 @@ pub fn decrypt(ua_secret: &SecretKey, auth: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 /// Decrypts with the `http_ece` Python package; `None` when it is not installed, which CI
-/// forbids through `HERALD_REQUIRE_WEB_PUSH_REFERENCE`.
+/// forbids through `TESTKIT_REQUIRE_WEB_PUSH_REFERENCE`.
 pub fn reference_decrypt(ua_secret: &SecretKey, auth: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let script = r#"
 import base64, json, sys
@@ -121,7 +121,7 @@ key = ec.derive_private_key(int.from_bytes(b(d["private"]), "big"), ec.SECP256R1
 plain = http_ece.decrypt(b(d["body"]), private_key=key, auth_secret=b(d["auth"]), version="aes128gcm")
 sys.stdout.write(base64.urlsafe_b64encode(plain).decode())
 "#;
-    if !crate::python::available("http_ece", "HERALD_REQUIRE_WEB_PUSH_REFERENCE") {
+    if !crate::python::available("http_ece", "TESTKIT_REQUIRE_WEB_PUSH_REFERENCE") {
         return None;
     }
     let input = json!({

@@ -1,6 +1,7 @@
 //! Herald's integration tests: each starts the real application on port 0 (or the real binary,
 //! for crash tests) and talks HTTP to it.
 
+mod cli;
 mod common;
 mod crash;
 mod delivery;

@@ -115,7 +115,7 @@ print("verified")
         }
     });
     // CI installs the library and sets the variable, so there the cross-check can never be skipped.
-    if !herald_testkit::python::available("standardwebhooks", "HERALD_REQUIRE_WEBHOOK_REFERENCE") {
+    if !herald_testkit::python::available("standardwebhooks", "TESTKIT_REQUIRE_WEBHOOK_REFERENCE") {
         return;
     }
     let out = herald_testkit::python::run(script, &input);

@@ -7,6 +7,7 @@ mod decide;
 mod deliveries;
 mod feedback;
 mod fold;
+mod keys;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,7 @@ use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use crate::records::*;
-use crate::{Store, StoreError, StoreResult, from_ms, to_ms};
+use crate::{OpenMode, Store, StoreError, StoreResult, from_ms, to_ms};
 use cache::{Cache, Touches};
 use fold::Fold;
 use writer::Writer;
@@ -48,6 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_delivery.sql")),
     (4, include_str!("../../migrations/sqlite/0004_inbox_counts.sql")),
     (5, include_str!("../../migrations/sqlite/0005_lean_inbox.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_unique_key_names.sql")),
 ];
 
 /// The SQLite store.
@@ -75,10 +77,10 @@ fn opt_ms(v: Option<i64>) -> Option<Timestamp> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `url`.
-    pub async fn open(url: &str) -> StoreResult<Self> {
+    /// Opens (creating it if `mode` allows) and migrates the database at `url`.
+    pub async fn open(url: &str, mode: OpenMode) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(mode == OpenMode::Create)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an answered write survives power loss too, not just a process crash.
             .synchronous(SqliteSynchronous::Full)
@@ -89,6 +91,9 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // A larger WAL between checkpoints writes hot pages back to the database less often.
             .pragma("wal_autocheckpoint", "8000");
+        if mode == OpenMode::Existing && !opts.get_filename().exists() {
+            return Err(StoreError::NoDatabase(opts.get_filename().to_path_buf()));
+        }
         let mut conn = opts.connect().await?;
         migrate(&mut conn).await?;
         // Readers start each transaction with an empty cache when the database changed since
@@ -431,21 +436,12 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
-                        .bind(key.id.to_string())
-                        .bind(&key.name)
-                        .bind(&key.prefix)
-                        .bind(&key.hash)
-                        .bind(to_ms(key.created_at))
-                        .execute(c)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
+        let name = key.name.clone();
+        let taken = self.writer.write(move |c| Box::pin(async move { keys::create(c, &key).await })).await?;
+        match taken {
+            Some(id) => Err(StoreError::ApiKeyNameTaken { name, id }),
+            None => Ok(()),
+        }
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
@@ -457,23 +453,9 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool> {
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
         let target = id_or_name.to_owned();
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    let r = sqlx::query(
-                        "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
-                    )
-                    .bind(to_ms(now))
-                    .bind(&target)
-                    .bind(&target)
-                    .execute(c)
-                    .await?;
-                    Ok(r.rows_affected() > 0)
-                })
-            })
-            .await
+        self.writer.write(move |c| Box::pin(async move { keys::revoke(c, &target, now).await })).await
     }
 
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {

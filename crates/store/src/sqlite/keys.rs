@@ -1,0 +1,145 @@
+//! API keys. An active key's name is unique (a partial unique index), so a name given to
+//! `revoke` means one key, and a revoked key's name can be used again.
+
+use jiff::Timestamp;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{api_key_row, parse_uuid};
+use crate::records::ApiKeyRecord;
+use crate::{StoreResult, to_ms};
+
+/// Inserts `key`, unless an active key has its name: then that key's id, and nothing is written.
+pub(super) async fn create(conn: &mut SqliteConnection, key: &ApiKeyRecord) -> StoreResult<Option<Uuid>> {
+    // Looked up in the same write as the insert (the writer is the only one): a clash is an
+    // answer, not a failed statement that would roll back the writes sharing the transaction.
+    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL")
+        .bind(&key.name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(id) = taken {
+        return Ok(Some(parse_uuid(&id)?));
+    }
+    sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(key.id.to_string())
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(to_ms(key.created_at))
+        .execute(conn)
+        .await?;
+    Ok(None)
+}
+
+/// Revokes the active key whose id is `target`, else the active key named `target`; returns it.
+pub(super) async fn revoke(
+    conn: &mut SqliteConnection,
+    target: &str,
+    now: Timestamp,
+) -> StoreResult<Option<ApiKeyRecord>> {
+    // A name that happens to be another key's id loses to the id.
+    let row = sqlx::query(
+        "UPDATE api_keys SET revoked_at = ?1 WHERE id = (
+             SELECT id FROM api_keys WHERE revoked_at IS NULL AND (id = ?2 OR name = ?2)
+             ORDER BY id = ?2 DESC LIMIT 1
+         ) RETURNING *",
+    )
+    .bind(to_ms(now))
+    .bind(target)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(api_key_row).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::{OpenMode, Store, StoreError};
+
+    fn key(name: &str, n: u8) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            prefix: format!("hk_{n:05}"),
+            hash: vec![n; 32],
+            created_at: Timestamp::from_second(1_700_000_000 + i64::from(n)).unwrap(),
+            revoked_at: None,
+        }
+    }
+
+    fn url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}", dir.path().join("herald.db").display())
+    }
+
+    #[tokio::test]
+    async fn an_active_name_is_taken_until_its_key_is_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&url(&dir), OpenMode::Create).await.unwrap();
+        let first = key("ci", 1);
+        store.create_api_key(first.clone()).await.unwrap();
+        match store.create_api_key(key("ci", 2)).await {
+            Err(StoreError::ApiKeyNameTaken { name, id }) => assert_eq!((name.as_str(), id), ("ci", first.id)),
+            other => panic!("expected the name to be taken, got {other:?}"),
+        }
+        store.create_api_key(key("deploy", 3)).await.unwrap();
+
+        let revoked = store.revoke_api_key("ci", Timestamp::now()).await.unwrap().expect("revoked by name");
+        assert_eq!((revoked.id, revoked.prefix.as_str()), (first.id, "hk_00001"));
+        assert!(revoked.revoked_at.is_some());
+        assert!(store.revoke_api_key("ci", Timestamp::now()).await.unwrap().is_none(), "nothing active is left");
+
+        let again = key("ci", 4);
+        store.create_api_key(again.clone()).await.unwrap();
+        let by_id = store.revoke_api_key(&again.id.to_string(), Timestamp::now()).await.unwrap();
+        assert_eq!(by_id.map(|k| k.id), Some(again.id));
+        assert_eq!(store.list_api_keys().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_older_database_with_duplicate_names_keeps_every_key_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let (older, newer) = (key("ci", 1), key("ci", 2));
+        {
+            let store = SqliteStore::open(&url(&dir), OpenMode::Create).await.unwrap();
+            store.create_api_key(older.clone()).await.unwrap();
+        }
+        // The database as it was before names were unique: two active keys called `ci`.
+        let mut conn = sqlx::SqliteConnection::connect(&url(&dir)).await.unwrap();
+        sqlx::raw_sql("DROP INDEX api_keys_active_name; DELETE FROM herald_migrations WHERE version = 6")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(newer.id.to_string())
+            .bind(&newer.name)
+            .bind(&newer.prefix)
+            .bind(&newer.hash)
+            .bind(to_ms(newer.created_at))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(&url(&dir), OpenMode::Existing).await.unwrap();
+        let names: Vec<(Uuid, String)> =
+            store.list_api_keys().await.unwrap().into_iter().map(|k| (k.id, k.name)).collect();
+        assert_eq!(names, vec![(newer.id, "ci".into()), (older.id, "ci-hk_00001".into())]);
+        assert!(store.find_api_key(&older.hash).await.unwrap().is_some(), "the older key still works");
+    }
+
+    #[tokio::test]
+    async fn opening_an_existing_database_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere");
+        let url = format!("sqlite://{}", missing.join("herald.db").display());
+        match SqliteStore::open(&url, OpenMode::Existing).await {
+            Err(StoreError::NoDatabase(path)) => assert_eq!(path, missing.join("herald.db")),
+            Err(e) => panic!("expected no database, got {e}"),
+            Ok(_) => panic!("expected no database, got a store"),
+        }
+        assert!(!missing.exists());
+    }
+}
