@@ -9,7 +9,7 @@ use herald_domain::user::User;
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
 
-use super::parse_uuid;
+use super::rows::parse_uuid;
 use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
 use crate::{StoreResult, to_ms};
 

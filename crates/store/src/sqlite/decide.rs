@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{INBOX_COLUMNS, collapse, device_row, from_ms, inbox_row, notification_row, opt_ms, parse_user, schedule};
+use super::rows::{INBOX_COLUMNS, device_row, inbox_row, notification_row, opt_ms, parse_user};
+use super::writes::{collapse, schedule};
+use crate::from_ms;
 use crate::records::{DeviceRecord, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState};
 use crate::{StoreError, StoreResult, to_ms};
 

@@ -8,9 +8,14 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
 
-use super::{hand_over, parse_user};
-use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryUpdate, Updated};
-use crate::{StoreError, StoreResult, to_ms};
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use super::feedback;
+use super::rows::{DELIVERY_COLUMNS, delivery_row, parse_user};
+use super::writes::hand_over;
+use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
+use crate::{DeliveryStore, StoreError, StoreResult, to_ms};
 
 /// Marks the deliveries `sending` and counts their attempts, unless closed or over a limit; see
 /// [`crate::Store::begin_attempt`]. Limits count first dispatches, the batch's own included.
@@ -196,4 +201,30 @@ pub(super) async fn update_deliveries(
         return Err(StoreError::Corrupt("delivery results went missing".into()));
     }
     Ok(out)
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect()
+    }
+
+    async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
+        self.begins.call(b).await
+    }
+
+    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated> {
+        self.writer.write(move |c| Box::pin(async move { feedback::provider_status(c, &report).await })).await
+    }
+
+    async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
+        self.results.call(u).await
+    }
 }

@@ -6,9 +6,16 @@ use herald_domain::Channel;
 use herald_domain::reason::{Decision, Reason};
 use sqlx::{Row, SqliteConnection};
 
-use super::{hand_over, insert_audit, parse_user, parse_uuid, stand_down};
-use crate::records::{AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus, Updated};
-use crate::{StoreError, StoreResult, to_ms};
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use super::cache::Touches;
+use super::rows::{parse_user, parse_uuid};
+use super::writes::{hand_over, insert_audit, stand_down};
+use crate::records::{
+    AddressBlockRecord, AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus, Updated,
+};
+use crate::{FeedbackStore, StoreError, StoreResult, from_ms, to_ms};
 
 /// The profile field that holds a channel's contact address, for the channels that have one.
 fn contact_path(channel: Channel) -> Option<&'static str> {
@@ -161,4 +168,52 @@ pub(super) async fn provider_status(c: &mut SqliteConnection, r: &ProviderStatus
         }
     };
     Ok(Updated::Recorded(next))
+}
+
+#[async_trait]
+impl FeedbackStore for SqliteStore {
+    async fn apply_feedback(&self, f: Feedback) -> StoreResult<FeedbackOutcome> {
+        let _touch = self.cache.write(Touches::Everything);
+        self.writer.write(move |c| Box::pin(async move { apply(c, &f).await })).await
+    }
+
+    async fn address_blocks(
+        &self,
+        channel: Option<Channel>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AddressBlockRecord)>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT rowid, channel, address, kind, created_at FROM address_blocks \
+             WHERE (?1 IS NULL OR channel = ?1) AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+        )
+        .bind(channel.map(Channel::as_str))
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, channel, address, kind, at)| {
+                let channel = channel.parse().map_err(StoreError::Corrupt)?;
+                Ok((seq, AddressBlockRecord { channel, address, kind, created_at: from_ms(at) }))
+            })
+            .collect()
+    }
+
+    async fn remove_address_block(&self, channel: Channel, address: &str) -> StoreResult<bool> {
+        let address = address.to_owned();
+        let _touch = self.cache.write(Touches::Everything);
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query("DELETE FROM address_blocks WHERE channel = ? AND address = ?")
+                        .bind(channel.as_str())
+                        .bind(&address)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(r.rows_affected() > 0)
+                })
+            })
+            .await
+    }
 }

@@ -5,9 +5,12 @@ use jiff::Timestamp;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{api_key_row, parse_uuid};
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use super::rows::{api_key_row, parse_uuid};
 use crate::records::ApiKeyRecord;
-use crate::{StoreResult, to_ms};
+use crate::{KeyStore, StoreError, StoreResult, to_ms};
 
 /// Inserts `key`, unless an active key has its name: then that key's id, and nothing is written.
 pub(super) async fn create(conn: &mut SqliteConnection, key: &ApiKeyRecord) -> StoreResult<Option<Uuid>> {
@@ -57,7 +60,7 @@ mod tests {
 
     use super::*;
     use crate::sqlite::SqliteStore;
-    use crate::{OpenMode, Store, StoreError};
+    use crate::{OpenMode, StoreError};
 
     fn key(name: &str, n: u8) -> ApiKeyRecord {
         ApiKeyRecord {
@@ -141,5 +144,65 @@ mod tests {
             Ok(_) => panic!("expected no database, got a store"),
         }
         assert!(!missing.exists());
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                        .bind(&name)
+                        .bind(init)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                        .bind(&name)
+                        .fetch_one(&mut *c)
+                        .await?)
+                })
+            })
+            .await
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        let name = key.name.clone();
+        let taken = self.writer.write(move |c| Box::pin(async move { create(c, &key).await })).await?;
+        match taken {
+            Some(id) => Err(StoreError::ApiKeyNameTaken { name, id }),
+            None => Ok(()),
+        }
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_key_row)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
+        let target = id_or_name.to_owned();
+        self.writer.write(move |c| Box::pin(async move { revoke(c, &target, now).await })).await
+    }
+
+    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_key_row)
+            .transpose()
     }
 }

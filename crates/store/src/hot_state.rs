@@ -1,0 +1,45 @@
+//! Per-user hot state the engine decides with: duplicate keys, the interruptions that cap windows
+//! and breakthrough budgets count, and the pending digest.
+//!
+//! What every backend must guarantee, per user and across nodes: the reads a decision is made from
+//! and the record of that decision (`RecipientStore::record_outcomes`, [`HotState::record_flush`])
+//! see each other in order. Two decisions for one user never both spend the last slot of a cap
+//! window or a budget, and a flush never sends a digest item twice or loses one: an item batched
+//! while a flush runs is either in that digest or in the next. The embedded backend gets this from
+//! one decider per user (the runtime's lanes) and one writer; a shared backend must make each change
+//! one atomic step keyed by user (a transaction or a script), whatever node runs it.
+
+use async_trait::async_trait;
+use herald_domain::UserId;
+use jiff::Timestamp;
+
+use crate::StoreResult;
+use crate::records::*;
+
+/// Per-user hot state the engine decides with (see the module for the atomicity it promises).
+#[async_trait]
+pub trait HotState: Send + Sync + 'static {
+    /// Which of the `(user, fingerprint, seq)` asks are duplicates: the user got a notification
+    /// with that fingerprint since `since`, before recipient `seq`. Answers with their seqs.
+    async fn seen_recently(
+        &self,
+        asks: &[(UserId, String, i64)],
+        since: Timestamp,
+    ) -> StoreResult<std::collections::HashSet<i64>>;
+
+    /// The users' interruptions since `since`, oldest first.
+    async fn interruptions(
+        &self,
+        users: &[UserId],
+        since: Timestamp,
+    ) -> StoreResult<std::collections::HashMap<UserId, Vec<herald_domain::decision::Interruption>>>;
+
+    /// The user's pending digest, oldest first.
+    async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>>;
+
+    /// Records a digest flush atomically.
+    async fn record_flush(&self, outcome: FlushOutcome) -> StoreResult<()>;
+
+    /// Makes the user's digest due no later than `at`.
+    async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
+}

@@ -1,0 +1,22 @@
+//! A notification's recipients and the decisions recorded for them.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::StoreResult;
+use crate::records::*;
+
+/// A notification's recipients and the decisions recorded for them.
+#[async_trait]
+pub trait RecipientStore: Send + Sync + 'static {
+    /// A page of a notification's recipients with their deliveries.
+    async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>>;
+
+    /// Counts of a notification's recipients by state and decision.
+    async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts>;
+
+    /// Records the decisions for recipients with their inbox items, deliveries and audit, atomically,
+    /// one result per outcome in order: `None` when the claim was lost meanwhile (cancelled,
+    /// collapsed), and then nothing was recorded for it.
+    async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>>;
+}
