@@ -54,6 +54,66 @@ pub(super) async fn revoke(
     row.as_ref().map(api_key_row).transpose()
 }
 
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                        .bind(&name)
+                        .bind(init)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                        .bind(&name)
+                        .fetch_one(&mut *c)
+                        .await?)
+                })
+            })
+            .await
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        let name = key.name.clone();
+        let taken = self.writer.write(move |c| Box::pin(async move { create(c, &key).await })).await?;
+        match taken {
+            Some(id) => Err(StoreError::ApiKeyNameTaken { name, id }),
+            None => Ok(()),
+        }
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_key_row)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
+        let target = id_or_name.to_owned();
+        self.writer.write(move |c| Box::pin(async move { revoke(c, &target, now).await })).await
+    }
+
+    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_key_row)
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::Connection;
@@ -144,65 +204,5 @@ mod tests {
             Ok(_) => panic!("expected no database, got a store"),
         }
         assert!(!missing.exists());
-    }
-}
-
-#[async_trait]
-impl KeyStore for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>> {
-        let name = name.to_owned();
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-                        .bind(&name)
-                        .bind(init)
-                        .execute(&mut *c)
-                        .await?;
-                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-                        .bind(&name)
-                        .fetch_one(&mut *c)
-                        .await?)
-                })
-            })
-            .await
-    }
-
-    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
-        let name = key.name.clone();
-        let taken = self.writer.write(move |c| Box::pin(async move { create(c, &key).await })).await?;
-        match taken {
-            Some(id) => Err(StoreError::ApiKeyNameTaken { name, id }),
-            None => Ok(()),
-        }
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(api_key_row)
-            .collect()
-    }
-
-    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
-        let target = id_or_name.to_owned();
-        self.writer.write(move |c| Box::pin(async move { revoke(c, &target, now).await })).await
-    }
-
-    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(api_key_row)
-            .transpose()
     }
 }
