@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod delivery;
 mod engine;
+mod errors;
 mod inbox;
 mod notifications;
 mod providers;
