@@ -9,6 +9,7 @@ mod engine;
 mod errors;
 mod inbox;
 mod notifications;
+mod outbound;
 mod providers;
 mod rest;
 mod twilio;
