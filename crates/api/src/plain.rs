@@ -16,6 +16,10 @@ pub(crate) fn field_error(root: &str, path: &str, message: &str) -> FieldError {
     } else if message.starts_with("unknown field `") {
         // Serde's path already ends with the unknown field's name.
         (here, "is not a field of this request".to_owned())
+    } else if path == "." && (message.starts_with("invalid type: ") || message.starts_with("invalid value: ")) {
+        // Inputs are objects, so a wrong value "at the root" is one whose path serde lost (inside
+        // an internally tagged enum such as a device): say so rather than blame the whole input.
+        (here, format!("has a field that {}", must_be(message)))
     } else {
         (here, must_be(message))
     };
@@ -165,11 +169,12 @@ mod tests {
             ("", ".", "duplicate field `limit`", "limit", "is given more than once"),
             (
                 "notifications[2]",
-                ".",
-                "invalid type: integer `1`, expected a map",
-                "notifications[2]",
-                "must be a JSON object",
+                "to",
+                "invalid type: integer `1`, expected a sequence",
+                "notifications[2].to",
+                "must be a list",
             ),
+            ("", ".", "invalid type: integer `5`, expected a string", "body", "has a field that must be a string"),
             ("notifications[2]", "template", "missing field `x`", "notifications[2].template.x", "is required"),
             ("notifications[2]", ".", "missing field `template`", "notifications[2].template", "is required"),
             ("", "id", "invalid type: integer `5`, expected a formatted UUID string", "id", "must be a UUID"),

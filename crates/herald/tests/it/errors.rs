@@ -116,6 +116,11 @@ async fn body_errors_carry_the_json_path_in_plain_words() {
     let (s, h, p) = app_put_template(&app, json!({"channels": {"email": {"text": "x"}}})).await;
     assert_problem(s, &h, &p, 422, "channels.email.subject");
     assert_eq!(p["errors"][0]["message"], "is required");
+    // Inside a device (a tagged body) serde loses the field's path; the message says so.
+    let device = br#"{"kind": "apns", "token": 5}"#.to_vec();
+    let (s, h, p) = raw(&app, Method::POST, "/v1/users/ana/devices", Some("application/json"), device).await;
+    assert_problem(s, &h, &p, 422, "body");
+    assert_eq!(p["errors"][0]["message"], "has a field that must be a string");
 
     let (s, h, p) = send(&app, "{\"template\": ").await;
     assert_problem(s, &h, &p, 400, "");
