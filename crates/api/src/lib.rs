@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod extract;
+mod openapi;
+mod plain;
 pub mod problem;
 mod routes;
 
@@ -23,6 +25,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Longest a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -62,72 +67,31 @@ pub struct TwilioHooks {
     pub help_text: Option<String>,
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Herald", description = "Self-hosted notification service: the v1 HTTP API."),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "users", description = "Users, devices and preferences"),
-        (name = "templates", description = "Templates and previews"),
-        (name = "notifications", description = "Sending, status and cancellation"),
-        (name = "inbox", description = "The in-app inbox and its live stream (user token)"),
-        (name = "topics", description = "Topic subscriptions"),
-        (name = "deliveries", description = "Dead letters, replay, provider feedback and provider callbacks"),
-        (name = "operations", description = "Health, metrics, statistics and documentation"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key")).build(),
-            ),
-        );
-        // The two documentation routes are served beside the generated ones; list them too.
-        for (path, summary) in [("/openapi.json", "This OpenAPI document"), ("/docs", "Interactive API documentation")]
-        {
-            let op = utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some(summary))
-                .tag("operations")
-                .response("200", utoipa::openapi::ResponseBuilder::new().description(summary).build())
-                .build();
-            openapi.paths.add_path_operation(path, vec![utoipa::openapi::path::HttpMethod::Get], op);
-        }
-        components.add_security_scheme(
-            "user_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("A user token"))
-                    .build(),
-            ),
-        );
-    }
+/// The routes and their completed OpenAPI document, built together so they cannot disagree.
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut api) =
+        OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(routes::all()).split_for_parts();
+    openapi::complete(&mut api);
+    (router, api)
 }
 
-/// The OpenAPI document and the router, built together so they cannot disagree.
+/// The application: every route, `/openapi.json`, `/docs`, and the layers around them.
 pub fn router(state: AppState) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::all()).split_for_parts();
+    let (router, api) = documented();
     let api = Arc::new(api);
-    let doc = api.clone();
-    router
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", api.as_ref().clone()))
+    let app = router
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }))
+        .merge(openapi::docs())
         .fallback(|| async { problem::ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(routes::ops::track))
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
+            REQUEST_TIMEOUT,
         ))
-        .with_state(state)
+        .with_state(state);
+    // Around the whole router rather than its routes: axum's own answers (a 405 and its `Allow`)
+    // are made outside route layers.
+    Router::new().fallback_service(app).layer(axum::middleware::from_fn(problem::backstop))
 }

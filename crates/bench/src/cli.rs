@@ -94,9 +94,10 @@ pub struct Population {
     /// or the due instant while nothing has arrived).
     #[arg(long, default_value_t = 10)]
     pub drain: u64,
-    /// Port of the webhook sink on 127.0.0.1 (0: any free port). With a fixed port, deliveries an
-    /// earlier run left behind land on the next run's sink (and are ignored there) instead of
-    /// being retried against a closed port.
+    /// Port of the webhook sink on 127.0.0.1 (0: any free port); Herald must allow it with
+    /// HERALD_OUTBOUND__ALLOW_PRIVATE=127.0.0.1. With a fixed port, deliveries an earlier run left
+    /// behind land on the next run's sink (and are ignored there) instead of being retried against
+    /// a closed port.
     #[arg(long, default_value_t = 0)]
     pub sink_port: u16,
 }

@@ -320,10 +320,16 @@ fn load_table(out: &mut String, l: &LoadFigures, load: &str) {
     }
     for p in l.paths.iter().filter(|p| p.class != "all") {
         if let Some(e) = p.expected.filter(|e| *e > p.count) {
+            // Not one webhook arriving points at the sink being unreachable rather than held back.
+            let why = if p.path == "webhook" && p.count == 0 {
+                "Herald reaches the sink on loopback only when outbound.allow_private covers it: start it with \
+                 HERALD_OUTBOUND__ALLOW_PRIVATE=127.0.0.1"
+            } else {
+                "a frequency cap, the hourly ceiling, overload shedding or too short a --drain can hold them back"
+            };
             let _ = writeln!(
                 out,
-                "{:<10} {} {}: {} of {e} expected deliveries did not arrive (a frequency cap, the hourly ceiling, \
-                 overload shedding or too short a --drain can hold them back)",
+                "{:<10} {} {}: {} of {e} expected deliveries did not arrive ({why})",
                 "missing",
                 p.path,
                 p.class,
@@ -506,5 +512,12 @@ mod tests {
         assert!(out.contains("webhook  social               370       374      74.0         -"), "{out}");
         assert!(out.contains("errors     503: 1\n           503: overloaded"), "{out}");
         assert!(out.contains("webhook social: 4 of 374 expected deliveries did not arrive"), "{out}");
+
+        let webhook = l.paths.iter().find(|p| p.path == "webhook").unwrap().clone();
+        let unreached = LoadFigures { paths: vec![PathFigures { count: 0, ..webhook }], ..l };
+        let mut out = String::new();
+        load_table(&mut out, &unreached, "social");
+        assert!(out.contains("374 of 374 expected deliveries did not arrive (Herald reaches the sink"), "{out}");
+        assert!(out.contains("HERALD_OUTBOUND__ALLOW_PRIVATE=127.0.0.1"), "{out}");
     }
 }

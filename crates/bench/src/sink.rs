@@ -1,6 +1,7 @@
 //! The webhook sink: an HTTP server on 127.0.0.1 (a free port unless told) that every bench user's webhook
 //! device points at. It answers 200 at once and records each delivery's latency from the send
-//! time the notification carries in `data.data.t`.
+//! time the notification carries in `data.data.t`. Herald reaches it only when its
+//! `outbound.allow_private` covers loopback (`HERALD_OUTBOUND__ALLOW_PRIVATE=127.0.0.1`).
 
 use std::sync::Arc;
 

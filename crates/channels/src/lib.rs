@@ -5,6 +5,7 @@
 pub mod apns;
 pub mod dev;
 pub mod fcm;
+pub mod outbound;
 mod outcome;
 pub mod payload;
 pub mod push;

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::outcome::Outcomes;
 use crate::payload::{fit_body, truncate_utf8};
-use crate::{Provider, SendCommand, SendError, Sent, Target, unix_now};
+use crate::{Provider, SendCommand, SendError, Sent, Target, outbound, unix_now};
 
 /// The largest plaintext one message can carry. Push services need only accept 4096 bytes of body
 /// (RFC 8030 section 7.2) and the body is a single aes128gcm record (RFC 8188): an 86-byte header
@@ -148,7 +148,7 @@ struct Token {
 
 /// Sends encrypted notifications to browser push subscriptions.
 pub struct WebPush {
-    client: reqwest::Client,
+    client: outbound::Client,
     key: VapidKey,
     subject: String,
     tokens: Mutex<HashMap<String, Token>>,
@@ -156,14 +156,14 @@ pub struct WebPush {
 
 impl WebPush {
     /// A provider signing with `key`, reachable at `subject` (`mailto:` or `https:`), whose requests
-    /// time out after `timeout`.
-    pub fn new(key: VapidKey, subject: String, timeout: Duration) -> Result<WebPush, String> {
+    /// time out after `timeout` and reach only the push services `policy` permits.
+    pub fn new(key: VapidKey, subject: String, timeout: Duration, policy: outbound::Policy) -> Result<WebPush, String> {
         // RFC 8292 section 2.1: the push service operator must be able to reach the sender.
         if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
             return Err(format!("the VAPID subject must be a mailto: or https: URL, not `{subject}`"));
         }
-        let client =
-            crate::http_client(timeout).build().map_err(|e| format!("cannot build the web push HTTP client: {e}"))?;
+        let client = outbound::Client::new(policy, timeout)
+            .map_err(|e| format!("cannot build the web push HTTP client: {e}"))?;
         Ok(Self { client, key, subject, tokens: Mutex::new(HashMap::new()) })
     }
 
@@ -211,22 +211,23 @@ impl WebPush {
         let body = web_push_native::encrypt(plaintext.to_vec(), &ua_public, &ua_auth)
             .map_err(|e| SendError::Permanent(format!("encryption failed: {e}")))?;
         let authorization = self.authorization(&origin, unix_now())?;
-        let mut request = self
+        let topic = cmd.collapse_key.as_deref().filter(|k| valid_topic(k));
+        let resp = self
             .client
-            .post(url)
-            .header("content-encoding", "aes128gcm")
-            .header("content-type", "application/octet-stream")
-            .header("ttl", crate::ttl_seconds(cmd).to_string())
-            .header("urgency", urgency(cmd.class))
-            .header("authorization", authorization);
-        if let Some(topic) = cmd.collapse_key.as_deref().filter(|k| valid_topic(k)) {
-            request = request.header("topic", topic);
-        }
-        let resp = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SendError::Transient { message: format!("request failed: {e}"), retry_after: None })?;
+            .post("web push endpoint", url, |request| {
+                let request = request
+                    .header("content-encoding", "aes128gcm")
+                    .header("content-type", "application/octet-stream")
+                    .header("ttl", crate::ttl_seconds(cmd).to_string())
+                    .header("urgency", urgency(cmd.class))
+                    .header("authorization", authorization)
+                    .body(body);
+                match topic {
+                    Some(topic) => request.header("topic", topic),
+                    None => request,
+                }
+            })
+            .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -376,10 +377,15 @@ mod tests {
         Target::WebPush { device_id, endpoint, p256dh: sub.p256dh(), auth: sub.auth() }
     }
 
+    /// A provider that may reach the fake push services, which listen on loopback.
     fn provider() -> WebPush {
+        provider_with(outbound::Policy::new(vec![outbound::parse_network("127.0.0.0/8").unwrap()]))
+    }
+
+    fn provider_with(policy: outbound::Policy) -> WebPush {
         crate::init_tls();
-        WebPush::new(VapidKey::from_secret(&SecretKey::random(&mut OsRng)), SUBJECT.into(), Duration::from_secs(5))
-            .unwrap()
+        let key = VapidKey::from_secret(&SecretKey::random(&mut OsRng));
+        WebPush::new(key, SUBJECT.into(), Duration::from_secs(5), policy).unwrap()
     }
 
     fn command(class: Class, payload: Value, targets: Vec<Target>) -> SendCommand {
@@ -585,6 +591,23 @@ mod tests {
         assert_eq!(plaintext["body"], "hi");
     }
 
+    #[tokio::test]
+    async fn a_push_service_on_a_private_address_is_refused_for_good() {
+        let service = FakePushService::start().await;
+        let origin = service.origin();
+        let push = provider_with(outbound::Policy::default());
+        let sub = Subscriber::new();
+        let cmd =
+            command(Class::Social, json!({"body": "hi"}), vec![target(&sub, Uuid::now_v7(), format!("{origin}/"))]);
+        match push.send(&cmd).await {
+            Err(SendError::Permanent(m)) => {
+                assert_eq!(m, "web push endpoint 127.0.0.1 is a private address; allow it with outbound.allow_private")
+            }
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
+        assert!(service.hits().is_empty());
+    }
+
     #[test]
     fn the_vapid_key_is_created_once() {
         let dir = std::env::temp_dir().join(format!("herald-vapid-{}", Uuid::now_v7()));
@@ -625,10 +648,13 @@ mod tests {
 
     #[test]
     fn subject_must_be_mailto_or_https() {
-        let key = || VapidKey::from_secret(&SecretKey::random(&mut OsRng));
-        assert!(WebPush::new(key(), "https://herald.example".into(), Duration::from_secs(1)).is_ok());
-        assert!(WebPush::new(key(), "ops@example.com".into(), Duration::from_secs(1)).is_err());
-        assert!(WebPush::new(key(), "http://herald.example".into(), Duration::from_secs(1)).is_err());
+        let new = |subject: &str| {
+            let key = VapidKey::from_secret(&SecretKey::random(&mut OsRng));
+            WebPush::new(key, subject.into(), Duration::from_secs(1), outbound::Policy::default())
+        };
+        assert!(new("https://herald.example").is_ok());
+        assert!(new("ops@example.com").is_err());
+        assert!(new("http://herald.example").is_err());
     }
 
     /// The worked example of RFC 8291 section 5 proves the hand-written decryption above. The

@@ -10,7 +10,7 @@ use herald_domain::device::webhook_secret_bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{Provider, SendCommand, SendError, Sent, Target};
+use crate::{Provider, SendCommand, SendError, Sent, Target, outbound};
 
 /// Signs `body` for `msg_id` at `timestamp` (seconds) with the decoded secret: `v1,<base64>`.
 pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -25,31 +25,31 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
 
 /// Posts the notification to each of the user's webhook endpoints.
 pub struct WebhookProvider {
-    client: reqwest::Client,
+    client: outbound::Client,
 }
 
 impl WebhookProvider {
-    /// A provider whose requests time out after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = crate::http_client(timeout).build()?;
-        Ok(Self { client })
+    /// A provider whose requests time out after `timeout` and reach only what `policy` permits.
+    pub fn new(timeout: Duration, policy: outbound::Policy) -> Result<Self, reqwest::Error> {
+        Ok(Self { client: outbound::Client::new(policy, timeout)? })
     }
 
     async fn post(&self, cmd: &SendCommand, url: &str, secret: &str, body: &[u8]) -> Result<(), SendError> {
         let key = webhook_secret_bytes(secret).ok_or_else(|| SendError::Permanent("invalid webhook secret".into()))?;
+        let url = reqwest::Url::parse(url).map_err(|e| SendError::Permanent(format!("invalid webhook URL: {e}")))?;
         let id = cmd.delivery_id.to_string();
         let ts = crate::unix_now() as i64;
         let resp = self
             .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sign(&key, &id, ts, body))
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| SendError::Transient { message: format!("request failed: {e}"), retry_after: None })?;
+            .post("webhook target", url, |request| {
+                request
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", sign(&key, &id, ts, body))
+                    .body(body.to_vec())
+            })
+            .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -1,7 +1,10 @@
 //! Notification requests: what producers send to `POST /v1/notifications`, validated into a
 //! [`NotificationSpec`] that the store keeps and the engine reads.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::channel::{Channel, Class};
 use crate::error::ValidationErrors;
@@ -15,7 +18,7 @@ pub const DUPLICATE_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mi
 pub const MAX_RECIPIENTS: usize = 10_000;
 
 /// Who a notification is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Audience {
     /// Explicit user ids.
@@ -27,11 +30,50 @@ pub enum Audience {
     },
 }
 
+/// Written by hand so that a wrong `to` is reported in words and at the offending element
+/// (`to[3]`), where serde's untagged enums only say that no variant matched.
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AudienceVisitor)
+    }
+}
+
+struct AudienceVisitor;
+
+impl<'de> Visitor<'de> for AudienceVisitor {
+    type Value = Audience;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of user ids or {\"topic\": key}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+        let mut ids = Vec::new();
+        while let Some(id) = seq.next_element::<String>()? {
+            ids.push(id);
+        }
+        Ok(Audience::Users(ids))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Audience, A::Error> {
+        let mut topic = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "topic" if topic.is_none() => topic = Some(map.next_value::<String>()?),
+                "topic" => return Err(de::Error::duplicate_field("topic")),
+                _ => return Err(de::Error::invalid_type(Unexpected::Map, &self)),
+            }
+        }
+        topic.map(|topic| Audience::Topic { topic }).ok_or_else(|| de::Error::missing_field("topic"))
+    }
+}
+
 /// The body of `POST /v1/notifications`, as received.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationRequest {
     /// Template key.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$", min_length = 1, max_length = 128)]
     pub template: String,
     /// Recipients: user ids or `{"topic": "key"}`.
     pub to: Audience,
@@ -49,9 +91,11 @@ pub struct NotificationRequest {
     pub channels: Option<Vec<Channel>>,
     /// Digest grouping key.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub group_key: Option<String>,
     /// A newer notification with the same key replaces a pending older one.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub collapse_key: Option<String>,
     /// When to send (RFC 3339); absent means now.
     #[serde(default)]
@@ -59,11 +103,13 @@ pub struct NotificationRequest {
     /// Lets a transactional notification through quiet hours.
     #[serde(default)]
     pub time_sensitive: bool,
-    /// Discard if not delivered within this many seconds.
+    /// Discard if not delivered within this many seconds (at most 30 days).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<u64>,
     /// Same key within 24 h gives the same notification.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -235,5 +281,20 @@ mod tests {
         assert!(
             serde_json::from_value::<NotificationRequest>(json!({"template": "t", "to": ["u"], "colour": 1})).is_err()
         );
+    }
+
+    #[test]
+    fn a_wrong_audience_is_described_in_words() {
+        let shape = |to: serde_json::Value| {
+            serde_json::from_value::<NotificationRequest>(json!({"template": "t", "to": to})).map(|r| r.to)
+        };
+        assert_eq!(shape(json!({"topic": "news"})).unwrap(), Audience::Topic { topic: "news".into() });
+        assert_eq!(shape(json!(["a"])).unwrap(), Audience::Users(vec!["a".into()]));
+        for bad in [json!(5), json!({"segment": {}}), json!("u1"), json!(null)] {
+            let e = shape(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains("expected a list of user ids or {\"topic\": key}"), "{bad}: {e}");
+        }
+        assert!(shape(json!({})).unwrap_err().to_string().contains("missing field `topic`"));
+        assert!(shape(json!(["a", 7])).unwrap_err().to_string().contains("expected a string"));
     }
 }

@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
+use herald_channels::outbound::{IpNet, Policy, parse_network};
 use herald_domain::Channel;
 use herald_domain::preferences::{FrequencyCap, PreferenceDefaults, QuietHours};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ pub struct Config {
     pub database_url: String,
     /// Empty: in-process runtime.
     pub redis_url: String,
+    /// What webhook and web push targets may reach.
+    pub outbound: Outbound,
     /// Server-wide preference defaults.
     pub defaults: Defaults,
     /// Per-channel settings.
@@ -46,6 +49,7 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".into(),
             database_url: String::new(),
             redis_url: String::new(),
+            outbound: Outbound::default(),
             defaults: Defaults::default(),
             channels: Channels::default(),
             lanes: None,
@@ -53,6 +57,41 @@ impl Default for Config {
             overload: Overload::default(),
         }
     }
+}
+
+/// `[outbound]`: webhook URLs and web push endpoints are chosen by API callers, so Herald reaches
+/// only public addresses for them unless a private network is allowed here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Outbound {
+    /// Networks reachable although private, loopback or link-local (a bare address is /32 or
+    /// /128): a list, or one string separated by commas as an environment variable gives it.
+    #[serde(deserialize_with = "networks")]
+    pub allow_private: Vec<IpNet>,
+}
+
+/// Reads `allow_private`: `["10.0.0.0/8", "::1"]` or `"10.0.0.0/8,::1"`.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    struct Networks;
+    impl<'de> serde::de::Visitor<'de> for Networks {
+        type Value = Vec<IpNet>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a list of networks such as [\"10.0.0.0/8\", \"fd00::/8\"], or one string of them separated by commas",
+            )
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<IpNet>, E> {
+            s.split(',').filter(|n| !n.trim().is_empty()).map(|n| parse_network(n).map_err(E::custom)).collect()
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<IpNet>, A::Error> {
+            let mut nets = Vec::new();
+            while let Some(n) = seq.next_element::<String>()? {
+                nets.push(parse_network(&n).map_err(serde::de::Error::custom)?);
+            }
+            Ok(nets)
+        }
+    }
+    d.deserialize_any(Networks)
 }
 
 /// `[delivery]`.
@@ -856,6 +895,11 @@ impl Config {
         format!("{name} ({detail})")
     }
 
+    /// What webhook and web push sends may reach.
+    pub fn outbound_policy(&self) -> Policy {
+        Policy::new(self.outbound.allow_private.clone())
+    }
+
     /// The runtime's overload settings.
     pub fn overload_settings(&self) -> herald_runtime::OverloadSettings {
         let o = &self.overload;
@@ -1029,6 +1073,38 @@ mod tests {
             jail.set_env("HERALD_CHANNELS__SMS__MAX_SEGMENTS", "0");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("max_segments"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn private_networks_are_allowed_from_a_list_or_a_comma_separated_variable() {
+        figment::Jail::expect_with(|jail| {
+            let shown = |c: &Config| c.outbound.allow_private.iter().map(ToString::to_string).collect::<Vec<_>>();
+            assert!(Config::load(None).map_err(|e| e.to_string())?.outbound.allow_private.is_empty());
+            jail.create_file("herald.toml", "[outbound]\nallow_private = [\"10.0.0.0/8\", \"192.168.1.20\"]\n")?;
+            let c = Config::load(Some(Path::new("herald.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(shown(&c), ["10.0.0.0/8", "192.168.1.20/32"]);
+            jail.set_env("HERALD_OUTBOUND__ALLOW_PRIVATE", "127.0.0.0/8,::1");
+            let c = Config::load(Some(Path::new("herald.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(shown(&c), ["127.0.0.0/8", "::1/128"], "the variable replaces the file's list");
+            assert!(c.outbound_policy().permits("127.0.0.1".parse().unwrap()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_network_is_refused_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_OUTBOUND__ALLOW_PRIVATE", "127.0.0.0/8, 10.0.0.0/33");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("HERALD_OUTBOUND__ALLOW_PRIVATE: `10.0.0.0/33` is not a network"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("herald.toml", "[outbound]\nallow_private = [\"intranet\"]\n")?;
+            let e = Config::load(Some(Path::new("herald.toml"))).unwrap_err().to_string();
+            assert!(e.contains("`outbound.allow_private` in herald.toml: `intranet` is not a network"), "{e}");
             Ok(())
         });
     }

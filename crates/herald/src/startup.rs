@@ -248,7 +248,8 @@ fn real_provider(
     let prefix = |e: String| config_error(format!("channels.{channel}.{name}: {e}"));
     Ok(match (channel, name) {
         (Channel::Webhook, "webhook") => {
-            Arc::new(WebhookProvider::new(timeout).map_err(|e| StartupError::Io(e.to_string()))?)
+            let webhook = WebhookProvider::new(timeout, config.outbound_policy());
+            Arc::new(webhook.map_err(|e| StartupError::Io(e.to_string()))?)
         }
         (Channel::Email, "smtp") => {
             let smtp = section.smtp.clone().unwrap_or_default();
@@ -302,7 +303,7 @@ fn real_provider(
         }
         (Channel::WebPush, "web_push") => {
             let subject = section.subject.clone().ok_or_else(|| missing("subject"))?;
-            Arc::new(WebPush::new(vapid.clone(), subject, timeout).map_err(prefix)?)
+            Arc::new(WebPush::new(vapid.clone(), subject, timeout, config.outbound_policy()).map_err(prefix)?)
         }
         (Channel::Sms, "twilio") => {
             let t = section.twilio.clone().ok_or_else(|| missing("twilio"))?;

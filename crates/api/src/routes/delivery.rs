@@ -3,7 +3,7 @@
 //! and the list of blocked addresses with a way to lift a block.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_domain::Channel;
 use herald_domain::contact::{Email, Phone};
@@ -13,9 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{List, Page, next_cursor};
+use super::{IdPath, Limit, List, Page, next_cursor};
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody};
+use crate::extract::{ApiKey, JsonBody, Path, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -29,11 +29,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// `?channel=&limit=&cursor=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChannelPage {
     /// Only this channel.
     channel: Option<String>,
-    /// Page size, 1 to 100.
-    limit: Option<u32>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(inline)]
+    limit: Option<Limit>,
     /// Cursor from the previous page.
     cursor: Option<String>,
 }
@@ -48,7 +50,7 @@ impl ChannelPage {
             .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
             .transpose()?;
         let page = Page { limit: self.limit, cursor: self.cursor };
-        Ok((channel, page.limit(50)?, page.seq()?))
+        Ok((channel, page.limit(50), page.seq()?))
     }
 }
 
@@ -109,11 +111,11 @@ struct Replayed {
 
 /// Queues a dead letter again, attempts reset, same delivery id; consent is checked again before the send.
 #[utoipa::path(post, path = "/v1/dead-letters/{id}/replay", tag = "deliveries", security(("api_key" = [])),
-    params(("id" = Uuid, Path)), responses((status = 202, body = Replayed), (status = 404, body = Problem)))]
+    params(IdPath), responses((status = 202, body = Replayed), (status = 404, body = Problem)))]
 async fn replay(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult<(StatusCode, Json<Replayed>)> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such dead letter".into()))?;
     if !state.runtime.replay(id).await? {
@@ -241,15 +243,25 @@ async fn address_blocks(
     Ok(Json(List { items, next_cursor: next }))
 }
 
+/// `{channel}/{address}` of a block.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct BlockPath {
+    /// `email` or `sms`.
+    channel: String,
+    /// The address, URL-encoded.
+    address: String,
+}
+
 /// Lifts a block that was a mistake (a relay that bounced a good address, say): sends to the
 /// address resume. A STOP is better lifted by the person texting START.
 #[utoipa::path(delete, path = "/v1/address-blocks/{channel}/{address}", tag = "deliveries", security(("api_key" = [])),
-    params(("channel" = String, Path, description = "`email` or `sms`"), ("address" = String, Path, description = "The address, URL-encoded")),
+    params(BlockPath),
     responses((status = 204, description = "Lifted"), (status = 404, body = Problem)))]
 async fn lift_block(
     _: ApiKey,
     State(state): State<AppState>,
-    Path((channel, address)): Path<(String, String)>,
+    Path(BlockPath { channel, address }): Path<BlockPath>,
 ) -> ApiResult<StatusCode> {
     let channel = channel.parse::<Channel>().map_err(|_| ApiError::NotFound("no such block".into()))?;
     let address = match channel {

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -18,8 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{Limit, UserPath};
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody, UserToken, user_id};
+use crate::extract::{ApiKey, JsonBody, Path, Query, UserToken};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Items replayed at most when a stream resumes.
@@ -36,9 +37,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// `?limit=&cursor=&unread=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InboxParams {
     /// Page size, 1 to 100 (default 20).
-    limit: Option<u32>,
+    #[param(inline)]
+    limit: Option<Limit>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Only unread items.
@@ -85,7 +88,7 @@ struct InboxPage {
 
 async fn page(state: &AppState, user: &UserId, p: InboxParams) -> ApiResult<InboxPage> {
     let paging = super::Page { limit: p.limit, cursor: p.cursor };
-    let limit = paging.limit(20)?;
+    let limit = paging.limit(20);
     let before = paging.seq()?;
     let rows =
         state.store.list_inbox(user, InboxQuery { limit, before, unread_only: p.unread.unwrap_or(false) }).await?;
@@ -107,14 +110,13 @@ async fn my_inbox(
 
 /// A user's inbox, read by the server.
 #[utoipa::path(get, path = "/v1/users/{user_id}/inbox", tag = "inbox", security(("api_key" = [])),
-    params(("user_id" = String, Path), InboxParams), responses((status = 200, body = InboxPage), (status = 404, body = Problem)))]
+    params(UserPath, InboxParams), responses((status = 200, body = InboxPage), (status = 404, body = Problem)))]
 async fn user_inbox(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     Query(p): Query<InboxParams>,
 ) -> ApiResult<Json<InboxPage>> {
-    let id = user_id(&id)?;
     super::users::live_user(&state, &id).await?;
     Ok(Json(page(&state, &id, p).await?))
 }
@@ -190,6 +192,7 @@ fn unread_event(n: u64) -> Event {
 
 /// `?token=&last_event_id=` of the stream (browsers' EventSource cannot set headers).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamParams {
     /// A user token, when no Authorization header can be sent.
     #[allow(dead_code)]

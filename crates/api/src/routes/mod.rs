@@ -12,7 +12,14 @@ mod unsubscribe;
 mod users;
 mod web_push;
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use herald_domain::UserId;
+use herald_domain::ids::{TemplateKey, TopicKey};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
@@ -34,23 +41,89 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(web_push::routes())
 }
 
+/// `{user_id}` in a path.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// A user id: 1 to 128 of `A-Z a-z 0-9 . _ : @ -`.
+    #[param(value_type = String, pattern = "^[A-Za-z0-9._:@-]{1,128}$", min_length = 1, max_length = 128)]
+    pub user_id: UserId,
+}
+
+/// `{id}` in a path: an id Herald issued. Anything else is no such thing (404), whatever its shape.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct IdPath {
+    /// The id, as Herald gave it.
+    #[param(value_type = uuid::Uuid)]
+    pub id: String,
+}
+
+/// `{key}` of a template in a path.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TemplatePath {
+    /// A template key: 1 to 128 of `A-Z a-z 0-9 . _ : @ -`.
+    #[param(value_type = String, pattern = "^[A-Za-z0-9._:@-]{1,128}$", min_length = 1, max_length = 128)]
+    pub key: TemplateKey,
+}
+
+/// `{key}` of a topic in a path.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TopicPath {
+    /// A topic key: 1 to 128 of `A-Z a-z 0-9 . _ : @ -`.
+    #[param(value_type = String, pattern = "^[A-Za-z0-9._:@-]{1,128}$", min_length = 1, max_length = 128)]
+    pub key: TopicKey,
+}
+
+/// Most items one page holds.
+const MAX_LIMIT: u32 = 100;
+
+/// `?limit=`: a page size, a whole number from 1 to [`MAX_LIMIT`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit(u32);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Query strings are text; out of range reads the same as not a number.
+        let text = Cow::<str>::deserialize(d)?;
+        text.parse()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .map(Limit)
+            .ok_or_else(|| D::Error::custom(format!("must be a whole number from 1 to {MAX_LIMIT}")))
+    }
+}
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Limit {}
+
 /// `?limit=&cursor=` of list endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Page {
     /// Page size, 1 to 100.
-    pub limit: Option<u32>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
     /// Opaque cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
 impl Page {
-    /// The limit, defaulted and bounded.
-    pub(crate) fn limit(&self, default: u32) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(default),
-            Some(n @ 1..=100) => Ok(n),
-            Some(_) => Err(ApiError::field("limit", "must be between 1 and 100")),
-        }
+    /// The limit, or `default` when none was given.
+    pub(crate) fn limit(&self, default: u32) -> u32 {
+        self.limit.map_or(default, |Limit(n)| n)
     }
 
     /// The cursor as a sequence number.

@@ -1,7 +1,7 @@
 //! Notifications: accept (single and batch) with idempotency, status, cancellation.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use herald_domain::notification::{NotificationRequest, Recipients};
 use herald_domain::{Channel, UserId};
@@ -12,10 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::Page;
 use super::templates::render_problem;
+use super::{IdPath, Page};
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody};
+use crate::extract::{ApiKey, JsonBody, Path, Query, parse_item};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Most notifications in one batch call.
@@ -188,9 +188,10 @@ async fn send_batch(
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (i, raw) in batch.notifications.into_iter().enumerate() {
-        let prepared = match serde_json::from_value::<NotificationRequest>(raw) {
-            Ok(req) => prepare(&state, req, None).await,
-            Err(e) => Err(ApiError::field("body", e.to_string())),
+        let root = format!("notifications[{i}]");
+        let prepared = match parse_item::<NotificationRequest>(raw, &root) {
+            Ok(req) => prepare(&state, req, None).await.map_err(|e| within(&root, e)),
+            Err(e) => Err(e),
         };
         match prepared {
             Ok(n) => {
@@ -219,6 +220,19 @@ async fn send_batch(
     }
     let results = results.into_iter().map(|r| r.expect("every slot is filled")).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchResponse { results })))
+}
+
+/// A batch item's error with its fields named from the batch body (`notifications[2].to[1]`).
+fn within(root: &str, e: ApiError) -> ApiError {
+    match e {
+        ApiError::Validation(mut errors) => {
+            for error in &mut errors.0 {
+                error.field = format!("{root}.{}", error.field);
+            }
+            ApiError::Validation(errors)
+        }
+        other => other,
+    }
 }
 
 /// One delivery of one recipient.
@@ -314,17 +328,17 @@ fn notification_id(s: &str) -> ApiResult<Uuid> {
 
 /// A notification with its recipients' decisions and deliveries (paged by `cursor`).
 #[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
-    params(("id" = Uuid, Path), Page), responses((status = 200, body = NotificationView), (status = 404, body = Problem)))]
+    params(IdPath, Page), responses((status = 200, body = NotificationView), (status = 404, body = Problem)))]
 async fn get_notification(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<NotificationView>> {
     let id = notification_id(&id)?;
     let n =
         state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;
-    let limit = page.limit(100)?;
+    let limit = page.limit(100);
     // Counts first: if they say everyone is decided, the rows read after them are decided too.
     let counts = state.store.recipient_counts(id).await?;
     let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
@@ -378,11 +392,11 @@ struct Cancelled {
 
 /// Cancels what has not been sent yet.
 #[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "notifications", security(("api_key" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = Cancelled), (status = 404, body = Problem)))]
+    params(IdPath), responses((status = 200, body = Cancelled), (status = 404, body = Problem)))]
 async fn cancel_notification(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult<Json<Cancelled>> {
     let id = notification_id(&id)?;
     state.store.get_notification(id).await?.ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))?;

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::extract::ApiKey;
+use crate::extract::{ApiKey, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -18,6 +18,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// `?since=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatsQuery {
     /// Count only what was created at or after this time (RFC 3339); default: everything.
     since: Option<String>,

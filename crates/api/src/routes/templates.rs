@@ -1,18 +1,18 @@
 //! Templates: store, read and preview.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use herald_domain::Channel;
-use herald_domain::ids::TemplateKey;
 use herald_domain::template::{RenderError, Rendered, TemplateSpec, render_context};
 use herald_store::TemplateRecord;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::TemplatePath;
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody};
-use crate::problem::{ApiError, ApiResult};
+use crate::extract::{ApiKey, JsonBody, Path};
+use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(put_template, get_template)).routes(routes!(preview))
@@ -37,10 +37,6 @@ impl From<TemplateRecord> for TemplateView {
     }
 }
 
-fn key(s: &str) -> ApiResult<TemplateKey> {
-    TemplateKey::parse("key", s).map_err(ApiError::from)
-}
-
 /// Maps a render failure to a 422 naming the field.
 pub(crate) fn render_problem(e: RenderError) -> ApiError {
     ApiError::field(e.field(), e.to_string())
@@ -48,28 +44,26 @@ pub(crate) fn render_problem(e: RenderError) -> ApiError {
 
 /// Creates or replaces a template.
 #[utoipa::path(put, path = "/v1/templates/{key}", tag = "templates", security(("api_key" = [])),
-    params(("key" = String, Path)), request_body = TemplateSpec,
-    responses((status = 200, body = TemplateView), (status = 422, body = crate::problem::Problem)))]
+    params(TemplatePath), request_body = TemplateSpec,
+    responses((status = 200, body = TemplateView), (status = 422, body = Problem)))]
 async fn put_template(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(k): Path<String>,
+    Path(TemplatePath { key: k }): Path<TemplatePath>,
     JsonBody(spec): JsonBody<TemplateSpec>,
 ) -> ApiResult<Json<TemplateView>> {
-    let k = key(&k)?;
     spec.validate()?;
     Ok(Json(state.store.put_template(&k, &spec, state.clock.now()).await?.into()))
 }
 
 /// Reads a template.
 #[utoipa::path(get, path = "/v1/templates/{key}", tag = "templates", security(("api_key" = [])),
-    params(("key" = String, Path)), responses((status = 200, body = TemplateView), (status = 404, body = crate::problem::Problem)))]
+    params(TemplatePath), responses((status = 200, body = TemplateView), (status = 404, body = Problem)))]
 async fn get_template(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(k): Path<String>,
+    Path(TemplatePath { key: k }): Path<TemplatePath>,
 ) -> ApiResult<Json<TemplateView>> {
-    let k = key(&k)?;
     let t = state.store.get_template(&k).await?.ok_or_else(|| ApiError::NotFound(format!("no template {k}")))?;
     Ok(Json(t.into()))
 }
@@ -112,15 +106,14 @@ struct SmsSize {
 
 /// Renders one channel of a template with the given data, strictly.
 #[utoipa::path(post, path = "/v1/templates/{key}/preview", tag = "templates", security(("api_key" = [])),
-    params(("key" = String, Path)), request_body = PreviewRequest,
-    responses((status = 200, body = PreviewView), (status = 404, body = crate::problem::Problem), (status = 422, body = crate::problem::Problem)))]
+    params(TemplatePath), request_body = PreviewRequest,
+    responses((status = 200, body = PreviewView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn preview(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(k): Path<String>,
+    Path(TemplatePath { key: k }): Path<TemplatePath>,
     JsonBody(req): JsonBody<PreviewRequest>,
 ) -> ApiResult<Json<PreviewView>> {
-    let k = key(&k)?;
     let t = state.store.get_template(&k).await?.ok_or_else(|| ApiError::NotFound(format!("no template {k}")))?;
     if !t.spec.channels().contains(&req.channel) {
         return Err(ApiError::field("channel", format!("template {k} has no {} content", req.channel)));

@@ -1,16 +1,15 @@
 //! Topics: who subscribes to what, for `{"to": {"topic": "key"}}`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use herald_domain::UserId;
-use herald_domain::ids::TopicKey;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{List, Page};
+use super::{List, Page, TopicPath};
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody};
+use crate::extract::{ApiKey, JsonBody, Path, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Most user ids in one call.
@@ -34,8 +33,7 @@ struct Changed {
     changed: u64,
 }
 
-fn parse(topic: &str, body: &Subscribers) -> ApiResult<(TopicKey, Vec<UserId>)> {
-    let topic = TopicKey::parse("key", topic)?;
+fn user_ids(body: &Subscribers) -> ApiResult<Vec<UserId>> {
     if body.user_ids.is_empty() || body.user_ids.len() > MAX_IDS {
         return Err(ApiError::field("user_ids", format!("must hold 1 to {MAX_IDS} user ids")));
     }
@@ -46,46 +44,45 @@ fn parse(topic: &str, body: &Subscribers) -> ApiResult<(TopicKey, Vec<UserId>)> 
         .enumerate()
         .filter_map(|(i, s)| errs.check(UserId::parse(&format!("user_ids[{i}]"), s)))
         .collect();
-    Ok((topic, errs.into_result(ids)?))
+    Ok(errs.into_result(ids)?)
 }
 
 /// Subscribes users (creating unknown ones with no contacts).
 #[utoipa::path(put, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
-    params(("key" = String, Path)), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
+    params(TopicPath), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
 async fn add(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(TopicPath { key: topic }): Path<TopicPath>,
     JsonBody(body): JsonBody<Subscribers>,
 ) -> ApiResult<Json<Changed>> {
-    let (topic, ids) = parse(&key, &body)?;
+    let ids = user_ids(&body)?;
     Ok(Json(Changed { changed: state.store.subscribe(&topic, &ids, state.clock.now()).await? }))
 }
 
 /// Unsubscribes users.
 #[utoipa::path(delete, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
-    params(("key" = String, Path)), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
+    params(TopicPath), request_body = Subscribers, responses((status = 200, body = Changed), (status = 422, body = Problem)))]
 async fn remove(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(TopicPath { key: topic }): Path<TopicPath>,
     JsonBody(body): JsonBody<Subscribers>,
 ) -> ApiResult<Json<Changed>> {
-    let (topic, ids) = parse(&key, &body)?;
+    let ids = user_ids(&body)?;
     Ok(Json(Changed { changed: state.store.unsubscribe(&topic, &ids).await? }))
 }
 
 /// Lists subscribers in id order.
 #[utoipa::path(get, path = "/v1/topics/{key}/subscribers", tag = "topics", security(("api_key" = [])),
-    params(("key" = String, Path), Page), responses((status = 200, body = List<String>)))]
+    params(TopicPath, Page), responses((status = 200, body = List<String>)))]
 async fn list(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(TopicPath { key: topic }): Path<TopicPath>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<List<String>>> {
-    let topic = TopicKey::parse("key", &key)?;
-    let limit = page.limit(100)?;
+    let limit = page.limit(100);
     let ids = state.store.subscribers(&topic, page.cursor.as_deref(), limit).await?;
     let next_cursor = super::next_cursor(&ids, limit, |u| u.to_string());
     Ok(Json(List { items: ids.into_iter().map(String::from).collect(), next_cursor }))

@@ -76,7 +76,7 @@ async fn feedback(state: &AppState, phone: &str, kind: FeedbackKind) -> ApiResul
 /// reported by the carrier also blocks the number.
 #[utoipa::path(post, path = "/v1/providers/twilio/status", tag = "deliveries",
     params(("delivery_id" = Uuid, Query, description = "The delivery the callback is about (set by Herald)")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
+    request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback parameters"),
     responses((status = 204, description = "Recorded"), (status = 403, body = crate::problem::Problem),
         (status = 404, body = crate::problem::Problem), (status = 422, body = crate::problem::Problem)))]
 async fn status_callback(
@@ -164,7 +164,7 @@ async fn record(
 /// REVOKE) blocks the number: no SMS reaches it, not even critical, until START (YES, UNSTOP,
 /// OPTIN). HELP (INFO) is answered with `help_text` when configured. Answers TwiML.
 #[utoipa::path(post, path = "/v1/providers/twilio/inbound", tag = "deliveries",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's incoming message parameters"),
+    request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded", description = "Twilio's incoming message parameters"),
     responses((status = 200, description = "TwiML", content_type = "text/xml"), (status = 403, body = crate::problem::Problem),
         (status = 404, body = crate::problem::Problem), (status = 422, body = crate::problem::Problem)))]
 async fn inbound(

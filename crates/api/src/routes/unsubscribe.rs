@@ -3,7 +3,7 @@
 //! from that button or from the mail client's one-click, takes the email of that category away
 //! at once. The signed token is the only credential.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use herald_channels::unsubscribe::{Claims, TokenError};
@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::extract::Path;
 use crate::problem::ApiResult;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -40,13 +41,21 @@ fn refused(e: TokenError) -> Response {
     )
 }
 
+/// `{token}` of an unsubscribe link.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TokenPath {
+    /// The signed token from the email's List-Unsubscribe link.
+    token: String,
+}
+
 /// The confirmation page: the change happens only when its button posts back.
 #[utoipa::path(get, path = "/v1/unsubscribe/{token}", tag = "users",
-    params(("token" = String, Path, description = "The signed token from the email's List-Unsubscribe link")),
+    params(TokenPath),
     responses((status = 200, description = "A page with an unsubscribe button", content_type = "text/html"),
         (status = 404, description = "Not a valid link", content_type = "text/html"),
         (status = 410, description = "The link has expired", content_type = "text/html")))]
-async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+async fn show(State(state): State<AppState>, Path(TokenPath { token }): Path<TokenPath>) -> Response {
     let claims = match state.unsubscribe.verify(&token, state.clock.now()) {
         Ok(c) => c,
         Err(e) => return refused(e),
@@ -62,11 +71,11 @@ async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Respo
 /// Unsubscribes at once: the category's email (or all marketing email) is switched off in the
 /// user's preferences; later sends are suppressed with reason `category_opt_out`.
 #[utoipa::path(post, path = "/v1/unsubscribe/{token}", tag = "users",
-    params(("token" = String, Path, description = "The signed token from the email's List-Unsubscribe link")),
+    params(TokenPath),
     responses((status = 200, description = "Unsubscribed", content_type = "text/html"),
         (status = 404, description = "Not a valid link", content_type = "text/html"),
         (status = 410, description = "The link has expired", content_type = "text/html")))]
-async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
+async fn unsubscribe(State(state): State<AppState>, Path(TokenPath { token }): Path<TokenPath>) -> ApiResult<Response> {
     let claims = match state.unsubscribe.verify(&token, state.clock.now()) {
         Ok(c) => c,
         Err(e) => return Ok(refused(e)),

@@ -1,7 +1,7 @@
 //! Users, their devices, preferences, tokens and timeline.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use herald_domain::UserId;
 use herald_domain::device::DeviceSpec;
@@ -13,10 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{List, Page};
+use super::{List, Page, UserPath};
 use crate::AppState;
-use crate::extract::{ApiKey, JsonBody, UserToken, user_id};
-use crate::problem::{ApiError, ApiResult};
+use crate::extract::{ApiKey, JsonBody, OptionalJsonBody, Path, Query, UserToken};
+use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -79,16 +79,15 @@ async fn not_erased(state: &AppState, id: &UserId) -> ApiResult<()> {
 
 /// Creates or updates a user. Omitted fields stay as they are; `null` clears one.
 #[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path, description = "1..128 of [A-Za-z0-9._:@-]")),
+    params(UserPath),
     request_body = UserInput,
-    responses((status = 200, body = UserView), (status = 422, body = crate::problem::Problem), (status = 401, body = crate::problem::Problem)))]
+    responses((status = 200, body = UserView), (status = 422, body = Problem)))]
 async fn put_user(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     JsonBody(input): JsonBody<UserInput>,
 ) -> ApiResult<Json<UserView>> {
-    let id = user_id(&id)?;
     let current = state
         .store
         .get_user(&id)
@@ -102,19 +101,25 @@ async fn put_user(
 
 /// Reads a user.
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = crate::problem::Problem)))]
-async fn get_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
-    let id = user_id(&id)?;
+    params(UserPath),
+    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+async fn get_user(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
+) -> ApiResult<Json<UserView>> {
     Ok(Json(live_user(&state, &id).await?.into()))
 }
 
 /// Erases a user's personal data: contacts, devices, preferences, inbox. The audit keeps a tombstone.
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)),
-    responses((status = 204, description = "Erased"), (status = 404, body = crate::problem::Problem)))]
-async fn delete_user(_: ApiKey, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let id = user_id(&id)?;
+    params(UserPath),
+    responses((status = 204, description = "Erased"), (status = 404, body = Problem)))]
+async fn delete_user(
+    _: ApiKey,
+    State(state): State<AppState>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
+) -> ApiResult<StatusCode> {
     live_user(&state, &id).await?;
     state.store.erase_user(&id, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -138,17 +143,15 @@ struct TokenView {
 
 /// Issues a user token for browsers and apps (`/v1/me/...`).
 #[utoipa::path(post, path = "/v1/users/{user_id}/token", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), request_body(content = Option<TokenRequest>),
-    responses((status = 200, body = TokenView), (status = 404, body = crate::problem::Problem)))]
+    params(UserPath), request_body(content = Option<TokenRequest>, description = "Optional; an empty body takes the defaults"),
+    responses((status = 200, body = TokenView), (status = 404, body = Problem)))]
 async fn create_token(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Path(UserPath { user_id: id }): Path<UserPath>,
+    OptionalJsonBody(req): OptionalJsonBody<TokenRequest>,
 ) -> ApiResult<Json<TokenView>> {
-    let id = user_id(&id)?;
-    let req: TokenRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { TokenRequest::default() } else { crate::extract::parse(&body)? };
+    let req = req.unwrap_or_default();
     let ttl = req.ttl_seconds.unwrap_or(86_400);
     if !(60..=30 * 86_400).contains(&ttl) {
         return Err(ApiError::field("ttl_seconds", "must be between 60 and 2592000"));
@@ -188,15 +191,15 @@ impl From<DeviceRecord> for DeviceView {
 
 /// Registers a device: an APNs or FCM token, a web push subscription or a signed webhook.
 #[utoipa::path(post, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), request_body = DeviceSpec,
-    responses((status = 201, body = DeviceView), (status = 422, body = crate::problem::Problem)))]
+    params(UserPath), request_body = DeviceSpec,
+    responses((status = 201, body = DeviceView), (status = 404, body = Problem, description = "The user was erased"),
+        (status = 422, body = Problem)))]
 async fn add_device(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     JsonBody(spec): JsonBody<DeviceSpec>,
 ) -> ApiResult<(StatusCode, Json<DeviceView>)> {
-    let id = user_id(&id)?;
     spec.validate()?;
     not_erased(&state, &id).await?;
     let rec = state.store.add_device(&id, &spec, state.clock.now()).await?;
@@ -205,29 +208,39 @@ async fn add_device(
 
 /// Lists a user's devices.
 #[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), responses((status = 200, body = List<DeviceView>)))]
+    params(UserPath), responses((status = 200, body = List<DeviceView>), (status = 404, body = Problem)))]
 async fn list_devices(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
 ) -> ApiResult<Json<List<DeviceView>>> {
-    let id = user_id(&id)?;
     live_user(&state, &id).await?;
     let items = state.store.list_devices(&id).await?.into_iter().map(DeviceView::from).collect();
     Ok(Json(List { items, next_cursor: None }))
 }
 
+/// `{user_id}/devices/{device_id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct DevicePath {
+    /// A user id: 1 to 128 of `A-Z a-z 0-9 . _ : @ -`.
+    #[param(value_type = String, pattern = "^[A-Za-z0-9._:@-]{1,128}$", min_length = 1, max_length = 128)]
+    user_id: UserId,
+    /// The device's id, as registering it answered.
+    #[param(value_type = Uuid)]
+    device_id: String,
+}
+
 /// Removes a device.
 #[utoipa::path(delete, path = "/v1/users/{user_id}/devices/{device_id}", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path), ("device_id" = Uuid, Path)),
-    responses((status = 204, description = "Removed"), (status = 404, body = crate::problem::Problem)))]
+    params(DevicePath),
+    responses((status = 204, description = "Removed"), (status = 404, body = Problem)))]
 async fn delete_device(
     _: ApiKey,
     State(state): State<AppState>,
-    Path((id, device)): Path<(String, String)>,
+    Path(DevicePath { user_id: id, device_id }): Path<DevicePath>,
 ) -> ApiResult<StatusCode> {
-    let id = user_id(&id)?;
-    let device = Uuid::parse_str(&device).map_err(|_| ApiError::NotFound("no such device".into()))?;
+    let device = Uuid::parse_str(&device_id).map_err(|_| ApiError::NotFound("no such device".into()))?;
     if state.store.delete_device(&id, device).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -250,49 +263,53 @@ async fn write_prefs(state: &AppState, id: &UserId, body: StoredPreferences, mer
 
 /// Effective preferences (server defaults fill what the user left unset).
 #[utoipa::path(get, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), responses((status = 200, body = Preferences), (status = 404, body = crate::problem::Problem)))]
+    params(UserPath), responses((status = 200, body = Preferences), (status = 404, body = Problem)))]
 async fn get_preferences(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
 ) -> ApiResult<Json<Preferences>> {
-    Ok(Json(read_prefs(&state, &user_id(&id)?).await?))
+    Ok(Json(read_prefs(&state, &id).await?))
 }
 
 /// Replaces preferences.
 #[utoipa::path(put, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), request_body = StoredPreferences,
-    responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
+    params(UserPath), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 404, body = Problem, description = "The user was erased"),
+        (status = 422, body = Problem)))]
 async fn put_preferences(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     JsonBody(body): JsonBody<StoredPreferences>,
 ) -> ApiResult<Json<Preferences>> {
-    Ok(Json(write_prefs(&state, &user_id(&id)?, body, false).await?))
+    Ok(Json(write_prefs(&state, &id, body, false).await?))
 }
 
 /// Merges preferences: maps merge key by key, other given fields replace.
 #[utoipa::path(patch, path = "/v1/users/{user_id}/preferences", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path)), request_body = StoredPreferences,
-    responses((status = 200, body = Preferences), (status = 422, body = crate::problem::Problem)))]
+    params(UserPath), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 404, body = Problem, description = "The user was erased"),
+        (status = 422, body = Problem)))]
 async fn patch_preferences(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     JsonBody(body): JsonBody<StoredPreferences>,
 ) -> ApiResult<Json<Preferences>> {
-    Ok(Json(write_prefs(&state, &user_id(&id)?, body, true).await?))
+    Ok(Json(write_prefs(&state, &id, body, true).await?))
 }
 
 /// The token holder's effective preferences.
-#[utoipa::path(get, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), responses((status = 200, body = Preferences)))]
+#[utoipa::path(get, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])),
+    responses((status = 200, body = Preferences), (status = 404, body = Problem, description = "The user was erased")))]
 async fn get_my_preferences(UserToken(id): UserToken, State(state): State<AppState>) -> ApiResult<Json<Preferences>> {
     Ok(Json(read_prefs(&state, &id).await?))
 }
 
 /// Replaces the token holder's preferences.
-#[utoipa::path(put, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
+#[utoipa::path(put, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 404, body = Problem, description = "The user was erased")))]
 async fn put_my_preferences(
     UserToken(id): UserToken,
     State(state): State<AppState>,
@@ -302,7 +319,8 @@ async fn put_my_preferences(
 }
 
 /// Merges into the token holder's preferences.
-#[utoipa::path(patch, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences, responses((status = 200, body = Preferences)))]
+#[utoipa::path(patch, path = "/v1/me/preferences", tag = "inbox", security(("user_token" = [])), request_body = StoredPreferences,
+    responses((status = 200, body = Preferences), (status = 404, body = Problem, description = "The user was erased")))]
 async fn patch_my_preferences(
     UserToken(id): UserToken,
     State(state): State<AppState>,
@@ -324,18 +342,17 @@ struct TimelineItem {
 
 /// Why this person did or did not get each notification, newest first.
 #[utoipa::path(get, path = "/v1/users/{user_id}/timeline", tag = "users", security(("api_key" = [])),
-    params(("user_id" = String, Path), Page), responses((status = 200, body = List<TimelineItem>), (status = 404, body = crate::problem::Problem)))]
+    params(UserPath, Page), responses((status = 200, body = List<TimelineItem>), (status = 404, body = Problem)))]
 async fn timeline(
     _: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(UserPath { user_id: id }): Path<UserPath>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<List<TimelineItem>>> {
-    let id = user_id(&id)?;
     if state.store.get_user(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no user {id}")));
     }
-    let limit = page.limit(50)?;
+    let limit = page.limit(50);
     let rows = state.store.timeline(&id, page.seq()?, limit).await?;
     let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
     let items = rows

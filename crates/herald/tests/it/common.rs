@@ -65,6 +65,8 @@ async fn start(
     };
     config.channels.webhook.retry_schedule_seconds = vec![0, 0, 0];
     config.channels.webhook.timeout_seconds = 5;
+    // Test receivers and push service fakes listen on loopback.
+    config.outbound.allow_private = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
     tweak(&mut config);
     let clock: Arc<dyn Clock> = match &manual {
         Some(m) => m.clone(),
