@@ -25,8 +25,8 @@ use tracing::Instrument;
 
 use crate::breaker::{Breakers, Verdict};
 use crate::clock::Clock;
-use crate::process::targets;
 use crate::ratelimit::Limiter;
+use crate::targets::targets;
 use crate::{ChannelSettings, RuntimeConfig};
 
 /// One channel's machinery.
@@ -65,14 +65,64 @@ pub(crate) struct Dispatcher {
 
 /// How one attempt ended.
 enum Attempt {
-    /// Settled: status, decision, reason, error, provider.
-    Done(&'static str, Decision, Option<Reason>, Option<String>, Option<String>),
-    /// Try again after a delay (counted attempt).
-    Retry(Duration, String, Option<String>),
+    /// Settled for good.
+    Done(Settled),
+    /// Try again after a delay (a counted attempt).
+    Retry { after: Duration, error: String, provider: Option<String> },
     /// Every circuit is open: wait, without using up an attempt.
-    Wait(Timestamp, String),
+    Wait { until: Timestamp, error: String },
     /// Nothing to record (closed meanwhile, or shutting down before the send).
     Leave,
+}
+
+/// How a delivery ended: its final status is the decision's code.
+struct Settled {
+    decision: Decision,
+    reason: Option<Reason>,
+    error: Option<String>,
+    provider: Option<String>,
+}
+
+impl Settled {
+    /// Taken by `provider`: delivered for a webhook (its 2xx is the receipt), else sent.
+    fn accepted(channel: Channel, provider: &str) -> Self {
+        let decision = if channel == Channel::Webhook { Decision::Delivered } else { Decision::Sent };
+        Self { decision, reason: None, error: None, provider: Some(provider.into()) }
+    }
+
+    fn failed(reason: Reason, error: String, provider: Option<String>) -> Self {
+        Self { decision: Decision::Failed, reason: Some(reason), error: Some(error), provider }
+    }
+
+    fn bounced(reason: Reason, error: String, provider: &str) -> Self {
+        Self { decision: Decision::Bounced, reason: Some(reason), error: Some(error), provider: Some(provider.into()) }
+    }
+
+    fn suppressed(reason: Reason) -> Self {
+        let error = Some(reason.as_str().into());
+        Self { decision: Decision::Suppressed, reason: Some(reason), error, provider: None }
+    }
+
+    /// What follows: a success stands the transactional fallback down, a failure (or a channel
+    /// that cannot take it at all) hands over to it.
+    fn then(&self) -> AfterUpdate {
+        match (self.decision, self.reason) {
+            (Decision::Sent | Decision::Delivered, _) => AfterUpdate::StandDown,
+            (Decision::Failed | Decision::Bounced, _) => AfterUpdate::HandOver,
+            (
+                Decision::Suppressed,
+                Some(
+                    Reason::NoAddress
+                    | Reason::ChannelDisabled
+                    | Reason::AddressBlocked
+                    | Reason::SmsStop
+                    | Reason::HourlyCeiling
+                    | Reason::SmsBudget,
+                ),
+            ) => AfterUpdate::HandOver,
+            _ => AfterUpdate::Nothing,
+        }
+    }
 }
 
 /// Counts one unit of a gauge for as long as it lives.
@@ -132,7 +182,7 @@ impl Dispatcher {
         self.depth.load(Ordering::SeqCst)
     }
 
-    /// The clock moved: deliveries waiting for a time look again.
+    /// The clock jumped: deliveries waiting for a time look again.
     pub(crate) fn tick(&self) {
         self.tick.notify_waiters();
     }
@@ -220,125 +270,112 @@ impl Dispatcher {
                 let _ready = Held::new(&self.depth, "deliveries");
                 self.attempt(&d).await?
             };
-            let now = self.clock.now();
-            let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let audit = |decision, reason| AuditEntry {
-                user_id: user_id.clone(),
-                notification_id: d.notification_id,
-                channel: Some(d.channel),
-                decision,
-                reason,
-                at: now,
-            };
-            let update = |status: &str, attempts, provider, error, next_attempt_at, audit, then| DeliveryUpdate {
-                id: d.id,
-                status: status.into(),
-                attempts,
-                provider,
-                error,
-                next_attempt_at,
-                audit,
-                then,
-                now,
-            };
             // An attempt that reached a provider was counted when its start was recorded.
             let counted = d.attempts + u32::from(in_flight.is_some());
-            match result {
-                Attempt::Leave => return Ok(()),
-                Attempt::Done(status, decision, reason, error, provider) => {
-                    let channel = d.channel.as_str();
-                    metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status).increment(1);
-                    if decision == Decision::Sent || decision == Decision::Delivered {
-                        let class = d.class.map_or("unknown", |c| c.as_str());
-                        let latency = now.duration_since(d.created_at).as_secs_f64().max(0.0);
-                        metrics::histogram!("herald_delivery_seconds", "channel" => channel, "class" => class)
-                            .record(latency);
-                    }
-                    if decision == Decision::Failed {
-                        metrics::counter!("herald_dead_letters_total", "channel" => channel).increment(1);
-                    }
-                    let then = match (decision, reason) {
-                        (Decision::Sent | Decision::Delivered, _) => AfterUpdate::StandDown,
-                        (Decision::Failed | Decision::Bounced, _) => AfterUpdate::HandOver,
-                        (
-                            Decision::Suppressed,
-                            Some(
-                                Reason::NoAddress
-                                | Reason::ChannelDisabled
-                                | Reason::AddressBlocked
-                                | Reason::SmsStop
-                                | Reason::HourlyCeiling
-                                | Reason::SmsBudget,
-                            ),
-                        ) => AfterUpdate::HandOver,
-                        _ => AfterUpdate::Nothing,
-                    };
-                    let provider = provider.or(d.provider.clone());
-                    let recorded = self
-                        .store
-                        .update_delivery(update(
-                            status,
-                            counted,
-                            provider,
-                            error,
-                            None,
-                            Some(audit(decision, reason)),
-                            then,
-                        ))
-                        .await;
+            let open = match result {
+                Attempt::Leave => false,
+                Attempt::Done(settled) => {
+                    let next = self.record_settled(&d, settled, counted).await;
                     drop(in_flight);
-                    if let Updated::Recorded(Some(next)) = recorded? {
+                    if let Some(next) = next? {
                         tracing::info!(from = %d.channel, to = %next.channel, "falling back to the next channel");
-                        self.dispatch(*next);
+                        self.dispatch(next);
                     }
-                    return Ok(());
+                    false
                 }
-                Attempt::Retry(delay, error, provider) => {
+                Attempt::Retry { after, error, provider } => {
                     metrics::counter!("herald_delivery_retries_total", "channel" => d.channel.as_str()).increment(1);
                     // Bounded by configuration (a week) and by the providers' Retry-After cap (a day).
-                    let next = now + delay;
-                    let recorded = self
-                        .store
-                        .update_delivery(update(
-                            "queued",
-                            counted,
-                            provider.clone(),
-                            Some(error.clone()),
-                            Some(next),
-                            None,
-                            AfterUpdate::Nothing,
-                        ))
-                        .await;
+                    let next = self.clock.now() + after;
+                    let open = self.record_queued(&mut d, counted, provider, error, next).await;
                     drop(in_flight);
-                    if matches!(recorded?, Updated::Closed) {
-                        return Ok(());
-                    }
-                    d.attempts = counted;
-                    d.provider = provider;
-                    d.error = Some(error);
-                    d.next_attempt_at = Some(next);
+                    open?
                 }
-                Attempt::Wait(until, error) => {
-                    let recorded = self
-                        .store
-                        .update_delivery(update(
-                            "queued",
-                            d.attempts,
-                            d.provider.clone(),
-                            Some(error.clone()),
-                            Some(until),
-                            None,
-                            AfterUpdate::Nothing,
-                        ))
-                        .await?;
-                    if matches!(recorded, Updated::Closed) {
-                        return Ok(());
-                    }
-                    d.error = Some(error);
-                    d.next_attempt_at = Some(until);
+                Attempt::Wait { until, error } => {
+                    let (attempts, provider) = (d.attempts, d.provider.clone());
+                    self.record_queued(&mut d, attempts, provider, error, until).await?
                 }
+            };
+            if !open {
+                return Ok(());
             }
         }
+    }
+
+    /// Records the end of a delivery with its audit line; the transactional fallback it hands
+    /// over to, if any, to be dispatched once the in-flight mark is gone.
+    async fn record_settled(
+        &self,
+        d: &DeliveryRecord,
+        settled: Settled,
+        attempts: u32,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let now = self.clock.now();
+        let status = settled.decision.as_str();
+        let channel = d.channel.as_str();
+        metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status).increment(1);
+        match settled.decision {
+            Decision::Sent | Decision::Delivered => {
+                let class = d.class.map_or("unknown", |c| c.as_str());
+                let latency = now.duration_since(d.created_at).as_secs_f64().max(0.0);
+                metrics::histogram!("herald_delivery_seconds", "channel" => channel, "class" => class).record(latency);
+            }
+            Decision::Failed => metrics::counter!("herald_dead_letters_total", "channel" => channel).increment(1),
+            _ => {}
+        }
+        let audit = AuditEntry {
+            user_id: UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            notification_id: d.notification_id,
+            channel: Some(d.channel),
+            decision: settled.decision,
+            reason: settled.reason,
+            at: now,
+        };
+        let update = DeliveryUpdate {
+            id: d.id,
+            status: status.into(),
+            attempts,
+            then: settled.then(),
+            provider: settled.provider.or(d.provider.clone()),
+            error: settled.error,
+            next_attempt_at: None,
+            audit: Some(audit),
+            now,
+        };
+        Ok(match self.store.update_delivery(update).await? {
+            Updated::Recorded(next) => next.map(|n| *n),
+            Updated::Closed => None,
+        })
+    }
+
+    /// Records that the delivery waits until `next`; false when it was closed meanwhile.
+    async fn record_queued(
+        &self,
+        d: &mut DeliveryRecord,
+        attempts: u32,
+        provider: Option<String>,
+        error: String,
+        next: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let update = DeliveryUpdate {
+            id: d.id,
+            status: "queued".into(),
+            attempts,
+            provider: provider.clone(),
+            error: Some(error.clone()),
+            next_attempt_at: Some(next),
+            audit: None,
+            then: AfterUpdate::Nothing,
+            now: self.clock.now(),
+        };
+        if matches!(self.store.update_delivery(update).await?, Updated::Closed) {
+            return Ok(false);
+        }
+        d.attempts = attempts;
+        d.provider = provider;
+        d.error = Some(error);
+        d.next_attempt_at = Some(next);
+        Ok(true)
     }
 
     /// One attempt: consent re-check, a provider whose circuit is closed, rate limits, a
@@ -347,22 +384,11 @@ impl Dispatcher {
     async fn attempt(&self, d: &DeliveryRecord) -> Result<(Attempt, Option<InFlight<'_>>), StoreError> {
         let Some(lane) = self.lanes.get(&d.channel).filter(|l| !l.providers.is_empty()) else {
             return Ok((
-                Attempt::Done(
-                    "failed",
-                    Decision::Failed,
-                    Some(Reason::NoChannel),
-                    Some("no provider configured".into()),
-                    None,
-                ),
+                Attempt::Done(Settled::failed(Reason::NoChannel, "no provider configured".into(), None)),
                 None,
             ));
         };
-        let suppress = |reason: Reason| {
-            Ok((
-                Attempt::Done("suppressed", Decision::Suppressed, Some(reason), Some(reason.as_str().into()), None),
-                None,
-            ))
-        };
+        let suppress = |reason: Reason| Ok((Attempt::Done(Settled::suppressed(reason)), None));
         let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let targets = match self.consent(d, &user_id).await? {
             Ok(targets) => targets,
@@ -461,22 +487,16 @@ impl Dispatcher {
         let Some((message, retry_after, provider)) = transient else {
             // Every circuit is open: wait for the first to half-open, without using up an attempt.
             let until = reopen.unwrap_or_else(|| self.clock.now() + SignedDuration::from_secs(1));
-            return Ok((Attempt::Wait(until, "circuit open".into()), None));
+            return Ok((Attempt::Wait { until, error: "circuit open".into() }, None));
         };
         let attempt = d.attempts + 1;
         Ok((
             match settings.retry_schedule.get(attempt as usize - 1) {
                 Some(base) => {
                     let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
-                    Attempt::Retry(jitter(base), message, Some(provider.into()))
+                    Attempt::Retry { after: jitter(base), error: message, provider: Some(provider.into()) }
                 }
-                None => Attempt::Done(
-                    "failed",
-                    Decision::Failed,
-                    Some(Reason::RetriesExhausted),
-                    Some(message),
-                    Some(provider.into()),
-                ),
+                None => Attempt::Done(Settled::failed(Reason::RetriesExhausted, message, Some(provider.into()))),
             },
             in_flight,
         ))
@@ -586,39 +606,23 @@ impl Dispatcher {
         result: Result<Sent, SendError>,
         transient: &mut Option<(String, Option<u64>, &'static str)>,
     ) -> Option<Attempt> {
-        let (status, decision) =
-            if d.channel == Channel::Webhook { ("delivered", Decision::Delivered) } else { ("sent", Decision::Sent) };
-        match result {
-            Ok(_) => Some(Attempt::Done(status, decision, None, None, Some(provider.into()))),
-            Err(SendError::Gone { message, .. }) => Some(Attempt::Done(
-                "bounced",
-                Decision::Bounced,
-                Some(Reason::InvalidToken),
-                Some(message),
-                Some(provider.into()),
-            )),
-            Err(SendError::Unreachable { message, block }) => Some(Attempt::Done(
-                "bounced",
-                Decision::Bounced,
-                Some(match block {
+        let settled = match result {
+            Ok(_) => Settled::accepted(d.channel, provider),
+            Err(SendError::Gone { message, .. }) => Settled::bounced(Reason::InvalidToken, message, provider),
+            Err(SendError::Unreachable { message, block }) => {
+                let reason = match block {
                     AddressBlock::HardBounce => Reason::HardBounce,
                     AddressBlock::Stopped => Reason::SmsStop,
-                }),
-                Some(message),
-                Some(provider.into()),
-            )),
-            Err(SendError::Permanent(msg)) => Some(Attempt::Done(
-                "failed",
-                Decision::Failed,
-                Some(Reason::ProviderRejected),
-                Some(msg),
-                Some(provider.into()),
-            )),
+                };
+                Settled::bounced(reason, message, provider)
+            }
+            Err(SendError::Permanent(msg)) => Settled::failed(Reason::ProviderRejected, msg, Some(provider.into())),
             Err(SendError::Transient { message, retry_after }) => {
                 *transient = Some((message, retry_after, provider));
-                None
+                return None;
             }
-        }
+        };
+        Some(Attempt::Done(settled))
     }
 }
 

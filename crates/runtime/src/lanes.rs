@@ -4,15 +4,17 @@
 //! so decisions for one user never race, and a busy lane reads and writes a whole batch at once.
 
 use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use futures::FutureExt;
 use herald_store::{Store, Work};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::process::Processor;
 
 /// Items claimed per store round trip.
 const CLAIM_BATCH: u32 = 1024;
@@ -23,6 +25,15 @@ const LANE_BATCH: usize = 1024;
 /// Longest sleep when nothing is due, as a safety net for missed wake-ups.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
+/// What a lane runs.
+#[async_trait]
+pub(crate) trait Decide: Send + Sync + 'static {
+    /// Decides a batch of work in order.
+    async fn process(&self, work: Vec<Work>, lane: usize);
+    /// Returns a batch whose deciding broke off to the queue, to be tried again later.
+    async fn hand_back(&self, work: Vec<Work>);
+}
+
 /// Senders into each lane.
 pub(crate) struct Lanes {
     senders: Vec<mpsc::Sender<Work>>,
@@ -30,20 +41,12 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// Spawns `n` lanes that run `processor`.
-    pub(crate) fn start(tasks: &mut JoinSet<()>, processor: Processor, n: usize) -> Self {
-        let processor = Arc::new(processor);
+    /// Spawns `n` lanes that run `decider`.
+    pub(crate) fn start(tasks: &mut JoinSet<()>, decider: Arc<dyn Decide>, n: usize) -> Self {
         let senders = (0..n)
             .map(|lane| {
-                let (tx, mut rx) = mpsc::channel::<Work>(LANE_DEPTH);
-                let p = processor.clone();
-                tasks.spawn(async move {
-                    let mut batch = Vec::with_capacity(LANE_BATCH);
-                    while rx.recv_many(&mut batch, LANE_BATCH).await > 0 {
-                        metrics::gauge!("herald_queue_depth", "queue" => "lanes").decrement(batch.len() as f64);
-                        p.process(std::mem::take(&mut batch), lane).await;
-                    }
-                });
+                let (tx, rx) = mpsc::channel::<Work>(LANE_DEPTH);
+                tasks.spawn(run_lane(rx, decider.clone(), lane));
                 tx
             })
             .collect();
@@ -59,6 +62,26 @@ impl Lanes {
         metrics::gauge!("herald_queue_depth", "queue" => "lanes").increment(1.0);
         if self.senders[lane].send(item).await.is_err() {
             tracing::error!(lane, "lane stopped");
+        }
+    }
+}
+
+/// One lane: decides what has queued up, a batch at a time. A panic while deciding costs that
+/// batch a retry, never the lane: a stopped lane would silently stop every user hashed to it.
+async fn run_lane(mut rx: mpsc::Receiver<Work>, decider: Arc<dyn Decide>, lane: usize) {
+    let mut batch = Vec::with_capacity(LANE_BATCH);
+    while rx.recv_many(&mut batch, LANE_BATCH).await > 0 {
+        metrics::gauge!("herald_queue_depth", "queue" => "lanes").decrement(batch.len() as f64);
+        let work = std::mem::take(&mut batch);
+        if let Err(panic) = AssertUnwindSafe(decider.process(work.clone(), lane)).catch_unwind().await {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(lane, panic = %message, items = work.len(), "deciding a batch panicked; it is handed back");
+            metrics::counter!("herald_lane_panics_total").increment(1);
+            decider.hand_back(work).await;
         }
     }
 }
@@ -90,5 +113,60 @@ pub(crate) async fn feed(store: Arc<dyn Store>, lanes: Lanes, wake: Arc<Notify>,
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use herald_domain::UserId;
+
+    use super::*;
+
+    /// Panics on the first batch, then records what it decides and what it is handed back.
+    #[derive(Default)]
+    struct Flaky {
+        calls: Mutex<u32>,
+        decided: Mutex<Vec<Work>>,
+        handed_back: Mutex<Vec<Work>>,
+    }
+
+    #[async_trait]
+    impl Decide for Flaky {
+        async fn process(&self, work: Vec<Work>, _lane: usize) {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls == 1
+            };
+            assert!(!first, "a bug in the first batch");
+            self.decided.lock().unwrap().extend(work);
+        }
+
+        async fn hand_back(&self, work: Vec<Work>) {
+            self.handed_back.lock().unwrap().extend(work);
+        }
+    }
+
+    fn flush(user: &str) -> Work {
+        Work::Flush(UserId::parse("user_id", user).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_is_handed_back_and_the_lane_goes_on() {
+        let decider = Arc::new(Flaky::default());
+        let (tx, rx) = mpsc::channel(8);
+        let lane = tokio::spawn(run_lane(rx, decider.clone(), 0));
+        tx.send(flush("ana")).await.unwrap();
+        // The second item goes in only once the first batch is over, so it is a batch of its own.
+        while decider.handed_back.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        tx.send(flush("bo")).await.unwrap();
+        drop(tx);
+        lane.await.expect("the lane itself never panics");
+        assert_eq!(*decider.handed_back.lock().unwrap(), vec![flush("ana")]);
+        assert_eq!(*decider.decided.lock().unwrap(), vec![flush("bo")]);
     }
 }

@@ -9,6 +9,7 @@ pub mod hub;
 mod lanes;
 mod process;
 mod ratelimit;
+mod targets;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -157,7 +158,7 @@ impl Runtime {
             clock.clone(),
             templates.clone(),
         );
-        let lanes = lanes::Lanes::start(&mut tasks, processor, config.lanes.max(1));
+        let lanes = lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1));
         tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone()));
         let drain_grace = config.drain_grace;
         Ok(Arc::new(Self {
@@ -182,8 +183,15 @@ impl Runtime {
         &self.templates
     }
 
-    /// Tells the runtime that new work was committed (or that the clock moved).
+    /// Tells the runtime that new work was committed: the feeder looks for it. Deliveries waiting
+    /// for a retry are not disturbed; they sleep until their own time.
     pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Tells the runtime that its clock jumped (an injected clock in tests): the feeder and every
+    /// delivery waiting for a time look again.
+    pub fn clock_moved(&self) {
         self.wake.notify_one();
         self.dispatcher.tick();
     }

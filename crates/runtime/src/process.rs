@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
-use herald_domain::device::DeviceSpec;
 use herald_domain::ids::{Category, delivery_id};
 use herald_domain::notification::{DUPLICATE_WINDOW, NotificationSpec};
 use herald_domain::overload::Shedding;
@@ -16,8 +15,8 @@ use herald_domain::sms;
 use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
-    AuditEntry, DeliveryRecord, DeviceRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification,
-    Next, NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
+    AuditEntry, DeliveryRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification, Next,
+    NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
 };
 use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
@@ -27,6 +26,7 @@ use crate::RuntimeConfig;
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
+use crate::lanes::Decide;
 use crate::templates::Templates;
 
 /// How long work whose processing failed waits before it is tried again.
@@ -83,22 +83,12 @@ impl UserContext {
     }
 }
 
-impl Processor {
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        config: RuntimeConfig,
-        hub: Hub,
-        dispatcher: Arc<Dispatcher>,
-        clock: Arc<dyn Clock>,
-        templates: Arc<Templates>,
-    ) -> Self {
-        Self { store, config, hub, dispatcher, clock, templates }
-    }
-
+#[async_trait::async_trait]
+impl Decide for Processor {
     /// Processes a lane's batch of work in order; on a store failure the work is handed back and
     /// retried later. Decisions are made a run at a time (read together, recorded together); a
     /// digest flush waits for the decisions queued before it.
-    pub(crate) async fn process(&self, work: Vec<Work>, lane: usize) {
+    async fn process(&self, work: Vec<Work>, lane: usize) {
         let mut run = Vec::new();
         for w in work {
             match w {
@@ -110,6 +100,32 @@ impl Processor {
             }
         }
         self.decide_run(run, lane).await;
+    }
+
+    async fn hand_back(&self, work: Vec<Work>) {
+        let retry_at = self.clock.now() + RETRY_AFTER;
+        for w in work {
+            let handed = match &w {
+                Work::Decide(item) => self.store.release_claim(item.seq, retry_at).await,
+                Work::Flush(user) => self.store.schedule_flush(user, retry_at).await,
+            };
+            if let Err(e) = handed {
+                tracing::error!(error = %e, "cannot hand work back; it returns at the next start");
+            }
+        }
+    }
+}
+
+impl Processor {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        hub: Hub,
+        dispatcher: Arc<Dispatcher>,
+        clock: Arc<dyn Clock>,
+        templates: Arc<Templates>,
+    ) -> Self {
+        Self { store, config, hub, dispatcher, clock, templates }
     }
 
     async fn decide_run(&self, items: Vec<WorkItem>, lane: usize) {
@@ -770,39 +786,5 @@ fn payload(
             o.insert("ttl_seconds".into(), spec.ttl_seconds.into());
         }
         v
-    }
-}
-
-/// The targets of a delivery for `channel` among the user's devices and contacts.
-pub(crate) fn targets(
-    channel: Channel,
-    devices: &[DeviceRecord],
-    user: Option<&herald_domain::user::User>,
-) -> Vec<herald_channels::Target> {
-    use herald_channels::Target;
-    match channel {
-        Channel::Email => {
-            user.and_then(|u| u.email.as_ref()).map(|e| Target::Email(e.as_str().into())).into_iter().collect()
-        }
-        Channel::Sms => {
-            user.and_then(|u| u.phone.as_ref()).map(|p| Target::Phone(p.as_str().into())).into_iter().collect()
-        }
-        _ => devices
-            .iter()
-            .filter(|d| d.spec.channel() == channel)
-            .map(|d| match &d.spec {
-                DeviceSpec::Webhook { url, secret } => {
-                    Target::Webhook { device_id: d.id, url: url.clone(), secret: secret.clone() }
-                }
-                DeviceSpec::Apns { token } => Target::Apns { device_id: d.id, token: token.clone() },
-                DeviceSpec::Fcm { token } => Target::Fcm { device_id: d.id, token: token.clone() },
-                DeviceSpec::WebPush { subscription } => Target::WebPush {
-                    device_id: d.id,
-                    endpoint: subscription.endpoint.clone(),
-                    p256dh: subscription.keys.p256dh.clone(),
-                    auth: subscription.keys.auth.clone(),
-                },
-            })
-            .collect(),
     }
 }

@@ -99,7 +99,7 @@ impl TestApp {
     /// Moves the injected clock and lets the runtime look at what fell due.
     pub fn advance(&self, by: jiff::SignedDuration) {
         self.clock.as_ref().expect("spawned with spawn_at").advance(by);
-        self.runtime.wake();
+        self.runtime.clock_moved();
     }
 
     pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
