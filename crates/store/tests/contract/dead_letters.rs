@@ -6,7 +6,7 @@ use herald_store::Updated;
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, begin, dead_letter, delivery, result};
+use crate::fixtures::{at, begin, dead_letter, delivery, result, user};
 
 #[tokio::test]
 async fn dead_letters_are_listed_newest_first_by_channel_with_a_cursor() {
@@ -43,6 +43,13 @@ async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
         assert!(b.dead_letters(None, None, 10).await.unwrap().is_empty(), "{b}: no longer a dead letter");
         assert!(b.open_deliveries().await.unwrap().iter().any(|o| o.id == d.id), "{b}: open again to dispatch");
         assert!(b.replay_dead_letter(d.id, at(11)).await.unwrap().is_none(), "{b}: replayed once");
+        let last = &b.timeline(&user("ada"), None, 1).await.unwrap()[0];
+        assert_eq!(
+            (last.at, last.decision.as_str(), last.reason.as_deref(), last.channel.as_deref()),
+            (at(10), "delivering", Some("replayed"), Some("email")),
+            "{b}: the replay is in the audit"
+        );
+        assert_eq!(b.stats(None).await.unwrap().dead_letters, 0, "{b}: and no longer counted dead");
 
         let sent = delivery(&b, "bob", Channel::Email, at(20)).await;
         begin(&b, sent.id, at(21)).await;

@@ -211,7 +211,9 @@ async fn a_provider_failure_of_an_older_attempt_is_ignored_and_of_the_last_hands
         let [email, sms, _push] = with_fallbacks(&b, "ada").await;
         begin(&b, email.id, at(1)).await;
         begin(&b, email.id, at(2)).await;
-        b.update_delivery(result(&email, "sent", 2, at(3))).await.unwrap();
+        // As the dispatcher records a send: the fallbacks stand down, until a late failure.
+        let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&email, "sent", 2, at(3)) };
+        b.update_delivery(sent).await.unwrap();
 
         let old = b.provider_status(report(&email, FinalStatus::Failed, Some(1), 4)).await.unwrap();
         assert!(matches!(old, Updated::Closed), "{b}: the first attempt's failure does not count");
@@ -222,7 +224,30 @@ async fn a_provider_failure_of_an_older_attempt_is_ignored_and_of_the_last_hands
         else {
             panic!("{b}: the last attempt's bounce hands over")
         };
-        assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: to the first standby");
+        assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: the stood-down fallback comes back");
         assert_eq!(current(&b, &email).await.status, "bounced", "{b}: the email bounced");
+    }
+}
+
+#[tokio::test]
+async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_letter() {
+    for b in backends().await {
+        let d = delivery(&b, "ada", Channel::Email, at(0)).await;
+        begin(&b, d.id, at(1)).await;
+        // Herald timed out and queued a retry, but the provider had taken the message.
+        let retry = DeliveryUpdate { next_attempt_at: Some(at(60)), audit: None, ..result(&d, "queued", 1, at(2)) };
+        b.update_delivery(retry).await.unwrap();
+        let delivered = b.provider_status(report(&d, FinalStatus::Delivered, None, 3)).await.unwrap();
+        assert!(matches!(delivered, Updated::Recorded(None)), "{b}: recorded");
+        let begun = b.begin_attempt(BeginAttempt { id: d.id, per_user: None, per_channel: None, now: at(60) });
+        assert_eq!(begun.await.unwrap(), Begin::Closed, "{b}: the retry does not send it twice");
+
+        let other = delivery(&b, "bob", Channel::Email, at(10)).await;
+        begin(&b, other.id, at(11)).await;
+        b.update_delivery(result(&other, "sent", 1, at(12))).await.unwrap();
+        b.provider_status(report(&other, FinalStatus::Failed, Some(1), 13)).await.unwrap();
+        let dead = b.dead_letters(None, None, 10).await.unwrap();
+        let dead: Vec<_> = dead.iter().map(|(_, x)| (x.id, x.status.as_str(), x.dead_at)).collect();
+        assert_eq!(dead, vec![(other.id, "failed", Some(at(13)))], "{b}: a reported failure is a dead letter");
     }
 }

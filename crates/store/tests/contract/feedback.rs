@@ -22,9 +22,10 @@ async fn a_hard_bounce_blocks_the_address_until_an_operator_lifts_it() {
     for b in backends().await {
         let ada = User { email: Some(Email::parse("email", "ada@example.com").unwrap()), ..User::bare(user("ada")) };
         b.put_user(&ada, at(0)).await.unwrap();
-        let outcome =
-            b.apply_feedback(report(Channel::Email, "ada@example.com", FeedbackKind::HardBounce)).await.unwrap();
-        assert!(outcome.address_blocked, "{b}: the address is blocked");
+        let bounce = || report(Channel::Email, "ada@example.com", FeedbackKind::HardBounce);
+        assert!(b.apply_feedback(bounce()).await.unwrap().address_blocked, "{b}: the address is blocked");
+        // Providers report again; the address stays blocked once.
+        assert!(b.apply_feedback(bounce()).await.unwrap().address_blocked, "{b}: still blocked");
 
         let blocks = b.address_blocks(None, None, 10).await.unwrap();
         let listed: Vec<_> =
@@ -33,6 +34,7 @@ async fn a_hard_bounce_blocks_the_address_until_an_operator_lifts_it() {
         let state = &b.user_states(&[user("ada")]).await.unwrap()[0];
         assert_eq!(state.blocked.get(&Channel::Email), Some(&Reason::AddressBlocked), "{b}: the engine sees it");
 
+        assert!(!b.remove_address_block(Channel::Sms, "ada@example.com").await.unwrap(), "{b}: by channel");
         assert!(b.remove_address_block(Channel::Email, "ada@example.com").await.unwrap(), "{b}: lifted");
         assert!(b.address_blocks(None, None, 10).await.unwrap().is_empty(), "{b}: no longer listed");
         assert!(b.user_states(&[user("ada")]).await.unwrap()[0].blocked.is_empty(), "{b}: nor seen by the engine");

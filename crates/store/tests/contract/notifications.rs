@@ -17,12 +17,15 @@ fn keyed(users: &[&str], key: &str, request: &str, secs: i64) -> NewNotification
 #[tokio::test]
 async fn accepting_creates_the_notification_and_its_recipients() {
     for b in backends().await {
-        let n = NewNotification {
+        let mut n = NewNotification {
             class: Class::Transactional,
             fingerprint: Some("fp".into()),
             ..notification(&["ada", "bob"], at(10))
         };
-        let id = n.id;
+        n.spec.data.insert("order".into(), serde_json::json!({ "id": 42, "items": ["a", "b"] }));
+        n.spec.group_key = Some("orders".into());
+        n.spec.send_at = Some(at(10));
+        let (id, spec) = (n.id, n.spec.clone());
         let outcome = b.accept(n).await.unwrap();
         assert_eq!(outcome, AcceptOutcome::Created { id, recipients: 2 }, "{b}: created with its recipient count");
 
@@ -32,6 +35,7 @@ async fn accepting_creates_the_notification_and_its_recipients() {
             ("welcome", Class::Transactional, 2, at(10), None),
             "{b}: the header reads back"
         );
+        assert_eq!(got.spec, spec, "{b}: the content reads back whole");
         assert_eq!((got.fingerprint.as_deref(), got.repeated), (Some("fp"), false), "{b}: first of its content");
         let recipients = b.list_recipients(id, None, 10).await.unwrap();
         let users: Vec<(&str, &str)> = recipients.iter().map(|r| (r.user_id.as_str(), r.state.as_str())).collect();
@@ -99,6 +103,29 @@ async fn accept_many_keeps_order_and_honours_keys_within_and_across_batches() {
 }
 
 #[tokio::test]
+async fn concurrent_accepts_with_one_key_create_one_notification() {
+    for b in backends().await {
+        let tries: Vec<_> = (0..6).map(|_| keyed(&["ada"], "k1", "req", 0)).collect();
+        let outcomes = futures::future::join_all(tries.into_iter().map(|n| b.accept(n))).await;
+        let created: Vec<Uuid> = outcomes
+            .iter()
+            .filter_map(|o| match o.as_ref().unwrap() {
+                AcceptOutcome::Created { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let [first] = created[..] else { panic!("{b}: exactly one is created, got {outcomes:?}") };
+        for o in &outcomes {
+            let o = o.as_ref().unwrap();
+            let same =
+                matches!(o, AcceptOutcome::Created { id, .. } | AcceptOutcome::Existing { id, .. } if *id == first);
+            assert!(same, "{b}: the others answer with it, got {o:?}");
+        }
+        assert_eq!(b.recipient_counts(first).await.unwrap().pending, 1, "{b}: one recipient in all");
+    }
+}
+
+#[tokio::test]
 async fn content_accepted_again_within_the_duplicate_window_is_marked_repeated() {
     for b in backends().await {
         let with = |secs: i64| NewNotification { fingerprint: Some("same".into()), ..notification(&["ada"], at(secs)) };
@@ -157,6 +184,7 @@ async fn cancelling_cancels_undecided_recipients_and_their_queued_deliveries() {
         assert!(lost[0].is_none(), "{b}: the claim mid-decision was lost to the cancel");
         assert!(b.claim_due(at(100), 10).await.unwrap().is_empty(), "{b}: nothing left to decide");
         assert_eq!(b.cancel_notification(id, at(8)).await.unwrap(), 0, "{b}: cancelling again cancels nothing");
+        assert_eq!(b.cancel_notification(Uuid::now_v7(), at(8)).await.unwrap(), 0, "{b}: an unknown id: nothing");
         assert_eq!(
             b.get_notification(id).await.unwrap().and_then(|n| n.cancelled_at),
             Some(at(5)),

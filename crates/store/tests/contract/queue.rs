@@ -58,6 +58,21 @@ async fn a_recorded_decision_is_not_claimed_again() {
         record(&b, decided(&item, at(1))).await;
         assert!(b.claim_due(at(1000), 10).await.unwrap().is_empty(), "{b}: decided for good");
         assert_eq!(b.release_claims().await.unwrap(), 0, "{b}: no claim is left to release");
+        // A late release (a lane that failed after all) must not bring a decided item back.
+        b.release_claim(item.seq, at(5)).await.unwrap();
+        assert!(b.claim_due(at(1000), 10).await.unwrap().is_empty(), "{b}: still decided");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_share_an_item() {
+    for b in backends().await {
+        accept(&b, notification(&["u1", "u2", "u3", "u4", "u5", "u6"], at(0))).await;
+        let claims = futures::future::join_all((0..8).map(|_| b.claim_due(at(0), 2))).await;
+        let mut users: Vec<_> = claims.into_iter().flat_map(|c| c.unwrap()).map(|w| w.user().clone()).collect();
+        users.sort();
+        let expected: Vec<_> = ["u1", "u2", "u3", "u4", "u5", "u6"].map(user).into();
+        assert_eq!(users, expected, "{b}: each item goes to exactly one claimer");
     }
 }
 
@@ -78,16 +93,26 @@ async fn a_released_claim_is_due_again_at_its_retry_time_and_not_before() {
 async fn release_claims_returns_every_claim_to_the_pool() {
     for b in backends().await {
         accept(&b, notification(&["ada", "bob"], at(0))).await;
-        b.schedule_flush(&user("cy"), at(0)).await.unwrap();
-        let claimed = b.claim_due(at(0), 10).await.unwrap();
-        assert_eq!(claimed.len(), 3, "{b}: two decisions and a flush");
-        assert_eq!(b.release_claims().await.unwrap(), 2, "{b}: counts the recipients released");
+        let mut claimed = b.claim_due(at(0), 10).await.unwrap();
+        assert_eq!(b.release_claims().await.unwrap(), 2, "{b}: both recipients released");
         let mut again = b.claim_due(at(0), 10).await.unwrap();
-        let mut before = claimed;
-        let key = |w: &Work| format!("{w:?}");
-        again.sort_by_key(key);
-        before.sort_by_key(key);
-        assert_eq!(again, before, "{b}: everything claimed before is claimable again");
+        let by_seq = |w: &Work| match w {
+            Work::Decide(i) => i.seq,
+            Work::Flush(u) => panic!("unexpected flush of {u}"),
+        };
+        claimed.sort_by_key(by_seq);
+        again.sort_by_key(by_seq);
+        assert_eq!(again, claimed, "{b}: the same items are claimable again, as they were");
+
+        for w in &again {
+            let Work::Decide(item) = w else { unreachable!() };
+            record(&b, decided(item, at(1))).await;
+        }
+        // A digest flush claimed by a process that stopped comes back too.
+        b.schedule_flush(&user("cy"), at(0)).await.unwrap();
+        assert_eq!(b.claim_due(at(0), 10).await.unwrap(), vec![Work::Flush(user("cy"))], "{b}: the flush");
+        b.release_claims().await.unwrap();
+        assert_eq!(b.claim_due(at(0), 10).await.unwrap(), vec![Work::Flush(user("cy"))], "{b}: the flush again");
     }
 }
 

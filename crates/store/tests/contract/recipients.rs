@@ -98,9 +98,9 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
         let open = b.open_deliveries().await.unwrap();
         let email = open.iter().find(|d| d.notification_id == id).expect("the email is open");
         assert_eq!(
-            (email.channel, email.attempts, email.class, email.created_at),
-            (Channel::Email, 0, Some(Class::Social), at(1)),
-            "{b}: the delivery carries the notification's class"
+            (email.channel, email.attempts, email.class, email.created_at, &email.payload),
+            (Channel::Email, 0, Some(Class::Social), at(1), &serde_json::json!({ "channel": "email" })),
+            "{b}: the delivery carries its payload and the notification's class"
         );
         let timeline = b.timeline(&user("ada"), None, 10).await.unwrap();
         assert_eq!(timeline.len(), 2, "{b}: both audit lines");

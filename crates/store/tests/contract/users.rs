@@ -1,5 +1,6 @@
 //! `UserStore`: profiles (put replaces, erase leaves a tombstone and removes personal data),
-//! devices, preferences, and the per-user state the engine reads at once.
+//! devices, preferences, the per-user state the engine reads at once, and an erasure winning over
+//! a decision in flight.
 
 use herald_domain::Channel;
 use herald_domain::contact::Email;
@@ -8,11 +9,11 @@ use herald_domain::ids::TopicKey;
 use herald_domain::preferences::StoredPreferences;
 use herald_domain::reason::Reason;
 use herald_domain::user::User;
-use herald_store::{Feedback, FeedbackKind, InboxQuery};
+use herald_store::{Feedback, FeedbackKind, InboxQuery, RecipientOutcome};
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, inbox, user};
+use crate::fixtures::{accept, at, claim, decided, inbox, inbox_item, notification, record, user};
 
 fn profile(id: &str, email: &str, name: &str) -> User {
     User {
@@ -146,5 +147,20 @@ async fn user_states_answer_one_per_id_in_order_with_everything_the_engine_reads
             Some(&Reason::AddressBlocked),
             "{b}: a hard-bounced email address is blocked"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_erasure_during_a_decision_wins_over_its_inbox_item() {
+    for b in backends().await {
+        let ada = user("ada");
+        let id = accept(&b, notification(&["ada"], at(0))).await;
+        let item = claim(&b, id, "ada", at(0)).await;
+        b.erase_user(&ada, at(1)).await.unwrap();
+        // The decision was made from data read before the erasure; none of it may come back.
+        let recorded = record(&b, RecipientOutcome { inbox: Some(inbox_item("Hi")), ..decided(&item, at(2)) }).await;
+        assert!(recorded.inbox.is_none(), "{b}: no inbox item for an erased user");
+        let items = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
+        assert!(items.is_empty() && b.unread_count(&ada).await.unwrap() == 0, "{b}: the inbox stays empty");
     }
 }
