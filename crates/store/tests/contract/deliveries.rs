@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Backend;
 use crate::backends;
-use crate::fixtures::{at, begin, decide_with, delivery, delivery_of, queued, result, standby, user};
+use crate::fixtures::{at, begin, current, decide_with, delivery, delivery_of, queued, result, standby, user};
 
 fn status_of(open: &[DeliveryRecord], id: Uuid) -> Option<&str> {
     open.iter().find(|d| d.id == id).map(|d| d.status.as_str())
@@ -41,12 +41,6 @@ async fn with_fallbacks(b: &Backend, user_id: &str) -> [DeliveryRecord; 3] {
         out.push(delivery_of(b, &item, channel).await);
     }
     out.try_into().expect("three deliveries")
-}
-
-/// `d` as the store holds it now.
-async fn current(b: &Backend, d: &DeliveryRecord) -> DeliveryRecord {
-    let recipients = b.list_recipients(d.notification_id, None, 10).await.expect("recipients");
-    recipients.into_iter().flat_map(|r| r.deliveries).find(|x| x.id == d.id).expect("the delivery")
 }
 
 #[tokio::test]
@@ -128,10 +122,8 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
         let d = delivery(&b, "ada", Channel::Email, at(0)).await;
         begin(&b, d.id, at(1)).await;
         let retry = DeliveryUpdate {
-            status: "queued".into(),
             error: Some("timeout".into()),
             next_attempt_at: Some(at(60)),
-            audit: None,
             ..result(&d, "queued", 1, at(2))
         };
         assert!(matches!(b.update_delivery(retry).await.unwrap(), Updated::Recorded(None)), "{b}: a retry is recorded");
@@ -147,7 +139,7 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
         let sent = current(&b, &d).await;
         assert_eq!(
             (sent.status.as_str(), sent.attempts, sent.provider.as_deref(), sent.updated_at),
-            ("sent", 2, Some("smtp"), at(61)),
+            ("sent", 2, Some("provider"), at(61)),
             "{b}: the result is recorded"
         );
         let timeline = b.timeline(&user("ada"), None, 10).await.unwrap();
@@ -174,6 +166,12 @@ async fn a_failure_hands_over_to_the_next_fallback_and_a_success_stands_the_rest
             panic!("{b}: a failure hands over to the next fallback")
         };
         assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: the first standby, queued to dispatch");
+        let trail = b.timeline(&user("ada"), None, 10).await.unwrap();
+        let handed = trail.iter().any(|a| {
+            (a.decision.as_str(), a.reason.as_deref(), a.channel.as_deref())
+                == ("delivering", Some("fallback"), Some("sms"))
+        });
+        assert!(handed, "{b}: the hand-over is in the audit");
 
         begin(&b, sms.id, at(3)).await;
         let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&sms, "sent", 1, at(4)) };
@@ -235,7 +233,7 @@ async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_lett
         let d = delivery(&b, "ada", Channel::Email, at(0)).await;
         begin(&b, d.id, at(1)).await;
         // Herald timed out and queued a retry, but the provider had taken the message.
-        let retry = DeliveryUpdate { next_attempt_at: Some(at(60)), audit: None, ..result(&d, "queued", 1, at(2)) };
+        let retry = DeliveryUpdate { next_attempt_at: Some(at(60)), ..result(&d, "queued", 1, at(2)) };
         b.update_delivery(retry).await.unwrap();
         let delivered = b.provider_status(report(&d, FinalStatus::Delivered, None, 3)).await.unwrap();
         assert!(matches!(delivered, Updated::Recorded(None)), "{b}: recorded");

@@ -11,7 +11,7 @@ use herald_store::{Feedback, FeedbackKind};
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, begin, delivery, result, user};
+use crate::fixtures::{at, begin, current, delivery, result, user};
 
 fn report(channel: Channel, address: &str, kind: FeedbackKind) -> Feedback {
     Feedback { channel, address: address.into(), kind, delivery_id: None, now: at(10) }
@@ -122,9 +122,7 @@ async fn a_report_about_a_delivery_marks_it_bounced() {
             Feedback { delivery_id: Some(d.id), ..report(Channel::Email, "ada@example.com", FeedbackKind::HardBounce) };
         let outcome = b.apply_feedback(bounce).await.unwrap();
         assert!(outcome.delivery_updated, "{b}: the delivery named is updated");
-        let recipients = b.list_recipients(d.notification_id, None, 10).await.unwrap();
-        let status = recipients.iter().flat_map(|r| &r.deliveries).find(|x| x.id == d.id).map(|x| x.status.clone());
-        assert_eq!(status.as_deref(), Some("bounced"), "{b}: marked bounced");
+        assert_eq!(current(&b, &d).await.status, "bounced", "{b}: marked bounced");
         let timeline = b.timeline(&user("ada"), None, 1).await.unwrap();
         assert_eq!(
             (timeline[0].decision.as_str(), timeline[0].reason.as_deref()),

@@ -198,29 +198,36 @@ pub async fn delivery_of(b: &Backend, item: &WorkItem, channel: Channel) -> Deli
         .unwrap_or_else(|| panic!("{b}: {} has a delivery on {channel}", item.notification_id))
 }
 
+/// `d` as the store holds it now.
+pub async fn current(b: &Backend, d: &DeliveryRecord) -> DeliveryRecord {
+    let recipients = b.list_recipients(d.notification_id, None, 100).await.expect("recipients");
+    recipients.into_iter().flat_map(|r| r.deliveries).find(|x| x.id == d.id).expect("the delivery")
+}
+
 /// Starts an attempt of delivery `id` at `now` with no limits; it must go ahead.
 pub async fn begin(b: &Backend, id: Uuid, now: Timestamp) {
     let begun = b.begin_attempt(BeginAttempt { id, per_user: None, per_channel: None, now }).await.expect("begin");
     assert_eq!(begun, Begin::Go, "{b}: an open delivery may be attempted");
 }
 
-/// The result of attempt `attempts` of `d`: `status`, with its audit line and no fallback handling.
+/// The result of attempt `attempts` of `d`: `status`, with its audit line (none for `queued`, a
+/// retry, as the dispatcher writes) and no fallback handling.
 pub fn result(d: &DeliveryRecord, status: &str, attempts: u32, now: Timestamp) -> DeliveryUpdate {
     let decision = match status {
-        "sent" => Decision::Sent,
-        "delivered" => Decision::Delivered,
-        "failed" => Decision::Failed,
-        "bounced" => Decision::Bounced,
-        _ => Decision::Suppressed,
+        "sent" => Some(Decision::Sent),
+        "delivered" => Some(Decision::Delivered),
+        "failed" => Some(Decision::Failed),
+        "bounced" => Some(Decision::Bounced),
+        _ => None,
     };
     DeliveryUpdate {
         id: d.id,
         status: status.into(),
         attempts,
-        provider: Some("smtp".into()),
+        provider: Some("provider".into()),
         error: (status == "failed").then(|| "refused".into()),
         next_attempt_at: None,
-        audit: Some(AuditEntry {
+        audit: decision.map(|decision| AuditEntry {
             user_id: user(&d.user_id),
             notification_id: d.notification_id,
             channel: Some(d.channel),

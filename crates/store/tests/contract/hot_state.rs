@@ -11,7 +11,7 @@ use crate::Backend;
 use crate::backends;
 use crate::fixtures::{accept, at, claim, decided, notification, queued, record, spec, user};
 
-/// A notification with fingerprint `fp` for `user_id`, accepted and decided as `decision` at `secs`.
+/// A notification with fingerprint `fp` for `user_id`, accepted and delivered at `secs`.
 async fn fingerprinted(b: &Backend, user_id: &str, fp: &str, secs: i64) -> WorkItem {
     let id = accept(b, NewNotification { fingerprint: Some(fp.into()), ..notification(&[user_id], at(secs)) }).await;
     let item = claim(b, id, user_id, at(secs)).await;

@@ -3,10 +3,11 @@
 //! against every backend. One module per contract, named like it; `fixtures` builds state through
 //! the contracts themselves.
 //!
-//! A new backend joins the suite with one line in [`backends`]: open it on fresh, empty storage
-//! (a temporary directory, a throwaway database or schema) and push it with its name. Every test
-//! then runs against it unchanged, and a failing assertion names the backend it failed on. A
-//! backend passes when this whole suite does; nothing here may depend on one backend's insides.
+//! A new backend joins the suite with one line in [`backends`]: `open` it by name and database URL
+//! on fresh, empty storage (a throwaway database or schema for a server; the temporary directory
+//! serves an embedded one). Every test then runs against it unchanged, and a failing assertion
+//! names the backend it failed on. A backend is done when this whole suite passes on it; nothing
+//! here may depend on one backend's insides.
 
 mod audit;
 mod dead_letters;
@@ -51,12 +52,16 @@ impl fmt::Display for Backend {
     }
 }
 
-/// Every backend, each fresh and empty. The one place that knows them: a backend that joins
-/// (PostgreSQL next) is one more push here.
+/// Every backend, each fresh and empty: the one place that knows them. A backend joins with one
+/// line here (PostgreSQL next: `open("postgres", &url_of_a_throwaway_database).await`).
 pub async fn backends() -> Vec<Backend> {
-    let mut all = Vec::new();
+    vec![open("sqlite", "").await]
+}
+
+/// Opens the store `database_url` names, with a fresh temporary directory as its data directory
+/// (where an empty URL puts SQLite).
+async fn open(name: &'static str, database_url: &str) -> Backend {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = herald_store::open("", dir.path()).await.expect("SQLite opens in a fresh directory");
-    all.push(Backend { name: "sqlite", store, _storage: dir });
-    all
+    let store = herald_store::open(database_url, dir.path()).await.unwrap_or_else(|e| panic!("{name} opens: {e}"));
+    Backend { name, store, _storage: dir }
 }
