@@ -54,6 +54,10 @@ async fn a_fingerprint_seen_within_the_window_and_before_the_recipient_is_a_dupl
         let other_content = b.seen_recently(&ask("ada", "other", later.seq + 1), at(-600)).await.unwrap();
         assert!(other_content.is_empty(), "{b}: other content is no duplicate");
         assert!(b.seen_recently(&[], at(-600)).await.unwrap().is_empty(), "{b}: nothing asked");
+        let mut both = ask("ada", "fp", later.seq);
+        both.extend(ask("ada", "other", later.seq + 1));
+        let answered = b.seen_recently(&both, at(-600)).await.unwrap();
+        assert_eq!(answered, [later.seq].into(), "{b}: asks are answered together, each on its own");
     }
 }
 

@@ -5,7 +5,7 @@
 use herald_domain::decision::Spend;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, Class};
-use herald_store::{InboxQuery, Next, RecipientOutcome, Work};
+use herald_store::{InboxQuery, NewInboxItem, Next, RecipientOutcome, Work};
 
 use crate::backends;
 use crate::fixtures::{
@@ -57,6 +57,12 @@ async fn recipient_counts_reflect_pending_waiting_and_decided() {
         );
         let by: Vec<(&str, u64)> = counts.by_decision.iter().map(|(d, n)| (d.as_str(), *n)).collect();
         assert_eq!(by, vec![("batched", 1), ("delivering", 1)], "{b}: by decision");
+        let recipients = b.list_recipients(id, None, 10).await.unwrap();
+        let channels = |seq| {
+            let r = recipients.iter().find(|r| r.seq == seq).expect("the recipient");
+            r.deliveries.iter().map(|d| d.channel).collect::<Vec<_>>()
+        };
+        assert_eq!((channels(one.seq), channels(two.seq)), (vec![Channel::Email], vec![]), "{b}: each its own");
         assert_eq!(b.recipient_counts(uuid::Uuid::now_v7()).await.unwrap().pending, 0, "{b}: unknown: nothing");
     }
 }
@@ -66,9 +72,14 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
     for b in backends().await {
         let id = accept(&b, notification(&["ada"], at(0))).await;
         let item = claim(&b, id, "ada", at(0)).await;
+        let new_item = NewInboxItem {
+            action_url: Some("https://example.com/welcome".into()),
+            category: Some("account".into()),
+            ..inbox_item("Welcome")
+        };
         let outcome = RecipientOutcome {
             spend: Some(Spend::Cap),
-            inbox: Some(inbox_item("Welcome")),
+            inbox: Some(new_item.clone()),
             deliveries: vec![queued(&item, Channel::Email)],
             audit: vec![
                 audit(&item, Some(Channel::InApp), Decision::Delivered, None, at(1)),
@@ -80,9 +91,14 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
 
         let inbox = recorded.inbox.expect("the inbox item");
         assert_eq!(
-            (inbox.user_id.as_str(), inbox.notification_id, inbox.title.as_deref(), inbox.created_at, inbox.read_at),
-            ("ada", id, Some("Welcome"), at(1), None),
+            (inbox.id, inbox.user_id.as_str(), inbox.notification_id, inbox.created_at, inbox.read_at),
+            (new_item.id, "ada", id, at(1), None),
             "{b}: the inbox item as created"
+        );
+        assert_eq!(
+            (&inbox.title, &inbox.body, &inbox.action_url, &inbox.category),
+            (&new_item.title, &new_item.body, &new_item.action_url, &new_item.category),
+            "{b}: with its content"
         );
         assert_eq!(recorded.unread, Some(1), "{b}: the unread count with the item");
         let listed = b.list_inbox(&user("ada"), InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
