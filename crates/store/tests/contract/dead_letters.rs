@@ -1,0 +1,63 @@
+//! `DeadLetterStore`: deliveries failed for good, listed newest first by channel with a cursor,
+//! and replayed under the same id with their attempts reset.
+
+use herald_domain::Channel;
+use herald_store::Updated;
+use uuid::Uuid;
+
+use crate::backends;
+use crate::fixtures::{at, begin, dead_letter, delivery, result, user};
+
+#[tokio::test]
+async fn dead_letters_are_listed_newest_first_by_channel_with_a_cursor() {
+    for b in backends().await {
+        let first = dead_letter(&b, "ada", Channel::Email, at(0)).await;
+        let second = dead_letter(&b, "bob", Channel::Sms, at(1)).await;
+        let third = dead_letter(&b, "cy", Channel::Email, at(2)).await;
+        delivery(&b, "dee", Channel::Email, at(3)).await;
+
+        let ids = |page: &[(i64, herald_store::DeliveryRecord)]| page.iter().map(|(_, d)| d.id).collect::<Vec<Uuid>>();
+        let all = b.dead_letters(None, None, 10).await.unwrap();
+        assert_eq!(ids(&all), vec![third.id, second.id, first.id], "{b}: newest first, live deliveries left out");
+        let dead = &all[0].1;
+        assert_eq!((dead.status.as_str(), dead.dead_at), ("failed", Some(at(2))), "{b}: failed, and when");
+
+        let email = b.dead_letters(Some(Channel::Email), None, 10).await.unwrap();
+        assert_eq!(ids(&email), vec![third.id, first.id], "{b}: by channel");
+        let page = b.dead_letters(None, None, 2).await.unwrap();
+        let next = b.dead_letters(None, page.last().map(|(cursor, _)| *cursor), 2).await.unwrap();
+        assert_eq!((ids(&page), ids(&next)), (vec![third.id, second.id], vec![first.id]), "{b}: paged");
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
+    for b in backends().await {
+        let d = dead_letter(&b, "ada", Channel::Email, at(0)).await;
+        let replayed = b.replay_dead_letter(d.id, at(10)).await.unwrap().expect("replayed");
+        assert_eq!(
+            (replayed.id, replayed.status.as_str(), replayed.attempts, replayed.dead_at),
+            (d.id, "queued", 0, None),
+            "{b}: same id, queued, attempts reset"
+        );
+        assert!(b.dead_letters(None, None, 10).await.unwrap().is_empty(), "{b}: no longer a dead letter");
+        assert!(b.open_deliveries().await.unwrap().iter().any(|o| o.id == d.id), "{b}: open again to dispatch");
+        assert!(b.replay_dead_letter(d.id, at(11)).await.unwrap().is_none(), "{b}: replayed once");
+        let last = &b.timeline(&user("ada"), None, 1).await.unwrap()[0];
+        assert_eq!(
+            (last.at, last.decision.as_str(), last.reason.as_deref(), last.channel.as_deref()),
+            (at(10), "delivering", Some("replayed"), Some("email")),
+            "{b}: the replay is in the audit"
+        );
+        assert_eq!(b.stats(None).await.unwrap().dead_letters, 0, "{b}: and no longer counted dead");
+
+        let sent = delivery(&b, "bob", Channel::Email, at(20)).await;
+        begin(&b, sent.id, at(21)).await;
+        assert!(matches!(b.update_delivery(result(&sent, "sent", 1, at(22))).await.unwrap(), Updated::Recorded(_)));
+        assert!(
+            b.replay_dead_letter(sent.id, at(23)).await.unwrap().is_none(),
+            "{b}: a sent delivery is no dead letter"
+        );
+        assert!(b.replay_dead_letter(Uuid::now_v7(), at(23)).await.unwrap().is_none(), "{b}: nor an unknown id");
+    }
+}
