@@ -8,7 +8,8 @@ use crate::records::*;
 /// Deliveries and their attempts.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
-    /// Deliveries still to be attempted (for restart).
+    /// Deliveries still to be attempted (queued or sending, for restart); a transactional
+    /// `standby` is not one until a hand-over queues it.
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
 
     /// Marks a delivery `sending` and counts the attempt, unless it is closed or a send limit is
@@ -18,8 +19,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Records what a provider reported later about a delivery it accepted: `sent` (or still
     /// `sending`, or queued for a retry) becomes `delivered`, `failed` or `bounced`, with an audit
     /// entry; a final status is never changed, and a failure of an earlier attempt than the last is
-    /// ignored. A failure hands over to the next transactional fallback, which is returned to be
-    /// dispatched. `Closed` when no delivery could take the report.
+    /// ignored. A failure hands over to the next transactional fallback (bringing back one that had
+    /// stood down after the success now reported failed), which is returned to be dispatched.
+    /// `Closed` when no delivery could take the report.
     async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated>;
 
     /// Records an attempt's result with its audit entry and fallback hand-over, atomically;

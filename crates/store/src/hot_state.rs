@@ -37,7 +37,9 @@ pub trait HotState: Send + Sync + 'static {
     /// The user's pending digest, oldest first.
     async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>>;
 
-    /// Records a digest flush atomically.
+    /// Records a digest flush atomically: each digest becomes a notification of its own with its
+    /// delivery and counts as one interruption against the cap; the merged items leave the pending
+    /// digest; the next flush is scheduled or the timer cleared.
     async fn record_flush(&self, outcome: FlushOutcome) -> StoreResult<()>;
 
     /// Makes the user's digest due no later than `at`.

@@ -15,7 +15,8 @@ use crate::records::*;
 /// The work queue (see the module for what it promises).
 #[async_trait]
 pub trait WorkQueue: Send + Sync + 'static {
-    /// Claims up to `limit` recipients and digest flushes due at `now`, oldest first.
+    /// Claims up to `limit` recipients and up to `limit` digest flushes due at `now`, each the
+    /// oldest due first (a lane decides one user's items in order, so the batch need not be).
     async fn claim_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Work>>;
 
     /// When the next pending recipient falls due.
@@ -24,6 +25,7 @@ pub trait WorkQueue: Send + Sync + 'static {
     /// Returns one claim to the pending pool, due again at `retry_at`.
     async fn release_claim(&self, seq: i64, retry_at: Timestamp) -> StoreResult<()>;
 
-    /// Returns claims of a crashed or stopped process to the pending pool.
+    /// Returns claims of a crashed or stopped process to the pending pool: the recipients (their
+    /// number is returned) and the digest flushes.
     async fn release_claims(&self) -> StoreResult<u64>;
 }

@@ -12,11 +12,13 @@ pub trait RecipientStore: Send + Sync + 'static {
     /// A page of a notification's recipients with their deliveries.
     async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>>;
 
-    /// Counts of a notification's recipients by state and decision.
+    /// Counts of a notification's recipients by state and decision, and its deliveries not final
+    /// yet (queued, sending, or on transactional `standby`).
     async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts>;
 
     /// Records the decisions for recipients with their inbox items, deliveries and audit, atomically,
     /// one result per outcome in order: `None` when the claim was lost meanwhile (cancelled,
-    /// collapsed), and then nothing was recorded for it.
+    /// collapsed), and then nothing was recorded for it. An erasure of the user committed before
+    /// the record wins: no inbox item is kept for an erased user.
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>>;
 }

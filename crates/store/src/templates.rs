@@ -11,7 +11,7 @@ use crate::records::*;
 /// Templates by key.
 #[async_trait]
 pub trait TemplateStore: Send + Sync + 'static {
-    /// Creates or replaces a template; true when it was new.
+    /// Creates a template (version 1) or replaces it with the next version; the stored record.
     async fn put_template(&self, key: &TemplateKey, spec: &TemplateSpec, now: Timestamp)
     -> StoreResult<TemplateRecord>;
 
