@@ -13,9 +13,11 @@ pub(crate) fn field_error(root: &str, path: &str, message: &str) -> FieldError {
         (join(&here, name), "is required".to_owned())
     } else if let Some(name) = quoted(message, "duplicate field `") {
         (join(&here, name), "is given more than once".to_owned())
-    } else if message.starts_with("unknown field `") {
-        // Serde's path already ends with the unknown field's name.
-        (here, "is not a field of this request".to_owned())
+    } else if let Some(name) = quoted(message, "unknown field `") {
+        // Serde's path usually ends with the unknown field's name already; a check made once an
+        // object was read (a field of another kind of device) reports it at the object.
+        let field = if here == name || here.ends_with(&format!(".{name}")) { here } else { join(&here, name) };
+        (field, "is not a field of this request".to_owned())
     } else if path == "." && (message.starts_with("invalid type: ") || message.starts_with("invalid value: ")) {
         // Inputs are objects, so a wrong value "at the root" is one whose path serde lost (inside
         // an internally tagged enum such as a device): say so rather than blame the whole input.

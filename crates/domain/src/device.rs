@@ -27,7 +27,7 @@ pub struct WebPushSubscription {
 }
 
 /// What a device is; the registration body of `POST /v1/users/{id}/devices`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DeviceSpec {
     /// An Apple device token (hex).
@@ -52,6 +52,67 @@ pub enum DeviceSpec {
         /// Signing secret: `whsec_` + base64 (Standard Webhooks).
         secret: String,
     },
+}
+
+/// The fields of every kind of device, read as one plain object: serde reads an internally tagged
+/// enum through a buffer that loses the path of a wrong value inside it, and an error must name
+/// the field (`token`, `subscription.keys.auth`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFields {
+    kind: DeviceKind,
+    token: Option<String>,
+    subscription: Option<WebPushSubscription>,
+    url: Option<String>,
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DeviceKind {
+    Apns,
+    Fcm,
+    WebPush,
+    Webhook,
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let f = DeviceFields::deserialize(d)?;
+        let given = [
+            ("token", f.token.is_some()),
+            ("subscription", f.subscription.is_some()),
+            ("url", f.url.is_some()),
+            ("secret", f.secret.is_some()),
+        ];
+        let only = |expected: &'static [&'static str]| match given.iter().find(|(n, set)| *set && !expected.contains(n))
+        {
+            Some((name, _)) => Err(D::Error::unknown_field(name, expected)),
+            None => Ok(()),
+        };
+        fn need<T, E: Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
+            v.ok_or_else(|| E::missing_field(name))
+        }
+        Ok(match f.kind {
+            DeviceKind::Apns => {
+                only(&["token"])?;
+                DeviceSpec::Apns { token: need(f.token, "token")? }
+            }
+            DeviceKind::Fcm => {
+                only(&["token"])?;
+                DeviceSpec::Fcm { token: need(f.token, "token")? }
+            }
+            DeviceKind::WebPush => {
+                only(&["subscription"])?;
+                DeviceSpec::WebPush { subscription: need(f.subscription, "subscription")? }
+            }
+            DeviceKind::Webhook => {
+                only(&["url", "secret"])?;
+                DeviceSpec::Webhook { url: need(f.url, "url")?, secret: need(f.secret, "secret")? }
+            }
+        })
+    }
 }
 
 impl DeviceSpec {

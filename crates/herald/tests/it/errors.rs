@@ -116,11 +116,22 @@ async fn body_errors_carry_the_json_path_in_plain_words() {
     let (s, h, p) = app_put_template(&app, json!({"channels": {"email": {"text": "x"}}})).await;
     assert_problem(s, &h, &p, 422, "channels.email.subject");
     assert_eq!(p["errors"][0]["message"], "is required");
-    // Inside a device (a tagged body) serde loses the field's path; the message says so.
-    let device = br#"{"kind": "apns", "token": 5}"#.to_vec();
-    let (s, h, p) = raw(&app, Method::POST, "/v1/users/ana/devices", Some("application/json"), device).await;
-    assert_problem(s, &h, &p, 422, "body");
-    assert_eq!(p["errors"][0]["message"], "has a field that must be a string");
+    // A device's fields are named too, whatever its kind.
+    let devices: [(&[u8], &str, &str); 4] = [
+        (br#"{"kind": "apns", "token": 5}"#, "token", "must be a string"),
+        (br#"{"kind": "apns"}"#, "token", "is required"),
+        (br#"{"kind": "fcm", "token": "t", "url": "https://example.com"}"#, "url", "is not a field of this request"),
+        (
+            br#"{"kind": "web_push", "subscription": {"endpoint": "https://push.example", "keys": {"p256dh": "k", "auth": 1}}}"#,
+            "subscription.keys.auth",
+            "must be a string",
+        ),
+    ];
+    for (body, field, message) in devices {
+        let (s, h, p) = raw(&app, Method::POST, "/v1/users/ana/devices", Some("application/json"), body.to_vec()).await;
+        assert_problem(s, &h, &p, 422, field);
+        assert_eq!(p["errors"][0]["message"], message, "{p}");
+    }
 
     let (s, h, p) = send(&app, "{\"template\": ").await;
     assert_problem(s, &h, &p, 400, "");
