@@ -2,6 +2,7 @@
 //! records the outcome, feeds the live inbox hub and dispatches deliveries with retries.
 //! Everything it holds in memory is rebuilt from the store at start.
 
+mod assembly;
 mod breaker;
 pub mod clock;
 mod dispatch;

@@ -15,14 +15,15 @@ use herald_domain::sms;
 use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
-    AuditEntry, DeliveryRecord, DigestOutcome, FlushOutcome, NewDelivery, NewInboxItem, NewNotification, Next,
-    NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
+    AuditEntry, DeliveryRecord, DigestOutcome, FlushOutcome, NewNotification, Next, NotificationRecord,
+    RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
 };
 use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::RuntimeConfig;
+use crate::assembly::{Assembly, payload, queued, suppressed};
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
@@ -317,31 +318,8 @@ impl Processor {
         ctx: &UserContext,
         now: Timestamp,
     ) -> (RecipientOutcome, Vec<DeliveryRecord>) {
-        let audit = |channel: Option<Channel>, decision: Decision, reason: Option<Reason>| AuditEntry {
-            user_id: item.user_id.clone(),
-            notification_id: n.id,
-            channel,
-            decision,
-            reason,
-            at: now,
-        };
-        let mut outcome = RecipientOutcome {
-            item: item.clone(),
-            next: Next::Done,
-            spend: None,
-            flush_at: None,
-            collapse_key: n.spec.collapse_key.clone(),
-            decision: Decision::Suppressed,
-            reason: None,
-            inbox: None,
-            deliveries: Vec::new(),
-            audit: Vec::new(),
-            now,
-        };
         let Some(compiled) = template else {
-            outcome.reason = Some(Reason::RenderError);
-            outcome.audit.push(audit(None, Decision::Suppressed, Some(Reason::RenderError)));
-            return (outcome, Vec::new());
+            return Assembly::new(item, n, None, now).unrenderable();
         };
         let template = compiled.spec();
         let mut template_channels = template.channels();
@@ -359,114 +337,39 @@ impl Processor {
             requested: n.spec.channels.as_deref(),
             time_sensitive: n.spec.time_sensitive,
         };
-        let plan = decide(&ask, &ctx.state(&ctx.interruptions), now);
+        let state = ctx.state(&ctx.interruptions);
+        let plan = decide(&ask, &state, now);
         let render_ctx = render_context(&n.spec.data, ctx.template_user(&item.user_id));
         let locale = ctx.locale();
-        // After a deferral the inbox is already done; only the interruptions are decided again.
-        let first_pass = item.phase == 0;
-
-        let mut delivering = false;
-        // Set when a transactional channel could not be rendered: the next standby takes its place.
-        let mut promote = false;
-        let mut held: Option<(Decision, Reason)> = None;
-        let mut to_dispatch = Vec::new();
+        let mut assembly = Assembly::new(item, n, category, now);
         if plan.decisions.is_empty() {
-            outcome.reason = Some(Reason::NoChannel);
-            outcome.audit.push(audit(None, Decision::Suppressed, Some(Reason::NoChannel)));
+            assembly.nothing_to_send();
         }
         for d in &plan.decisions {
-            if d.channel == Channel::InApp && !first_pass {
+            // After a deferral the inbox is already done; only the interruptions are decided again.
+            if d.channel == Channel::InApp && item.phase > 0 {
                 continue;
             }
-            let id = delivery_id(n.id, &item.user_id, d.channel);
-            let standby = d.outcome == Outcome::Standby && !promote;
-            let promoted = d.outcome == Outcome::Standby && promote;
-            let result = match d.outcome {
-                Outcome::Send | Outcome::Standby => compiled
-                    .render(d.channel, locale.as_deref(), &render_ctx)
-                    .map(|content| self.fit(d.channel, content))
-                    .map_err(|e| {
+            let render = || {
+                compiled.render(d.channel, locale.as_deref(), &render_ctx).map(|c| self.fit(d.channel, c)).map_err(
+                    |e| {
                         tracing::warn!(channel = %d.channel, error = %e, "render failed");
                         Reason::RenderError
-                    }),
-                Outcome::Suppress(r) => Err(r),
-                Outcome::Defer { until, reason } => {
-                    if held.is_none() && reason == Reason::Overload {
-                        metrics::counter!("herald_shed_total", "class" => n.class.as_str()).increment(1);
-                    }
-                    if held.is_none() {
-                        outcome.audit.push(audit(None, Decision::Deferred, Some(reason)));
-                    }
-                    held = Some((Decision::Deferred, reason));
-                    outcome.next = Next::Defer(until);
-                    continue;
-                }
-                Outcome::Batch(reason) => {
-                    if held.is_none() {
-                        outcome.audit.push(audit(None, Decision::Batched, Some(reason)));
-                    }
-                    held = Some((Decision::Batched, reason));
-                    outcome.next = Next::Batch;
-                    outcome.flush_at = Some(digest_due(&ctx.state(&ctx.interruptions), now));
-                    continue;
-                }
+                    },
+                )
             };
-            match result {
-                Err(reason) => {
-                    promote |= reason == Reason::RenderError
-                        && (d.outcome == Outcome::Send || promoted)
-                        && d.channel.interrupts();
-                    outcome.reason.get_or_insert(reason);
-                    outcome.audit.push(audit(Some(d.channel), Decision::Suppressed, Some(reason)));
-                    outcome.deliveries.push(suppressed(id, d.channel, reason));
-                    metrics::counter!("herald_suppressed_total", "reason" => reason.as_str(), "channel" => d.channel.as_str())
-                        .increment(1);
-                }
-                Ok(content) if standby => {
-                    // A transactional fallback: stored ready to go, sent only if the channels before it fail.
-                    let payload =
-                        payload(n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
-                    let (_, mut new) = queued(id, n, &item.user_id, d.channel, payload, now);
-                    new.status = "standby".into();
-                    outcome.deliveries.push(new);
-                }
-                Ok(content) if d.channel == Channel::InApp => {
-                    delivering = true;
-                    outcome.inbox = Some(NewInboxItem {
-                        id: Uuid::now_v7(),
-                        title: content.title,
-                        body: content.body,
-                        action_url: content.action_url,
-                        category: category.map(|c| c.to_string()),
-                    });
-                    // The recipient records the item; its delivery needs no row of its own.
-                    outcome.audit.push(audit(Some(d.channel), Decision::Delivered, None));
-                }
-                Ok(content) => {
-                    delivering = true;
-                    promote = false;
-                    outcome.audit.push(audit(
-                        Some(d.channel),
-                        Decision::Delivering,
-                        promoted.then_some(Reason::Fallback),
-                    ));
-                    let payload =
-                        payload(n, &n.spec, &item.user_id, category.map(|c| c.as_str()), d.channel, content, None);
-                    let (record, new) = queued(id, n, &item.user_id, d.channel, payload, now);
-                    to_dispatch.push(record);
-                    outcome.deliveries.push(new);
+            match d.outcome {
+                Outcome::Send => assembly.send(d.channel, render()),
+                Outcome::Standby => assembly.stand_by(d.channel, render()),
+                Outcome::Suppress(reason) => assembly.suppress(d.channel, reason, false),
+                Outcome::Defer { until, reason } => assembly.hold(Decision::Deferred, reason, Next::Defer(until)),
+                Outcome::Batch(reason) => {
+                    assembly.hold(Decision::Batched, reason, Next::Batch);
+                    assembly.flush_at(digest_due(&state, now));
                 }
             }
         }
-        if delivering && plan.spend.is_some() {
-            outcome.spend = plan.spend;
-        }
-        (outcome.decision, outcome.reason) = match held {
-            Some((decision, reason)) => (decision, Some(reason)),
-            None if delivering => (Decision::Delivering, None),
-            None => (Decision::Suppressed, outcome.reason.or(Some(Reason::NoChannel))),
-        };
-        (outcome, to_dispatch)
+        assembly.finish(plan.spend)
     }
 
     /// Applies the channel's size rule: an SMS body is shortened to the configured most segments.
@@ -703,88 +606,5 @@ fn for_channel(channel: Channel, r: &Rendered) -> Rendered {
         Channel::Email => Rendered { subject: r.title.clone(), text: r.body.clone(), ..Rendered::default() },
         Channel::Sms => Rendered { body: r.body.clone(), ..Rendered::default() },
         _ => Rendered { title: r.title.clone(), body: r.body.clone(), ..Rendered::default() },
-    }
-}
-
-fn suppressed(id: Uuid, channel: Channel, reason: Reason) -> NewDelivery {
-    NewDelivery {
-        id,
-        channel,
-        status: "suppressed".into(),
-        provider: None,
-        error: Some(reason.as_str().into()),
-        payload: serde_json::Value::Null,
-    }
-}
-
-fn queued(
-    id: Uuid,
-    n: &NotificationRecord,
-    user: &UserId,
-    channel: Channel,
-    payload: serde_json::Value,
-    now: Timestamp,
-) -> (DeliveryRecord, NewDelivery) {
-    let record = DeliveryRecord {
-        id,
-        notification_id: n.id,
-        user_id: user.to_string(),
-        channel,
-        status: "queued".into(),
-        attempts: 0,
-        provider: None,
-        error: None,
-        payload: payload.clone(),
-        next_attempt_at: None,
-        class: Some(n.class),
-        created_at: now,
-        dispatched_at: None,
-        dead_at: None,
-        updated_at: now,
-    };
-    let new = NewDelivery { id, channel, status: "queued".into(), provider: None, error: None, payload };
-    (record, new)
-}
-
-/// What a delivery carries: the Standard Webhooks body for webhooks, the rendered content otherwise.
-fn payload(
-    n: &NotificationRecord,
-    spec: &NotificationSpec,
-    user: &UserId,
-    category: Option<&str>,
-    channel: Channel,
-    content: Rendered,
-    digest: Option<&serde_json::Value>,
-) -> serde_json::Value {
-    if channel == Channel::Webhook {
-        serde_json::json!({
-            "type": "notification",
-            "timestamp": n.created_at,
-            "data": {
-                "notification_id": n.id,
-                "user_id": user.as_str(),
-                "template": n.template,
-                "class": n.class,
-                "category": category,
-                "title": content.title,
-                "body": content.body,
-                "data": spec.data,
-                "digest": digest,
-            }
-        })
-    } else {
-        // What providers need besides the content travels with it (and shows in the dev outbox).
-        let segments = (channel == Channel::Sms).then(|| sms::measure(content.body.as_deref().unwrap_or_default()));
-        let mut v = serde_json::to_value(content).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            if let Some(s) = segments {
-                o.insert("segments".into(), s.count.into());
-                o.insert("encoding".into(), s.encoding.as_str().into());
-            }
-            o.insert("category".into(), category.into());
-            o.insert("collapse_key".into(), spec.collapse_key.clone().into());
-            o.insert("ttl_seconds".into(), spec.ttl_seconds.into());
-        }
-        v
     }
 }
