@@ -262,3 +262,114 @@ pub(crate) fn payload(
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use herald_domain::Class;
+    use herald_domain::ids::TemplateKey;
+
+    use super::*;
+
+    const NOW: &str = "2026-12-02T10:00:00Z";
+
+    fn notification() -> NotificationRecord {
+        let spec = NotificationSpec {
+            template: TemplateKey::parse("template", "order_shipped").unwrap(),
+            data: serde_json::Map::new(),
+            class: None,
+            category: None,
+            channels: None,
+            group_key: None,
+            collapse_key: None,
+            send_at: None,
+            time_sensitive: false,
+            ttl_seconds: None,
+        };
+        NotificationRecord {
+            id: Uuid::now_v7(),
+            template: "order_shipped".into(),
+            class: Class::Transactional,
+            spec,
+            recipients_total: 1,
+            created_at: NOW.parse().unwrap(),
+            cancelled_at: None,
+            fingerprint: None,
+            repeated: false,
+        }
+    }
+
+    fn item(n: &NotificationRecord) -> WorkItem {
+        WorkItem { seq: 1, phase: 0, notification_id: n.id, user_id: UserId::parse("user_id", "ana").unwrap() }
+    }
+
+    fn content(title: &str) -> Result<Rendered, Reason> {
+        Ok(Rendered { title: Some(title.into()), body: Some("b".into()), ..Rendered::default() })
+    }
+
+    fn statuses(outcome: &RecipientOutcome) -> Vec<(Channel, String)> {
+        outcome.deliveries.iter().map(|d| (d.channel, d.status.clone())).collect()
+    }
+
+    #[test]
+    fn a_channel_that_cannot_render_hands_its_turn_to_the_next_standby() {
+        let n = notification();
+        let item = item(&n);
+        let mut a = Assembly::new(&item, &n, None, NOW.parse().unwrap());
+        a.send(Channel::InApp, content("t"));
+        a.send(Channel::Push, Err(Reason::RenderError));
+        a.stand_by(Channel::Email, content("t"));
+        a.stand_by(Channel::Sms, content("t"));
+        let (outcome, to_dispatch) = a.finish(None);
+        assert_eq!(
+            statuses(&outcome),
+            [(Channel::Push, "suppressed".into()), (Channel::Email, "queued".into()), (Channel::Sms, "standby".into())]
+        );
+        assert_eq!(to_dispatch.iter().map(|d| d.channel).collect::<Vec<_>>(), [Channel::Email]);
+        assert!(outcome.inbox.is_some());
+        assert_eq!((outcome.decision, outcome.reason), (Decision::Delivering, None));
+        let fallback = outcome.audit.iter().find(|a| a.channel == Some(Channel::Email)).unwrap();
+        assert_eq!((fallback.decision, fallback.reason), (Decision::Delivering, Some(Reason::Fallback)));
+    }
+
+    #[test]
+    fn a_suppression_by_consent_promotes_nothing() {
+        let n = notification();
+        let item = item(&n);
+        let mut a = Assembly::new(&item, &n, None, NOW.parse().unwrap());
+        a.suppress(Channel::Push, Reason::ChannelDisabled, false);
+        a.stand_by(Channel::Email, content("t"));
+        let (outcome, to_dispatch) = a.finish(None);
+        assert!(to_dispatch.is_empty());
+        assert_eq!(statuses(&outcome)[1], (Channel::Email, "standby".into()));
+        assert_eq!((outcome.decision, outcome.reason), (Decision::Suppressed, Some(Reason::ChannelDisabled)));
+    }
+
+    #[test]
+    fn the_first_hold_speaks_for_the_recipient_and_the_inbox_still_goes() {
+        let n = notification();
+        let item = item(&n);
+        let now: Timestamp = NOW.parse().unwrap();
+        let until = now + jiff::SignedDuration::from_hours(8);
+        let mut a = Assembly::new(&item, &n, None, now);
+        a.send(Channel::InApp, content("t"));
+        a.hold(Decision::Deferred, Reason::QuietHours, Next::Defer(until));
+        a.hold(Decision::Deferred, Reason::QuietHours, Next::Defer(until));
+        let (outcome, to_dispatch) = a.finish(None);
+        assert!(to_dispatch.is_empty() && outcome.inbox.is_some());
+        assert_eq!((outcome.decision, outcome.reason), (Decision::Deferred, Some(Reason::QuietHours)));
+        assert_eq!(outcome.audit.iter().filter(|a| a.decision == Decision::Deferred).count(), 1, "one line per hold");
+    }
+
+    #[test]
+    fn nothing_to_send_and_nothing_to_render_are_explained() {
+        let n = notification();
+        let item = item(&n);
+        let mut a = Assembly::new(&item, &n, None, NOW.parse().unwrap());
+        a.nothing_to_send();
+        let (outcome, _) = a.finish(None);
+        assert_eq!((outcome.decision, outcome.reason), (Decision::Suppressed, Some(Reason::NoChannel)));
+        let (outcome, _) = Assembly::new(&item, &n, None, NOW.parse().unwrap()).unrenderable();
+        assert_eq!(outcome.reason, Some(Reason::RenderError));
+        assert_eq!(outcome.audit[0].reason, Some(Reason::RenderError));
+    }
+}
