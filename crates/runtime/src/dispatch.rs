@@ -20,7 +20,7 @@ use herald_store::{
 };
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::breaker::{Breakers, Verdict};
@@ -29,8 +29,9 @@ use crate::ratelimit::Limiter;
 use crate::targets::targets;
 use crate::{ChannelSettings, RuntimeConfig};
 
-/// One channel's machinery.
-struct ChannelLane {
+/// Where one channel's deliveries leave: its providers, rate limits and send slots ("lane" is
+/// kept for the per-user lanes that decide).
+struct Outlet {
     /// Providers in failover order, each with its own rate limiter.
     providers: Vec<(Arc<dyn Provider>, Option<Limiter>)>,
     /// Per-recipient-domain limiter (email).
@@ -42,10 +43,52 @@ struct ChannelLane {
     settings: ChannelSettings,
 }
 
+impl Outlet {
+    /// Waits for the provider's and the recipient domain's rates and for a send slot (critical and
+    /// transactional sends may also take the slots kept for them); whether it had to wait.
+    async fn wait_turn(
+        &self,
+        provider: &str,
+        limiter: Option<&Limiter>,
+        cmd: &SendCommand,
+    ) -> Result<(SemaphorePermit<'_>, bool), StoreError> {
+        let mut waited = false;
+        let channel = cmd.channel.as_str();
+        if let Some(l) = limiter
+            && l.acquire(provider).await
+        {
+            waited = true;
+            metrics::counter!("herald_rate_limited_total", "channel" => channel, "scope" => "provider").increment(1);
+        }
+        if let (Some(l), Some(domain)) = (&self.domains, cmd.targets.iter().find_map(email_domain))
+            && l.acquire(domain).await
+        {
+            waited = true;
+            metrics::counter!("herald_rate_limited_total", "channel" => channel, "scope" => "domain").increment(1);
+        }
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Ok((permit, waited));
+        }
+        let urgent = matches!(cmd.class, Class::Critical | Class::Transactional);
+        if urgent && let Ok(permit) = self.urgent.try_acquire() {
+            return Ok((permit, waited));
+        }
+        let permit = if urgent {
+            tokio::select! {
+                p = self.permits.acquire() => p,
+                p = self.urgent.acquire() => p,
+            }
+        } else {
+            self.permits.acquire().await
+        };
+        Ok((permit.map_err(|_| StoreError::Closed)?, true))
+    }
+}
+
 /// Dispatches deliveries to providers.
 pub(crate) struct Dispatcher {
     store: Arc<dyn Store>,
-    lanes: BTreeMap<Channel, ChannelLane>,
+    outlets: BTreeMap<Channel, Outlet>,
     defaults: herald_domain::preferences::PreferenceDefaults,
     hourly_ceiling: Option<u32>,
     unsubscribe: Option<UnsubscribeLinks>,
@@ -145,24 +188,24 @@ impl Drop for Held<'_> {
 
 impl Dispatcher {
     pub(crate) fn new(store: Arc<dyn Store>, config: &RuntimeConfig, clock: Arc<dyn Clock>) -> Self {
-        let lanes = config
+        let outlets = config
             .providers
             .iter()
             .map(|(channel, providers)| {
                 let settings = config.channels.get(channel).cloned().unwrap_or_default();
-                let lane = ChannelLane {
+                let outlet = Outlet {
                     providers: providers.iter().map(|p| (p.clone(), settings.rate_limit.map(Limiter::new))).collect(),
                     domains: settings.domain_rate_limit.filter(|_| *channel == Channel::Email).map(Limiter::new),
                     permits: Semaphore::new(settings.max_in_flight.max(1)),
                     urgent: Semaphore::new((settings.max_in_flight / 4).max(1)),
                     settings,
                 };
-                (*channel, lane)
+                (*channel, outlet)
             })
             .collect();
         Self {
             store,
-            lanes,
+            outlets,
             defaults: config.defaults,
             hourly_ceiling: config.hourly_ceiling,
             unsubscribe: config.unsubscribe.clone(),
@@ -382,7 +425,7 @@ impl Dispatcher {
     /// concurrency permit, the recorded start (with the send limits), the send, failover.
     /// The in-flight mark, when returned, must live until the result is recorded.
     async fn attempt(&self, d: &DeliveryRecord) -> Result<(Attempt, Option<InFlight<'_>>), StoreError> {
-        let Some(lane) = self.lanes.get(&d.channel).filter(|l| !l.providers.is_empty()) else {
+        let Some(outlet) = self.outlets.get(&d.channel).filter(|l| !l.providers.is_empty()) else {
             return Ok((
                 Attempt::Done(Settled::failed(Reason::NoChannel, "no provider configured".into(), None)),
                 None,
@@ -394,30 +437,13 @@ impl Dispatcher {
             Ok(targets) => targets,
             Err(reason) => return suppress(reason),
         };
-        let meta = |key: &str| d.payload.get(key).filter(|v| !v.is_null());
-        let category = meta("category").and_then(|c| c.as_str());
-        let unsubscribe_url = match (&self.unsubscribe, d.channel) {
-            (Some(links), Channel::Email) => Some(links.link(&d.user_id, category, self.clock.now())),
-            _ => None,
-        };
-        let cmd = SendCommand {
-            delivery_id: d.id,
-            channel: d.channel,
-            user_id: d.user_id.clone(),
-            payload: d.payload.clone(),
-            targets,
-            attempt: d.attempts + 1,
-            class: d.class.unwrap_or_default(),
-            collapse_key: meta("collapse_key").and_then(|c| c.as_str()).map(str::to_owned),
-            ttl: meta("ttl_seconds").and_then(|t| t.as_u64()).map(Duration::from_secs),
-            unsubscribe_url,
-        };
-        let settings = &lane.settings;
+        let cmd = self.command(d, targets);
+        let settings = &outlet.settings;
         let mut in_flight: Option<InFlight<'_>> = None;
         let mut _permit = None;
         let mut transient: Option<(String, Option<u64>, &'static str)> = None;
         let mut reopen: Option<Timestamp> = None;
-        for (provider, limiter) in &lane.providers {
+        for (provider, limiter) in &outlet.providers {
             let circuit = provider.circuit(&cmd);
             if let Verdict::Refuse(until) = self.breakers.check(d.channel, &circuit, settings.breaker, self.clock.now())
             {
@@ -425,38 +451,8 @@ impl Dispatcher {
                 continue;
             }
             if in_flight.is_none() {
-                let mut waited = false;
-                if let Some(l) = limiter
-                    && l.acquire(provider.name()).await
-                {
-                    waited = true;
-                    metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "provider").increment(1);
-                }
-                if let (Some(l), Some(domain)) = (&lane.domains, cmd.targets.iter().find_map(email_domain))
-                    && l.acquire(domain).await
-                {
-                    waited = true;
-                    metrics::counter!("herald_rate_limited_total", "channel" => d.channel.as_str(), "scope" => "domain").increment(1);
-                }
-                let urgent = matches!(cmd.class, Class::Critical | Class::Transactional);
-                _permit = Some(match lane.permits.try_acquire() {
-                    Ok(permit) => permit,
-                    Err(_) if urgent => match lane.urgent.try_acquire() {
-                        Ok(permit) => permit,
-                        Err(_) => {
-                            waited = true;
-                            tokio::select! {
-                                p = lane.permits.acquire() => p,
-                                p = lane.urgent.acquire() => p,
-                            }
-                            .map_err(|_| StoreError::Closed)?
-                        }
-                    },
-                    Err(_) => {
-                        waited = true;
-                        lane.permits.acquire().await.map_err(|_| StoreError::Closed)?
-                    }
-                });
+                let (permit, waited) = outlet.wait_turn(provider.name(), limiter.as_ref(), &cmd).await?;
+                _permit = Some(permit);
                 if self.closing.load(Ordering::SeqCst) {
                     return Ok((Attempt::Leave, None));
                 }
@@ -489,17 +485,36 @@ impl Dispatcher {
             let until = reopen.unwrap_or_else(|| self.clock.now() + SignedDuration::from_secs(1));
             return Ok((Attempt::Wait { until, error: "circuit open".into() }, None));
         };
-        let attempt = d.attempts + 1;
-        Ok((
-            match settings.retry_schedule.get(attempt as usize - 1) {
-                Some(base) => {
-                    let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
-                    Attempt::Retry { after: jitter(base), error: message, provider: Some(provider.into()) }
-                }
-                None => Attempt::Done(Settled::failed(Reason::RetriesExhausted, message, Some(provider.into()))),
-            },
-            in_flight,
-        ))
+        let next = match settings.retry_schedule.get(d.attempts as usize) {
+            Some(base) => {
+                let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
+                Attempt::Retry { after: jitter(base), error: message, provider: Some(provider.into()) }
+            }
+            None => Attempt::Done(Settled::failed(Reason::RetriesExhausted, message, Some(provider.into()))),
+        };
+        Ok((next, in_flight))
+    }
+
+    /// What the providers are asked to send for `d`.
+    fn command(&self, d: &DeliveryRecord, targets: Vec<Target>) -> SendCommand {
+        let meta = |key: &str| d.payload.get(key).filter(|v| !v.is_null());
+        let category = meta("category").and_then(|c| c.as_str());
+        let unsubscribe_url = match (&self.unsubscribe, d.channel) {
+            (Some(links), Channel::Email) => Some(links.link(&d.user_id, category, self.clock.now())),
+            _ => None,
+        };
+        SendCommand {
+            delivery_id: d.id,
+            channel: d.channel,
+            user_id: d.user_id.clone(),
+            payload: d.payload.clone(),
+            targets,
+            attempt: d.attempts + 1,
+            class: d.class.unwrap_or_default(),
+            collapse_key: meta("collapse_key").and_then(|c| c.as_str()).map(str::to_owned),
+            ttl: meta("ttl_seconds").and_then(|t| t.as_u64()).map(Duration::from_secs),
+            unsubscribe_url,
+        }
     }
 
     /// Defence in depth: consent may have changed since the decision, so it is checked again just
