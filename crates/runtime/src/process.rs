@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use herald_domain::decision::{Ask, Interruption, Outcome, RecipientState, Spend, decide, digest_due};
+use herald_domain::decision::{Ask, Interruption, Outcome, Plan, RecipientState, Spend, decide, digest_due};
 use herald_domain::ids::{Category, delivery_id};
 use herald_domain::notification::{DUPLICATE_WINDOW, NotificationSpec};
 use herald_domain::overload::Shedding;
@@ -15,8 +15,8 @@ use herald_domain::sms;
 use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
-    AuditEntry, DeliveryRecord, DigestOutcome, FlushOutcome, NewNotification, Next, NotificationRecord,
-    RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
+    AuditEntry, BatchedRecipient, DeliveryRecord, DigestOutcome, FlushOutcome, NewNotification, Next,
+    NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
 };
 use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
@@ -402,44 +402,21 @@ impl Processor {
         }
         let mut contexts = self.contexts(std::slice::from_ref(user), now).await?;
         let ctx = contexts.remove(user).ok_or_else(|| StoreError::Corrupt(format!("no state for user {user}")))?;
-        let audit = |notification_id: Uuid, channel: Option<Channel>, decision: Decision, reason: Option<Reason>| {
-            AuditEntry { user_id: user.clone(), notification_id, channel, decision, reason, at: now }
-        };
-        let ids: Vec<Uuid> = batched.iter().map(|b| b.notification_id).collect();
-        let notes = self.notifications(&ids).await?;
-        let mut pending: Vec<Member> = Vec::with_capacity(batched.len());
-        let mut keys = Vec::with_capacity(batched.len());
-        for b in batched {
-            let n = notes[&b.notification_id].clone();
-            keys.push((n.template.clone(), b.group_key));
-            pending.push((b.seq, n));
-        }
-        let groups: Vec<Vec<Member>> = herald_domain::digest::group(&keys)
-            .into_iter()
-            .map(|g| g.into_iter().map(|i| pending[i].clone()).collect())
-            .collect();
+        let groups = self.groups(batched).await?;
         let mut log = ctx.interruptions.clone();
         let mut to_dispatch = Vec::new();
         for members in groups {
             let first = members[0].1.clone();
             let Some(compiled) = self.templates.get(&first.spec.template).await? else {
-                for (seq, n) in &members {
-                    out.settled.push((*seq, Reason::RenderError));
-                    out.audit.push(audit(n.id, None, Decision::Suppressed, Some(Reason::RenderError)));
-                }
+                settle(&mut out, &members, Decision::Suppressed, Reason::RenderError);
                 continue;
             };
             let template = compiled.spec();
             if ctx.online {
                 // The inbox already holds these; without an inbox block there is nothing to drain into.
-                let (decision, reason) = if template.channels.in_app.is_some() {
-                    (Decision::Delivered, Reason::DrainedToInbox)
-                } else {
-                    (Decision::Suppressed, Reason::UserOnline)
-                };
-                for (seq, n) in &members {
-                    out.settled.push((*seq, reason));
-                    out.audit.push(audit(n.id, None, decision, Some(reason)));
+                match template.channels.in_app {
+                    Some(_) => settle(&mut out, &members, Decision::Delivered, Reason::DrainedToInbox),
+                    None => settle(&mut out, &members, Decision::Suppressed, Reason::UserOnline),
                 }
                 continue;
             }
@@ -456,27 +433,13 @@ impl Processor {
             let state = ctx.state(&log);
             let plan = decide(&ask, &state, now);
             if plan.spend.is_none() {
-                let held = plan.decisions.iter().find_map(|d| match d.outcome {
-                    Outcome::Batch(_) => Some(digest_due(&state, now)),
-                    Outcome::Defer { until, .. } => Some(until),
-                    _ => None,
-                });
-                if let Some(at) = held {
+                match held_until(&plan, &state, now) {
                     // The cap or quiet hours still hold: this group and the rest wait.
-                    out.next_due = Some(at);
-                    break;
-                }
-                let reason = plan
-                    .decisions
-                    .iter()
-                    .find_map(|d| match d.outcome {
-                        Outcome::Suppress(r) => Some(r),
-                        _ => None,
-                    })
-                    .unwrap_or(Reason::NoChannel);
-                for (seq, n) in &members {
-                    out.settled.push((*seq, reason));
-                    out.audit.push(audit(n.id, None, Decision::Suppressed, Some(reason)));
+                    Some(at) => {
+                        out.next_due = Some(at);
+                        break;
+                    }
+                    None => settle(&mut out, &members, Decision::Suppressed, suppression(&plan)),
                 }
                 continue;
             }
@@ -488,12 +451,7 @@ impl Processor {
                     out.digests.push(d);
                     to_dispatch.extend(records);
                 }
-                Err(reason) => {
-                    for (seq, n) in &members {
-                        out.settled.push((*seq, reason));
-                        out.audit.push(audit(n.id, None, Decision::Suppressed, Some(reason)));
-                    }
-                }
+                Err(reason) => settle(&mut out, &members, Decision::Suppressed, reason),
             }
         }
         self.store.record_flush(out).await?;
@@ -501,6 +459,23 @@ impl Processor {
             self.dispatcher.dispatch(d);
         }
         Ok(())
+    }
+
+    /// The pending digest's members, grouped as their digests will be (by group key, else template).
+    async fn groups(&self, batched: Vec<BatchedRecipient>) -> Result<Vec<Vec<Member>>, StoreError> {
+        let ids: Vec<Uuid> = batched.iter().map(|b| b.notification_id).collect();
+        let notes = self.notifications(&ids).await?;
+        let mut pending: Vec<Member> = Vec::with_capacity(batched.len());
+        let mut keys = Vec::with_capacity(batched.len());
+        for b in batched {
+            let n = notes[&b.notification_id].clone();
+            keys.push((n.template.clone(), b.group_key));
+            pending.push((b.seq, n));
+        }
+        Ok(herald_domain::digest::group(&keys)
+            .into_iter()
+            .map(|g| g.into_iter().map(|i| pending[i].clone()).collect())
+            .collect())
     }
 
     /// Builds one digest: its notification, the rendered deliveries, the audit lines.
@@ -598,6 +573,41 @@ fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Opt
         Some(c) => Some(Cow::Borrowed(c)),
         None => Category::parse("category", &n.template).ok().map(Cow::Owned),
     }
+}
+
+/// Settles a digest group's members without a digest, each with its audit line.
+fn settle(out: &mut FlushOutcome, members: &[Member], decision: Decision, reason: Reason) {
+    for (seq, n) in members {
+        out.settled.push((*seq, reason));
+        out.audit.push(AuditEntry {
+            user_id: out.user_id.clone(),
+            notification_id: n.id,
+            channel: None,
+            decision,
+            reason: Some(reason),
+            at: out.now,
+        });
+    }
+}
+
+/// When a digest the plan holds back may go: the cap's next free slot or the end of quiet hours.
+fn held_until(plan: &Plan, state: &RecipientState<'_>, now: Timestamp) -> Option<Timestamp> {
+    plan.decisions.iter().find_map(|d| match d.outcome {
+        Outcome::Batch(_) => Some(digest_due(state, now)),
+        Outcome::Defer { until, .. } => Some(until),
+        _ => None,
+    })
+}
+
+/// Why a plan with nothing to send sends nothing.
+fn suppression(plan: &Plan) -> Reason {
+    plan.decisions
+        .iter()
+        .find_map(|d| match d.outcome {
+            Outcome::Suppress(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or(Reason::NoChannel)
 }
 
 /// A digest's title and body, shaped for a channel's fields.
