@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use rusqlite::{Connection, params};
+use serde::Serialize;
 
 use crate::cli::SqliteArgs;
 use crate::error::BenchError;

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use herald_domain::notification::DUPLICATE_WINDOW;
 use herald_domain::user::User;
-use serde_json::{Value, json};
 use rusqlite::{Connection, params};
+use serde_json::{Value, json};
 
 use super::rows::{all, col0, exec, uuid_at};
 use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};

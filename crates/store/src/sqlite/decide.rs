@@ -8,8 +8,8 @@ use herald_domain::decision::{Interruption, Spend};
 use herald_domain::reason::Reason;
 use herald_domain::{Channel, UserId};
 use jiff::Timestamp;
-use serde_json::{Value, json};
 use rusqlite::{Connection, params};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::rows::{INBOX_COLUMNS, all, col0, device_row, exec, inbox_row, notification_row, opt_ms, user_at};
@@ -165,10 +165,7 @@ fn each(c: &Connection, sql: &str, rows: Vec<Value>) -> StoreResult<()> {
 }
 
 /// Records a batch of decisions; see [`crate::Store::record_outcomes`].
-pub(super) fn record_outcomes(
-    c: &Connection,
-    outcomes: &[RecipientOutcome],
-) -> StoreResult<Vec<Option<Recorded>>> {
+pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> StoreResult<Vec<Option<Recorded>>> {
     // An erasure that landed while these were being decided wins: no inbox item comes back.
     let with_inbox: Vec<&str> =
         outcomes.iter().filter(|o| o.inbox.is_some()).map(|o| o.item.user_id.as_str()).collect();

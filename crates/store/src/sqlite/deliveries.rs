@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Value, json};
 use rusqlite::{Connection, params};
+use serde_json::{Value, json};
 
 use async_trait::async_trait;
 
@@ -108,10 +108,7 @@ pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreRe
 }
 
 /// Records the results of attempts; see [`crate::Store::update_delivery`].
-pub(super) fn update_deliveries(
-    c: &Connection,
-    updates: &[DeliveryUpdate],
-) -> StoreResult<Vec<Updated>> {
+pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> StoreResult<Vec<Updated>> {
     let rows: Vec<Value> = updates
         .iter()
         .map(|u| {

@@ -128,14 +128,8 @@ pub(super) fn provider_status(c: &Connection, r: &ProviderStatus) -> StoreResult
         |row| Ok((user_at(row, "user_id")?, uuid_at(row, "notification_id")?)),
     )?;
     let Some((user_id, notification_id)) = row else { return Ok(Updated::Closed) };
-    let entry = AuditEntry {
-        user_id,
-        notification_id,
-        channel: Some(r.channel),
-        decision,
-        reason: r.reason,
-        at: r.now,
-    };
+    let entry =
+        AuditEntry { user_id, notification_id, channel: Some(r.channel), decision, reason: r.reason, at: r.now };
     insert_audit(c, &entry)?;
     let next = match r.status {
         // The report may beat the dispatcher's own record of the send, which would stand them down.

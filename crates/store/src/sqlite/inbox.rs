@@ -41,7 +41,8 @@ impl InboxStore for SqliteStore {
         let sql = format!(
             "SELECT {INBOX_COLUMNS} FROM inbox WHERE user_id = ? AND seq < ? AND (? = 0 OR read_at IS NULL) ORDER BY seq DESC LIMIT ?"
         );
-        let args = (user.as_str().to_owned(), q.before.unwrap_or(i64::MAX), i64::from(q.unread_only), i64::from(q.limit));
+        let args =
+            (user.as_str().to_owned(), q.before.unwrap_or(i64::MAX), i64::from(q.unread_only), i64::from(q.limit));
         self.reads.read(move |c| all(c, &sql, args, inbox_row)).await
     }
 
@@ -53,8 +54,10 @@ impl InboxStore for SqliteStore {
 
     async fn unread_count(&self, user: &UserId) -> StoreResult<u64> {
         let user = user.as_str().to_owned();
-        let n: Option<i64> =
-            self.reads.read(move |c| first(c, "SELECT unread FROM inbox_counts WHERE user_id = ?", [user], col0)).await?;
+        let n: Option<i64> = self
+            .reads
+            .read(move |c| first(c, "SELECT unread FROM inbox_counts WHERE user_id = ?", [user], col0))
+            .await?;
         Ok(n.unwrap_or(0).max(0) as u64)
     }
 

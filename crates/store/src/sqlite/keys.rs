@@ -84,7 +84,9 @@ impl KeyStore for SqliteStore {
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_vec();
         self.reads
-            .read(move |c| first(c, "SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", [hash], api_key_row))
+            .read(move |c| {
+                first(c, "SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", [hash], api_key_row)
+            })
             .await
     }
 }

@@ -159,8 +159,7 @@ impl SqliteStore {
                 async move {
                     let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
                     let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
-                    let mut recorded =
-                        writer.write_lazy(move |c| decide::record_outcomes(c, &all)).await?.into_iter();
+                    let mut recorded = writer.write_lazy(move |c| decide::record_outcomes(c, &all)).await?.into_iter();
                     Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
                 }
             })

@@ -68,18 +68,18 @@ impl UserStore for SqliteStore {
                 if erased == 0 {
                     return Ok(false);
                 }
-                    for sql in [
-                        "DELETE FROM devices WHERE user_id = ?",
-                        "DELETE FROM inbox WHERE user_id = ?",
-                        "DELETE FROM inbox_counts WHERE user_id = ?",
-                        "DELETE FROM topic_subscribers WHERE user_id = ?",
-                        "UPDATE deliveries SET status = 'suppressed', error = 'erased', payload = '{}' \
+                for sql in [
+                    "DELETE FROM devices WHERE user_id = ?",
+                    "DELETE FROM inbox WHERE user_id = ?",
+                    "DELETE FROM inbox_counts WHERE user_id = ?",
+                    "DELETE FROM topic_subscribers WHERE user_id = ?",
+                    "UPDATE deliveries SET status = 'suppressed', error = 'erased', payload = '{}' \
                          WHERE user_id = ? AND status IN ('queued', 'sending')",
-                        "UPDATE deliveries SET payload = '{}', dead_at = NULL WHERE user_id = ?",
-                    ] {
-                        exec(c, sql, [id.as_str()])?;
-                    }
-                    Ok(true)
+                    "UPDATE deliveries SET payload = '{}', dead_at = NULL WHERE user_id = ?",
+                ] {
+                    exec(c, sql, [id.as_str()])?;
+                }
+                Ok(true)
             })
             .await
     }
@@ -109,7 +109,9 @@ impl UserStore for SqliteStore {
     async fn list_devices(&self, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         let user = user.as_str().to_owned();
         self.reads
-            .read(move |c| all(c, "SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id", [user], device_row))
+            .read(move |c| {
+                all(c, "SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id", [user], device_row)
+            })
             .await
     }
 

@@ -187,3 +187,68 @@ fn commit_group(conn: &Connection, jobs: &mut VecDeque<Job>) {
         finish(outcome.clone());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn writer(dir: &tempfile::TempDir) -> Writer {
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY)").unwrap();
+        Writer::spawn(conn).unwrap()
+    }
+
+    fn rows(c: &Connection) -> StoreResult<Vec<i64>> {
+        let mut stmt = c.prepare("SELECT x FROM t ORDER BY x")?;
+        let xs = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+        Ok(xs)
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_fails_alone_and_the_others_in_its_transaction_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        // Holds the writer so that the jobs below queue up and share one transaction.
+        let hold = w.write(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        });
+        let jobs = (0..64i64).map(|i| {
+            let w = w.clone();
+            async move {
+                w.write(move |c| {
+                    c.execute("INSERT INTO t (x) VALUES (?)", [i])?;
+                    if i == 10 {
+                        // Its own first insert must not survive its failure.
+                        c.execute("INSERT INTO t (x) VALUES (?)", [i])?;
+                    }
+                    Ok(i)
+                })
+                .await
+            }
+        });
+        let (held, answers) = tokio::join!(hold, futures::future::join_all(jobs));
+        held.unwrap();
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Err(StoreError::Database(_)) if i == 10 => {}
+                Ok(n) if i != 10 => assert_eq!(n, i as i64),
+                other => panic!("job {i}: {other:?}"),
+            }
+        }
+        let xs = w.write(rows).await.unwrap();
+        assert_eq!(xs, (0..64).filter(|i| *i != 10).collect::<Vec<i64>>());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_answered_with_an_error_and_the_writer_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let panicked = w.write_lazy(|_| -> StoreResult<()> { panic!("boom") }).await;
+        assert!(matches!(panicked, Err(StoreError::Database(_))));
+        w.write(|c| Ok(c.execute("INSERT INTO t (x) VALUES (1)", [])?)).await.unwrap();
+        assert_eq!(w.write(rows).await.unwrap(), vec![1]);
+    }
+}

@@ -84,7 +84,8 @@ pub(super) fn hand_over(
          AND (status = 'standby' OR (?4 AND status = 'suppressed' AND error = 'fallback_not_needed')) \
          ORDER BY rowid LIMIT 1) RETURNING {DELIVERY_COLUMNS}"
     );
-    let row = first(c, &sql, params![to_ms(now), notification_id.to_string(), user.as_str(), stood_down], delivery_row)?;
+    let row =
+        first(c, &sql, params![to_ms(now), notification_id.to_string(), user.as_str(), stood_down], delivery_row)?;
     let Some(d) = row else { return Ok(None) };
     let audit = AuditEntry {
         user_id: user.clone(),
