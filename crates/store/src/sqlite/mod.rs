@@ -189,3 +189,47 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma<T: rusqlite::types::FromSql>(c: &Connection, name: &str) -> StoreResult<T> {
+        Ok(c.pragma_query_value(None, name, |r| r.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn connections_open_as_the_durability_and_memory_choices_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let store = SqliteStore::open(&url, OpenMode::Create).await.unwrap();
+        let writer = store
+            .writer
+            .write(|c| {
+                Ok((
+                    pragma::<String>(c, "journal_mode")?,
+                    pragma::<i64>(c, "synchronous")?,
+                    pragma::<i64>(c, "cache_size")?,
+                    pragma::<i64>(c, "temp_store")?,
+                    pragma::<i64>(c, "wal_autocheckpoint")?,
+                ))
+            })
+            .await
+            .unwrap();
+        // synchronous 2 is FULL, temp_store 2 is memory.
+        assert_eq!(writer, ("wal".to_owned(), 2, -65536, 2, 8000));
+        let reader = store
+            .reads
+            .read(|c| Ok((pragma::<i64>(c, "cache_size")?, c.execute("CREATE TABLE nope (x)", []).is_err())))
+            .await
+            .unwrap();
+        assert_eq!(reader, (-8192, true), "readers keep a small cache and cannot write");
+    }
+
+    #[test]
+    fn a_url_names_its_file() {
+        assert_eq!(path_of("sqlite:///var/lib/herald/herald.db"), PathBuf::from("/var/lib/herald/herald.db"));
+        assert_eq!(path_of("sqlite://data/herald.db?mode=rwc"), PathBuf::from("data/herald.db"));
+        assert_eq!(path_of("sqlite:herald.db"), PathBuf::from("herald.db"));
+    }
+}

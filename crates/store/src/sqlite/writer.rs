@@ -101,14 +101,14 @@ impl Writer {
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
     exec(conn, "SAVEPOINT job")?;
     let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(StoreError::Database("a write panicked".into())));
-    match &result {
-        Ok(_) => exec(conn, "RELEASE job")?,
-        // Without a transaction SQLite already rolled everything back; the caller sees that.
-        Err(_) if conn.is_autocommit() => {}
-        Err(_) => {
-            exec(conn, "ROLLBACK TO job")?;
-            exec(conn, "RELEASE job")?;
+        .unwrap_or_else(|_| Err(StoreError::Database("a write panicked".into())))
+        .and_then(|v| exec(conn, "RELEASE job").map(|()| v));
+    // Without a transaction SQLite already rolled everything back; the writer sees that.
+    if result.is_err() && !conn.is_autocommit() {
+        let undone = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
+        if undone.is_err() {
+            // The failed job's writes must not be committed with the others: give them all up.
+            let _ = exec(conn, "ROLLBACK");
         }
     }
     result
