@@ -18,7 +18,7 @@ pub enum BenchError {
     },
     /// The storage reference failed.
     #[error("SQLite: {0}")]
-    Sqlite(#[from] sqlx::Error),
+    Sqlite(#[from] rusqlite::Error),
     /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),

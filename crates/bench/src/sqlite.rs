@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rusqlite::{Connection, params};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::cli::SqliteArgs;
 use crate::error::BenchError;
@@ -70,7 +69,11 @@ pub async fn run(args: &SqliteArgs) -> Result<SqliteFigures, BenchError> {
     let mut modes = Vec::new();
     let mut outcome = Ok(());
     for group in [1, args.group] {
-        match mode(&dir, group, duration, &payload).await {
+        let (dir, payload) = (dir.clone(), payload.clone());
+        let measured = tokio::task::spawn_blocking(move || mode(&dir, group, duration, &payload))
+            .await
+            .unwrap_or_else(|e| Err(BenchError::Other(format!("the SQLite reference stopped: {e}"))));
+        match measured {
             Ok(m) => modes.push(m),
             Err(e) => {
                 outcome = Err(e);
@@ -88,17 +91,14 @@ pub async fn run(args: &SqliteArgs) -> Result<SqliteFigures, BenchError> {
     })
 }
 
-/// Inserts `group` rows per transaction into a fresh file for `duration`.
-async fn mode(dir: &Path, group: u32, duration: Duration, payload: &str) -> Result<SqliteMode, BenchError> {
+/// Inserts `group` rows per transaction into a fresh file for `duration`, on the calling thread
+/// with a synchronous driver, as Herald's writer thread does.
+fn mode(dir: &Path, group: u32, duration: Duration, payload: &str) -> Result<SqliteMode, BenchError> {
     let file: PathBuf = dir.join(format!("rows-per-txn-{group}.db"));
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&file)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .connect()
-        .await?;
-    sqlx::raw_sql(CREATE).execute(&mut conn).await?;
+    let mut conn = Connection::open(&file)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(CREATE)?;
     let mut times = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
         .map_err(|e| BenchError::Other(format!("histogram: {e:?}")))?;
     let (mut rows, mut transactions) = (0u64, 0u64);
@@ -107,20 +107,20 @@ async fn mode(dir: &Path, group: u32, duration: Duration, payload: &str) -> Resu
         let t0 = Instant::now();
         if group == 1 {
             // Outside a transaction every statement commits on its own: the cheapest single-row commit.
-            insert(&mut conn, payload).await?;
+            insert(&conn, payload)?;
         } else {
-            let mut tx = conn.begin().await?;
+            let tx = conn.transaction()?;
             for _ in 0..group {
-                insert(&mut tx, payload).await?;
+                insert(&tx, payload)?;
             }
-            tx.commit().await?;
+            tx.commit()?;
         }
         times.saturating_record(t0.elapsed().as_micros() as u64);
         rows += u64::from(group);
         transactions += 1;
     }
     let seconds = began.elapsed().as_secs_f64();
-    conn.close().await?;
+    conn.close().map_err(|(_, e)| e)?;
     Ok(SqliteMode {
         rows_per_transaction: group,
         rows,
@@ -132,18 +132,18 @@ async fn mode(dir: &Path, group: u32, duration: Duration, payload: &str) -> Resu
     })
 }
 
-async fn insert(conn: &mut SqliteConnection, payload: &str) -> Result<(), BenchError> {
+fn insert(conn: &Connection, payload: &str) -> Result<(), BenchError> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    sqlx::query(INSERT)
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(TEMPLATE)
-        .bind(CLASS)
-        // SQLite stores text as given, so only the payload's length matters.
-        .bind(payload)
-        .bind(now_ms)
-        // A content hash in Herald: random here, so index inserts land anywhere, as they do there.
-        .bind(format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>()))
-        .execute(conn)
-        .await?;
+    // A content hash in Herald: random here, so index inserts land anywhere, as they do there.
+    let fingerprint = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    // SQLite stores text as given, so only the payload's length matters.
+    conn.prepare_cached(INSERT)?.execute(params![
+        uuid::Uuid::now_v7().to_string(),
+        TEMPLATE,
+        CLASS,
+        payload,
+        now_ms,
+        fingerprint
+    ])?;
     Ok(())
 }

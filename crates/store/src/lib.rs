@@ -20,7 +20,6 @@ pub mod topics;
 pub mod users;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -69,8 +68,8 @@ pub enum StoreError {
     },
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(e.to_string())
     }
 }
@@ -150,8 +149,7 @@ pub async fn open_with(database_url: &str, data_dir: &Path, mode: OpenMode) -> S
 
 /// The file the database lives in, without opening it.
 pub fn database_path(database_url: &str, data_dir: &Path) -> StoreResult<PathBuf> {
-    let url = sqlite_url(database_url, data_dir)?;
-    Ok(sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_path_buf())
+    Ok(sqlite::path_of(&sqlite_url(database_url, data_dir)?))
 }
 
 fn sqlite_url(database_url: &str, data_dir: &Path) -> StoreResult<String> {

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 
 use herald_domain::notification::DUPLICATE_WINDOW;
 use herald_domain::user::User;
+use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use sqlx::{Row, SqliteConnection};
 
-use super::rows::parse_uuid;
+use super::rows::{all, col0, exec, uuid_at};
 use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
 use crate::{StoreResult, to_ms};
 
@@ -23,41 +23,36 @@ pub(super) type Accepted = (Vec<AcceptOutcome>, Vec<NotificationRecord>);
 /// Accepts `ns` in order, as if one by one: a key seen within 24 h, or earlier in the batch,
 /// answers with the first notification instead of creating another. A notification whose content
 /// was accepted within the duplicate window (or earlier in the batch) is marked `repeated`.
-pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification]) -> StoreResult<Accepted> {
+pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResult<Accepted> {
     let keys: Vec<&str> = ns.iter().filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())).collect();
     // What each key already stands for: (request hash, notification, recipients).
     let mut known: HashMap<String, (String, uuid::Uuid, u64)> = HashMap::new();
     if !keys.is_empty() {
         let oldest = ns.iter().map(|n| to_ms(n.now)).min().unwrap_or_default() - KEY_TTL_MS;
-        let rows = sqlx::query(
+        let rows = all(
+            c,
             "SELECT k.key, k.request_hash, k.notification_id, n.recipients_total FROM idempotency_keys k \
              JOIN notifications n ON n.id = k.notification_id \
              WHERE k.key IN (SELECT value FROM json_each(?1)) AND k.created_at > ?2",
-        )
-        .bind(serde_json::to_string(&keys)?)
-        .bind(oldest)
-        .fetch_all(&mut *c)
-        .await?;
-        for r in rows {
-            let total: i64 = r.try_get("recipients_total")?;
-            known.insert(
-                r.try_get("key")?,
-                (r.try_get("request_hash")?, parse_uuid(r.try_get("notification_id")?)?, total as u64),
-            );
-        }
+            params![serde_json::to_string(&keys)?, oldest],
+            |r| {
+                let total: i64 = r.get("recipients_total")?;
+                Ok((r.get("key")?, (r.get("request_hash")?, uuid_at(r, "notification_id")?, total as u64)))
+            },
+        )?;
+        known.extend(rows);
     }
     let fingerprints: Vec<&str> = ns.iter().filter_map(|n| n.fingerprint.as_deref()).collect();
     let mut seen: HashSet<String> = HashSet::new();
     if !fingerprints.is_empty() {
         let oldest = ns.iter().map(|n| n.now).min().unwrap_or_default() - DUPLICATE_WINDOW;
-        seen = sqlx::query_scalar(
+        seen = all(
+            c,
             "SELECT DISTINCT fingerprint FROM notifications \
              WHERE fingerprint IN (SELECT value FROM json_each(?1)) AND created_at > ?2",
-        )
-        .bind(serde_json::to_string(&fingerprints)?)
-        .bind(to_ms(oldest))
-        .fetch_all(&mut *c)
-        .await?
+            params![serde_json::to_string(&fingerprints)?, to_ms(oldest)],
+            col0,
+        )?
         .into_iter()
         .collect();
     }
@@ -122,22 +117,19 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
          repeated) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
          value->>8 FROM json_each(?)",
         notifications,
-    )
-    .await?;
+    )?;
     insert_rows(
         c,
         "INSERT INTO users (id, profile, created_at, updated_at) \
          SELECT value->>0, value->>1, value->>2, value->>2 FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
         users,
-    )
-    .await?;
+    )?;
     insert_rows(
         c,
         "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key) \
          SELECT value->>0, value->>1, 'pending', value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
         recipients,
-    )
-    .await?;
+    )?;
     insert_rows(
         c,
         "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) \
@@ -145,15 +137,14 @@ pub(super) async fn accept_batch(c: &mut SqliteConnection, ns: &[NewNotification
          ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
          notification_id = excluded.notification_id, created_at = excluded.created_at",
         new_keys,
-    )
-    .await?;
+    )?;
     Ok((outcomes, records))
 }
 
 /// Runs one multi-row insert over `rows`, skipped when there are none.
-async fn insert_rows(c: &mut SqliteConnection, sql: &'static str, rows: Vec<Value>) -> StoreResult<()> {
+fn insert_rows(c: &Connection, sql: &str, rows: Vec<Value>) -> StoreResult<()> {
     if !rows.is_empty() {
-        sqlx::query(sql).bind(Value::Array(rows).to_string()).execute(&mut *c).await?;
+        exec(c, sql, [Value::Array(rows).to_string()])?;
     }
     Ok(())
 }

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use herald_domain::Channel;
 use herald_domain::reason::Reason;
 use jiff::Timestamp;
-use sqlx::Row;
+use rusqlite::params;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::rows::{DELIVERY_COLUMNS, delivery_row, parse_user};
+use super::rows::{DELIVERY_COLUMNS, all, delivery_row, first, parse_user};
 use super::writes::insert_audit;
 use crate::DeadLetterStore;
 use crate::StoreResult;
@@ -23,34 +23,29 @@ impl DeadLetterStore for SqliteStore {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<(i64, DeliveryRecord)>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT rowid, {DELIVERY_COLUMNS} FROM deliveries WHERE dead_at IS NOT NULL AND rowid < ? \
              AND (? IS NULL OR channel = ?) ORDER BY rowid DESC LIMIT ?"
-        )))
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(channel.map(Channel::as_str))
-        .bind(channel.map(Channel::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get("rowid")?, delivery_row(r)?)))
-        .collect()
+        );
+        self.reads
+            .read(move |c| {
+                let channel = channel.map(Channel::as_str);
+                all(c, &sql, params![before.unwrap_or(i64::MAX), channel, channel, i64::from(limit)], |r| {
+                    Ok((r.get("rowid")?, delivery_row(r)?))
+                })
+            })
+            .await
     }
 
     async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>> {
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    let sql = format!(
                         "UPDATE deliveries SET status = 'queued', attempts = 0, error = NULL, next_attempt_at = NULL, \
                          dead_at = NULL, updated_at = ? WHERE id = ? AND dead_at IS NOT NULL RETURNING {DELIVERY_COLUMNS}"
-                    )))
-                    .bind(to_ms(now))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    let Some(d) = row.as_ref().map(delivery_row).transpose()? else { return Ok(None) };
+                    );
+                    let row = first(c, &sql, params![to_ms(now), id.to_string()], delivery_row)?;
+                    let Some(d) = row else { return Ok(None) };
                     let entry = AuditEntry {
                         user_id: parse_user(&d.user_id)?,
                         notification_id: d.notification_id,
@@ -59,9 +54,8 @@ impl DeadLetterStore for SqliteStore {
                         reason: Some(Reason::Replayed),
                         at: now,
                     };
-                    insert_audit(c, &entry).await?;
+                    insert_audit(c, &entry)?;
                     Ok(Some(d))
-                })
             })
             .await
     }

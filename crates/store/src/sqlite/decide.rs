@@ -8,11 +8,11 @@ use herald_domain::decision::{Interruption, Spend};
 use herald_domain::reason::Reason;
 use herald_domain::{Channel, UserId};
 use jiff::Timestamp;
+use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::rows::{INBOX_COLUMNS, device_row, inbox_row, notification_row, opt_ms, parse_user};
+use super::rows::{INBOX_COLUMNS, all, col0, device_row, exec, inbox_row, notification_row, opt_ms, user_at};
 use super::writes::{collapse, schedule};
 use crate::from_ms;
 use crate::records::{DeviceRecord, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState};
@@ -23,60 +23,58 @@ fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::Array(items.into_iter().map(Value::from).collect()).to_string()
 }
 
-pub(super) async fn notifications(pool: &SqlitePool, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>> {
+pub(super) fn notifications(c: &Connection, ids: &[Uuid]) -> StoreResult<Vec<NotificationRecord>> {
     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    sqlx::query("SELECT * FROM notifications WHERE id IN (SELECT value FROM json_each(?))")
-        .bind(list(ids.iter().map(String::as_str)))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(notification_row)
-        .collect()
+    all(
+        c,
+        "SELECT * FROM notifications WHERE id IN (SELECT value FROM json_each(?))",
+        [list(ids.iter().map(String::as_str))],
+        notification_row,
+    )
 }
 
 /// Reads users, their devices and their blocked addresses in three queries.
-pub(super) async fn user_states(pool: &SqlitePool, users: &[UserId]) -> StoreResult<Vec<UserState>> {
+pub(super) fn user_states(c: &Connection, users: &[UserId]) -> StoreResult<Vec<UserState>> {
     let ids = list(users.iter().map(UserId::as_str));
-    let rows = sqlx::query(
+    let found: HashMap<String, (UserRecord, Option<String>)> = all(
+        c,
         "SELECT id, profile, preferences, created_at, updated_at, erased_at FROM users \
          WHERE id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let mut found: HashMap<String, (UserRecord, Option<String>)> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let record = UserRecord {
-            user: serde_json::from_str(r.try_get("profile")?)?,
-            created_at: from_ms(r.try_get("created_at")?),
-            updated_at: from_ms(r.try_get("updated_at")?),
-            erased_at: opt_ms(r.try_get("erased_at")?),
-        };
-        found.insert(r.try_get("id")?, (record, r.try_get("preferences")?));
-    }
+        [&ids],
+        |r| {
+            let record = UserRecord {
+                user: serde_json::from_str(&r.get::<_, String>("profile")?)?,
+                created_at: from_ms(r.get("created_at")?),
+                updated_at: from_ms(r.get("updated_at")?),
+                erased_at: opt_ms(r.get("erased_at")?),
+            };
+            Ok((r.get("id")?, (record, r.get("preferences")?)))
+        },
+    )?
+    .into_iter()
+    .collect();
     let mut devices: HashMap<String, Vec<DeviceRecord>> = HashMap::new();
-    let rows =
-        sqlx::query("SELECT * FROM devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id")
-            .bind(&ids)
-            .fetch_all(pool)
-            .await?;
-    for r in &rows {
-        let d = device_row(r)?;
+    let rows = all(
+        c,
+        "SELECT * FROM devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id",
+        [&ids],
+        device_row,
+    )?;
+    for d in rows {
         devices.entry(d.user_id.as_str().to_owned()).or_default().push(d);
     }
     let emails: Vec<&str> = found.values().filter_map(|(u, _)| u.user.email.as_ref().map(|e| e.as_str())).collect();
     let phones: Vec<&str> = found.values().filter_map(|(u, _)| u.user.phone.as_ref().map(|p| p.as_str())).collect();
     let mut blocks: HashMap<(String, String), Reason> = HashMap::new();
     if !emails.is_empty() || !phones.is_empty() {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String, String)> = all(
+            c,
             "SELECT channel, address, kind FROM address_blocks WHERE \
              (channel = 'email' AND address IN (SELECT value FROM json_each(?1))) OR \
              (channel = 'sms' AND address IN (SELECT value FROM json_each(?2)))",
-        )
-        .bind(list(emails))
-        .bind(list(phones))
-        .fetch_all(pool)
-        .await?;
+            [list(emails), list(phones)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         for (channel, address, kind) in rows {
             let reason = if kind == "stop" { Reason::SmsStop } else { Reason::AddressBlocked };
             blocks.insert((channel, address), reason);
@@ -114,8 +112,8 @@ pub(super) async fn user_states(pool: &SqlitePool, users: &[UserId]) -> StoreRes
         .collect()
 }
 
-pub(super) async fn seen_recently(
-    pool: &SqlitePool,
+pub(super) fn seen_recently(
+    c: &Connection,
     asks: &[(UserId, String, i64)],
     since: Timestamp,
 ) -> StoreResult<HashSet<i64>> {
@@ -123,68 +121,63 @@ pub(super) async fn seen_recently(
         return Ok(HashSet::new());
     }
     let asks = Value::Array(asks.iter().map(|(u, fp, seq)| json!([u.as_str(), fp, seq])).collect());
-    let seqs: Vec<i64> = sqlx::query_scalar(
+    let seqs: Vec<i64> = all(
+        c,
         "SELECT DISTINCT q.value->>2 FROM json_each(?1) q \
          JOIN notifications n ON n.fingerprint = q.value->>1 AND n.created_at > ?2 \
          JOIN recipients r ON r.notification_id = n.id AND r.user_id = q.value->>0 AND r.seq < q.value->>2 \
          WHERE r.decision IN ('delivering', 'deferred', 'batched')",
-    )
-    .bind(asks.to_string())
-    .bind(to_ms(since))
-    .fetch_all(pool)
-    .await?;
+        params![asks.to_string(), to_ms(since)],
+        col0,
+    )?;
     Ok(seqs.into_iter().collect())
 }
 
-pub(super) async fn interruptions(
-    pool: &SqlitePool,
+pub(super) fn interruptions(
+    c: &Connection,
     users: &[UserId],
     since: Timestamp,
 ) -> StoreResult<HashMap<UserId, Vec<Interruption>>> {
-    let rows = sqlx::query(
+    let rows = all(
+        c,
         "SELECT user_id, at, spend FROM interruptions WHERE user_id IN (SELECT value FROM json_each(?)) AND at > ? \
          ORDER BY at",
-    )
-    .bind(list(users.iter().map(UserId::as_str)))
-    .bind(to_ms(since))
-    .fetch_all(pool)
-    .await?;
+        params![list(users.iter().map(UserId::as_str)), to_ms(since)],
+        |r| {
+            let spend: String = r.get("spend")?;
+            let spend = Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?;
+            Ok((user_at(r, "user_id")?, Interruption { at: from_ms(r.get("at")?), spend }))
+        },
+    )?;
     let mut out: HashMap<UserId, Vec<Interruption>> = HashMap::new();
-    for r in rows {
-        let spend: String = r.try_get("spend")?;
-        let spend = Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?;
-        out.entry(parse_user(r.try_get("user_id")?)?)
-            .or_default()
-            .push(Interruption { at: from_ms(r.try_get("at")?), spend });
+    for (user, interruption) in rows {
+        out.entry(user).or_default().push(interruption);
     }
     Ok(out)
 }
 
 /// Runs one multi-row statement over `rows`, skipped when there are none.
-async fn each(c: &mut SqliteConnection, sql: &'static str, rows: Vec<Value>) -> StoreResult<()> {
+fn each(c: &Connection, sql: &str, rows: Vec<Value>) -> StoreResult<()> {
     if !rows.is_empty() {
-        sqlx::query(sql).bind(Value::Array(rows).to_string()).execute(&mut *c).await?;
+        exec(c, sql, [Value::Array(rows).to_string()])?;
     }
     Ok(())
 }
 
 /// Records a batch of decisions; see [`crate::Store::record_outcomes`].
-pub(super) async fn record_outcomes(
-    c: &mut SqliteConnection,
-    outcomes: &[RecipientOutcome],
-) -> StoreResult<Vec<Option<Recorded>>> {
+pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> StoreResult<Vec<Option<Recorded>>> {
     // An erasure that landed while these were being decided wins: no inbox item comes back.
     let with_inbox: Vec<&str> =
         outcomes.iter().filter(|o| o.inbox.is_some()).map(|o| o.item.user_id.as_str()).collect();
     let erased: HashSet<String> = if with_inbox.is_empty() {
         HashSet::new()
     } else {
-        sqlx::query_scalar(
+        all(
+            c,
             "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND erased_at IS NOT NULL",
-        )
-        .bind(list(with_inbox))
-        .fetch_all(&mut *c)
-        .await?
+            [list(with_inbox)],
+            col0,
+        )?
         .into_iter()
         .collect()
     };
@@ -210,26 +203,26 @@ pub(super) async fn record_outcomes(
         })
         .collect();
     // Only recipients still claimed take their decision: one cancelled or collapsed meanwhile stays so.
-    let claimed: HashSet<i64> = sqlx::query_scalar(
+    let claimed: HashSet<i64> = all(
+        c,
         "UPDATE recipients SET state = j.value->>1, decision = j.value->>2, reason = j.value->>3, \
          updated_at = j.value->>5, due_at = COALESCE(j.value->>4, recipients.due_at), phase = 1, \
          inbox_at = COALESCE(j.value->>6, recipients.inbox_at) \
          FROM json_each(?) AS j WHERE recipients.seq = j.value->>0 AND recipients.state = 'claimed' \
          RETURNING recipients.seq",
-    )
-    .bind(Value::Array(updates).to_string())
-    .fetch_all(&mut *c)
-    .await?
+        [Value::Array(updates).to_string()],
+        col0,
+    )?
     .into_iter()
     .collect();
     let kept: Vec<&RecipientOutcome> = outcomes.iter().filter(|o| claimed.contains(&o.item.seq)).collect();
     for o in &kept {
         let now = to_ms(o.now);
         if let Some(key) = &o.collapse_key {
-            collapse(c, &o.item, key, now).await?;
+            collapse(c, &o.item, key, now)?;
         }
         if let Some(at) = o.flush_at {
-            schedule(c, &o.item.user_id, to_ms(at)).await?;
+            schedule(c, &o.item.user_id, to_ms(at))?;
         }
     }
     let spends = kept
@@ -244,8 +237,7 @@ pub(super) async fn record_outcomes(
         "INSERT INTO interruptions (user_id, at, spend, notification_id) \
          SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
         spends,
-    )
-    .await?;
+    )?;
     let items: Vec<Value> = kept
         .iter()
         .filter(|o| gets_item(o))
@@ -267,30 +259,27 @@ pub(super) async fn record_outcomes(
     let mut created: HashMap<(String, Uuid), crate::records::InboxItem> = HashMap::new();
     let mut unread: HashMap<String, u64> = HashMap::new();
     if !items.is_empty() {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
              FROM json_each(?) RETURNING {INBOX_COLUMNS}"
-        )))
-        .bind(Value::Array(items).to_string())
-        .fetch_all(&mut *c)
-        .await?;
+        );
+        let rows = all(c, &sql, [Value::Array(items).to_string()], inbox_row)?;
         let mut added: HashMap<&str, i64> = HashMap::new();
-        for r in &rows {
-            let item = inbox_row(r)?;
+        for item in rows {
             created.insert((item.user_id.clone(), item.notification_id), item);
         }
         for (user, _) in created.keys() {
             *added.entry(user.as_str()).or_default() += 1;
         }
         let counts: Vec<Value> = added.into_iter().map(|(u, n)| json!([u, n])).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = all(
+            c,
             "INSERT INTO inbox_counts (user_id, unread) SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
              ON CONFLICT (user_id) DO UPDATE SET unread = unread + excluded.unread RETURNING user_id, unread",
-        )
-        .bind(Value::Array(counts).to_string())
-        .fetch_all(&mut *c)
-        .await?;
+            [Value::Array(counts).to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         unread.extend(rows.into_iter().map(|(u, n)| (u, n.max(0) as u64)));
     }
     let mut deliveries = Vec::new();
@@ -317,8 +306,7 @@ pub(super) async fn record_outcomes(
          NULL, value->>8, value->>8, (SELECT class FROM notifications n WHERE n.id = value->>1) \
          FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
         deliveries,
-    )
-    .await?;
+    )?;
     let audit = kept
         .iter()
         .flat_map(|o| o.audit.iter())
@@ -338,8 +326,7 @@ pub(super) async fn record_outcomes(
         "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
          SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
         audit,
-    )
-    .await?;
+    )?;
     Ok(outcomes
         .iter()
         .map(|o| {

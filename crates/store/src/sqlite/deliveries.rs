@@ -5,35 +5,35 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use sqlx::{Row, SqliteConnection};
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
 use super::feedback;
-use super::rows::{DELIVERY_COLUMNS, delivery_row, parse_user};
+use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, exec, one, parse_user};
 use super::writes::hand_over;
 use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
 use crate::{DeliveryStore, StoreError, StoreResult, to_ms};
 
 /// Marks the deliveries `sending` and counts their attempts, unless closed or over a limit; see
 /// [`crate::Store::begin_attempt`]. Limits count first dispatches, the batch's own included.
-pub(super) async fn begin_attempts(c: &mut SqliteConnection, begins: &[BeginAttempt]) -> StoreResult<Vec<Begin>> {
+pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreResult<Vec<Begin>> {
     let ids: Vec<String> = begins.iter().map(|b| b.id.to_string()).collect();
-    let rows = sqlx::query(
+    // id -> (user, channel, already dispatched)
+    let open: HashMap<String, (String, String, bool)> = all(
+        c,
         "SELECT id, user_id, channel, dispatched_at FROM deliveries \
          WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sending')",
-    )
-    .bind(serde_json::to_string(&ids)?)
-    .fetch_all(&mut *c)
-    .await?;
-    // id -> (user, channel, already dispatched)
-    let mut open: HashMap<String, (String, String, bool)> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let dispatched: Option<i64> = r.try_get("dispatched_at")?;
-        open.insert(r.try_get("id")?, (r.try_get("user_id")?, r.try_get("channel")?, dispatched.is_some()));
-    }
+        [serde_json::to_string(&ids)?],
+        |r| {
+            let dispatched: Option<i64> = r.get("dispatched_at")?;
+            Ok((r.get("id")?, (r.get("user_id")?, r.get("channel")?, dispatched.is_some())))
+        },
+    )?
+    .into_iter()
+    .collect();
     let first: Vec<&(String, String, bool)> = open.values().filter(|(_, _, seen)| !seen).collect();
     // First dispatches of the users and channels concerned, back to the oldest window asked about.
     let mut per_user: HashMap<(String, String), Vec<i64>> = HashMap::new();
@@ -41,14 +41,13 @@ pub(super) async fn begin_attempts(c: &mut SqliteConnection, begins: &[BeginAtte
         && !first.is_empty()
     {
         let users: HashSet<&str> = first.iter().map(|(u, _, _)| u.as_str()).collect();
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, i64)> = all(
+            c,
             "SELECT user_id, channel, dispatched_at FROM deliveries \
              WHERE user_id IN (SELECT value FROM json_each(?1)) AND dispatched_at >= ?2",
-        )
-        .bind(serde_json::to_string(&users)?)
-        .bind(since)
-        .fetch_all(&mut *c)
-        .await?;
+            params![serde_json::to_string(&users)?, since],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         for (user, channel, at) in rows {
             per_user.entry((user, channel)).or_default().push(at);
         }
@@ -58,11 +57,12 @@ pub(super) async fn begin_attempts(c: &mut SqliteConnection, begins: &[BeginAtte
         let Some((_, channel, false)) = open.get(&b.id.to_string()) else { continue };
         let since = b.per_channel.map(|l| to_ms(l.since)).unwrap_or_default();
         if let std::collections::hash_map::Entry::Vacant(slot) = per_channel.entry((channel.clone(), since)) {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?")
-                .bind(channel)
-                .bind(since)
-                .fetch_one(&mut *c)
-                .await?;
+            let n: i64 = one(
+                c,
+                "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?",
+                params![channel, since],
+                col0,
+            )?;
             slot.insert(n);
         }
     }
@@ -96,23 +96,19 @@ pub(super) async fn begin_attempts(c: &mut SqliteConnection, begins: &[BeginAtte
         answers.push(Begin::Go);
     }
     if !go.is_empty() {
-        sqlx::query(
+        exec(
+            c,
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
              dispatched_at = COALESCE(dispatched_at, j.value->>1), updated_at = j.value->>1 \
              FROM json_each(?) AS j WHERE deliveries.id = j.value->>0",
-        )
-        .bind(Value::Array(go).to_string())
-        .execute(&mut *c)
-        .await?;
+            [Value::Array(go).to_string()],
+        )?;
     }
     Ok(answers)
 }
 
 /// Records the results of attempts; see [`crate::Store::update_delivery`].
-pub(super) async fn update_deliveries(
-    c: &mut SqliteConnection,
-    updates: &[DeliveryUpdate],
-) -> StoreResult<Vec<Updated>> {
+pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> StoreResult<Vec<Updated>> {
     let rows: Vec<Value> = updates
         .iter()
         .map(|u| {
@@ -128,16 +124,16 @@ pub(super) async fn update_deliveries(
         })
         .collect();
     // Only deliveries still open take a result: one cancelled or settled meanwhile stays so.
-    let recorded: HashSet<String> = sqlx::query_scalar(
+    let recorded: HashSet<String> = all(
+        c,
         "UPDATE deliveries SET status = j.value->>1, attempts = j.value->>2, provider = j.value->>3, \
          error = j.value->>4, next_attempt_at = j.value->>5, updated_at = j.value->>6, \
          dead_at = CASE WHEN j.value->>1 = 'failed' THEN j.value->>6 END \
          FROM json_each(?) AS j WHERE deliveries.id = j.value->>0 AND deliveries.status IN ('queued', 'sending') \
          RETURNING deliveries.id",
-    )
-    .bind(Value::Array(rows).to_string())
-    .fetch_all(&mut *c)
-    .await?
+        [Value::Array(rows).to_string()],
+        col0,
+    )?
     .into_iter()
     .collect();
     let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains(&u.id.to_string())).collect();
@@ -156,13 +152,12 @@ pub(super) async fn update_deliveries(
         })
         .collect();
     if !audit.is_empty() {
-        sqlx::query(
+        exec(
+            c,
             "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
-        )
-        .bind(Value::Array(audit).to_string())
-        .execute(&mut *c)
-        .await?;
+            [Value::Array(audit).to_string()],
+        )?;
     }
     // A channel that worked stands its notification's fallbacks down, all in one statement.
     let done: Vec<Value> = kept
@@ -173,14 +168,12 @@ pub(super) async fn update_deliveries(
     if let Some(now) = kept.iter().map(|u| to_ms(u.now)).max()
         && !done.is_empty()
     {
-        sqlx::query(
+        exec(
+            c,
             "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ?1 \
              WHERE status = 'standby' AND (notification_id, user_id) IN (SELECT value->>0, value->>1 FROM json_each(?2))",
-        )
-        .bind(now)
-        .bind(Value::Array(done).to_string())
-        .execute(&mut *c)
-        .await?;
+            params![now, Value::Array(done).to_string()],
+        )?;
     }
     let mut out = Vec::with_capacity(updates.len());
     for u in updates {
@@ -191,7 +184,7 @@ pub(super) async fn update_deliveries(
         let next = match (u.then, &u.audit) {
             (AfterUpdate::HandOver, Some(a)) => {
                 let user = parse_user(a.user_id.as_str())?;
-                hand_over(c, a.notification_id, &user, u.now, false).await?.map(Box::new)
+                hand_over(c, a.notification_id, &user, u.now, false)?.map(Box::new)
             }
             _ => None,
         };
@@ -206,14 +199,10 @@ pub(super) async fn update_deliveries(
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
-        )))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(delivery_row)
-        .collect()
+        );
+        self.reads.read(move |c| all(c, &sql, [], delivery_row)).await
     }
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
@@ -221,7 +210,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated> {
-        self.writer.write(move |c| Box::pin(async move { feedback::provider_status(c, &report).await })).await
+        self.writer.write(move |c| feedback::provider_status(c, &report)).await
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {

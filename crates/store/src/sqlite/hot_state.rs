@@ -6,21 +6,89 @@ use async_trait::async_trait;
 use herald_domain::UserId;
 use herald_domain::decision::Interruption;
 use jiff::Timestamp;
-use sqlx::Row;
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::decide;
-use super::rows::parse_uuid;
+use super::rows::{all, exec, uuid_at};
 use super::writes::{insert_audit, insert_delivery, schedule};
 use crate::HotState;
 use crate::StoreResult;
 use crate::records::*;
 use crate::to_ms;
 
+/// Writes one digest the flush sends: its notification, recipient, interruption and deliveries.
+fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64) -> StoreResult<()> {
+    let n = &d.notification;
+    let id = n.id.to_string();
+    exec(
+        c,
+        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at) \
+         VALUES (?, ?, ?, ?, ?, 1, ?)",
+        params![
+            id,
+            n.spec.template.as_str(),
+            n.class.as_str(),
+            n.spec.category.as_ref().map(|c| c.as_str()),
+            serde_json::to_string(&n.spec)?,
+            now
+        ],
+    )?;
+    exec(
+        c,
+        "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, decision, reason, phase) \
+         VALUES (?, ?, 'done', ?, ?, 'delivering', 'digest', 1)",
+        params![id, user.as_str(), now, now],
+    )?;
+    exec(
+        c,
+        "INSERT INTO interruptions (user_id, at, spend, notification_id) VALUES (?, ?, 'cap', ?)",
+        params![user.as_str(), now, id],
+    )?;
+    for seq in &d.merged {
+        exec(
+            c,
+            "UPDATE recipients SET state = 'done', digest_id = ?, updated_at = ? WHERE seq = ? AND state = 'batched'",
+            params![id, now, seq],
+        )?;
+    }
+    for del in &d.deliveries {
+        insert_delivery(c, &id, user, del, now)?;
+    }
+    Ok(())
+}
+
+fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<()> {
+    let now = to_ms(o.now);
+    for d in &o.digests {
+        insert_digest(c, &o.user_id, d, now)?;
+    }
+    for (seq, reason) in &o.settled {
+        exec(
+            c,
+            "UPDATE recipients SET state = 'done', reason = ?, updated_at = ? WHERE seq = ? AND state = 'batched'",
+            params![reason.as_str(), now, seq],
+        )?;
+    }
+    for a in &o.audit {
+        insert_audit(c, a)?;
+    }
+    match o.next_due {
+        Some(at) => exec(
+            c,
+            "UPDATE digest_timers SET due_at = ?, state = 'pending' WHERE user_id = ?",
+            params![to_ms(at), o.user_id.as_str()],
+        )?,
+        None => exec(c, "DELETE FROM digest_timers WHERE user_id = ?", [o.user_id.as_str()])?,
+    };
+    Ok(())
+}
+
 #[async_trait]
 impl HotState for SqliteStore {
     async fn seen_recently(&self, asks: &[(UserId, String, i64)], since: Timestamp) -> StoreResult<HashSet<i64>> {
-        decide::seen_recently(&self.pool, asks, since).await
+        let asks = asks.to_vec();
+        self.reads.read(move |c| decide::seen_recently(c, &asks, since)).await
     }
 
     async fn interruptions(
@@ -28,111 +96,36 @@ impl HotState for SqliteStore {
         users: &[UserId],
         since: Timestamp,
     ) -> StoreResult<HashMap<UserId, Vec<Interruption>>> {
-        decide::interruptions(&self.pool, users, since).await
+        let users = users.to_vec();
+        self.reads.read(move |c| decide::interruptions(c, &users, since)).await
     }
 
     async fn batched(&self, user: &UserId) -> StoreResult<Vec<BatchedRecipient>> {
-        let rows = sqlx::query(
-            "SELECT seq, notification_id, group_key FROM recipients WHERE user_id = ? AND state = 'batched' ORDER BY seq",
-        )
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchedRecipient {
-                    seq: r.try_get("seq")?,
-                    notification_id: parse_uuid(r.try_get("notification_id")?)?,
-                    group_key: r.try_get::<Option<String>, _>("group_key")?.unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    async fn record_flush(&self, o: FlushOutcome) -> StoreResult<()> {
-        self.writer
-            .write_lazy(move |c| {
-                Box::pin(async move {
-                    let now = to_ms(o.now);
-                    for d in &o.digests {
-                        let n = &d.notification;
-                        let id = n.id.to_string();
-                        sqlx::query(
-                            "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at) \
-                             VALUES (?, ?, ?, ?, ?, 1, ?)",
-                        )
-                        .bind(&id)
-                        .bind(n.spec.template.as_str())
-                        .bind(n.class.as_str())
-                        .bind(n.spec.category.as_ref().map(|c| c.as_str()))
-                        .bind(serde_json::to_string(&n.spec)?)
-                        .bind(now)
-                        .execute(&mut *c)
-                        .await?;
-                        sqlx::query(
-                            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, decision, reason, phase) \
-                             VALUES (?, ?, 'done', ?, ?, 'delivering', 'digest', 1)",
-                        )
-                        .bind(&id)
-                        .bind(o.user_id.as_str())
-                        .bind(now)
-                        .bind(now)
-                        .execute(&mut *c)
-                        .await?;
-                        sqlx::query("INSERT INTO interruptions (user_id, at, spend, notification_id) VALUES (?, ?, 'cap', ?)")
-                            .bind(o.user_id.as_str())
-                            .bind(now)
-                            .bind(&id)
-                            .execute(&mut *c)
-                            .await?;
-                        for seq in &d.merged {
-                            sqlx::query(
-                                "UPDATE recipients SET state = 'done', digest_id = ?, updated_at = ? WHERE seq = ? AND state = 'batched'",
-                            )
-                            .bind(&id)
-                            .bind(now)
-                            .bind(seq)
-                            .execute(&mut *c)
-                            .await?;
-                        }
-                        for del in &d.deliveries {
-                            insert_delivery(c, &id, &o.user_id, del, now).await?;
-                        }
-                    }
-                    for (seq, reason) in &o.settled {
-                        sqlx::query("UPDATE recipients SET state = 'done', reason = ?, updated_at = ? WHERE seq = ? AND state = 'batched'")
-                            .bind(reason.as_str())
-                            .bind(now)
-                            .bind(seq)
-                            .execute(&mut *c)
-                            .await?;
-                    }
-                    for a in &o.audit {
-                        insert_audit(c, a).await?;
-                    }
-                    match o.next_due {
-                        Some(at) => {
-                            sqlx::query("UPDATE digest_timers SET due_at = ?, state = 'pending' WHERE user_id = ?")
-                                .bind(to_ms(at))
-                                .bind(o.user_id.as_str())
-                                .execute(&mut *c)
-                                .await?;
-                        }
-                        None => {
-                            sqlx::query("DELETE FROM digest_timers WHERE user_id = ?")
-                                .bind(o.user_id.as_str())
-                                .execute(&mut *c)
-                                .await?;
-                        }
-                    }
-                    Ok(())
-                })
+        let user = user.as_str().to_owned();
+        self.reads
+            .read(move |c| {
+                all(
+                    c,
+                    "SELECT seq, notification_id, group_key FROM recipients WHERE user_id = ? AND state = 'batched' ORDER BY seq",
+                    [user],
+                    |r| {
+                        Ok(BatchedRecipient {
+                            seq: r.get("seq")?,
+                            notification_id: uuid_at(r, "notification_id")?,
+                            group_key: r.get::<_, Option<String>>("group_key")?.unwrap_or_default(),
+                        })
+                    },
+                )
             })
             .await
     }
 
+    async fn record_flush(&self, o: FlushOutcome) -> StoreResult<()> {
+        self.writer.write_lazy(move |c| record_flush(c, &o)).await
+    }
+
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
         let user = user.clone();
-        self.writer.write_lazy(move |c| Box::pin(async move { schedule(c, &user, to_ms(at)).await })).await
+        self.writer.write_lazy(move |c| schedule(c, &user, to_ms(at))).await
     }
 }

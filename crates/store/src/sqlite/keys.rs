@@ -2,87 +2,70 @@
 //! `revoke` means one key, and a revoked key's name can be used again.
 
 use jiff::Timestamp;
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use super::rows::{api_key_row, parse_uuid};
+use super::rows::{all, api_key_row, col0, exec, first, one, parse_uuid};
 use crate::records::ApiKeyRecord;
 use crate::{KeyStore, StoreError, StoreResult, to_ms};
 
 /// Inserts `key`, unless an active key has its name: then that key's id, and nothing is written.
-pub(super) async fn create(conn: &mut SqliteConnection, key: &ApiKeyRecord) -> StoreResult<Option<Uuid>> {
+pub(super) fn create(c: &Connection, key: &ApiKeyRecord) -> StoreResult<Option<Uuid>> {
     // Looked up in the same write as the insert (the writer is the only one): a clash is an
     // answer, not a failed statement that would roll back the writes sharing the transaction.
-    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL")
-        .bind(&key.name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let taken: Option<String> =
+        first(c, "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NULL", [&key.name], col0)?;
     if let Some(id) = taken {
         return Ok(Some(parse_uuid(&id)?));
     }
-    sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(key.id.to_string())
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(&key.hash)
-        .bind(to_ms(key.created_at))
-        .execute(conn)
-        .await?;
+    exec(
+        c,
+        "INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        params![key.id.to_string(), key.name, key.prefix, key.hash, to_ms(key.created_at)],
+    )?;
     Ok(None)
 }
 
 /// Revokes the active key whose id is `target`, else the active key named `target`; returns it.
-pub(super) async fn revoke(
-    conn: &mut SqliteConnection,
-    target: &str,
-    now: Timestamp,
-) -> StoreResult<Option<ApiKeyRecord>> {
+pub(super) fn revoke(c: &Connection, target: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
     // A name that happens to be another key's id loses to the id.
-    let row = sqlx::query(
+    first(
+        c,
         "UPDATE api_keys SET revoked_at = ?1 WHERE id = (
              SELECT id FROM api_keys WHERE revoked_at IS NULL AND (id = ?2 OR name = ?2)
              ORDER BY id = ?2 DESC LIMIT 1
          ) RETURNING *",
+        params![to_ms(now), target],
+        api_key_row,
     )
-    .bind(to_ms(now))
-    .bind(target)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(api_key_row).transpose()
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.reads.read(|c| one(c, "SELECT 1", [], col0::<i64>).map(drop)).await
     }
 
     async fn secret(&self, name: &str, init: Vec<u8>) -> StoreResult<Vec<u8>> {
         let name = name.to_owned();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-                        .bind(&name)
-                        .bind(init)
-                        .execute(&mut *c)
-                        .await?;
-                    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-                        .bind(&name)
-                        .fetch_one(&mut *c)
-                        .await?)
-                })
+                exec(
+                    c,
+                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    params![name, init],
+                )?;
+                one(c, "SELECT value FROM settings WHERE key = ?", [&name], col0)
             })
             .await
     }
 
     async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
         let name = key.name.clone();
-        let taken = self.writer.write(move |c| Box::pin(async move { create(c, &key).await })).await?;
+        let taken = self.writer.write(move |c| create(c, &key)).await?;
         match taken {
             Some(id) => Err(StoreError::ApiKeyNameTaken { name, id }),
             None => Ok(()),
@@ -90,34 +73,26 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(api_key_row)
-            .collect()
+        self.reads.read(|c| all(c, "SELECT * FROM api_keys ORDER BY created_at DESC", [], api_key_row)).await
     }
 
     async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
         let target = id_or_name.to_owned();
-        self.writer.write(move |c| Box::pin(async move { revoke(c, &target, now).await })).await
+        self.writer.write(move |c| revoke(c, &target, now)).await
     }
 
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(api_key_row)
-            .transpose()
+        let hash = hash.to_vec();
+        self.reads
+            .read(move |c| {
+                first(c, "SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", [hash], api_key_row)
+            })
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
-
     use super::*;
     use crate::sqlite::SqliteStore;
     use crate::{OpenMode, StoreError};
@@ -170,21 +145,14 @@ mod tests {
             store.create_api_key(older.clone()).await.unwrap();
         }
         // The database as it was before names were unique: two active keys called `ci`.
-        let mut conn = sqlx::SqliteConnection::connect(&url(&dir)).await.unwrap();
-        sqlx::raw_sql("DROP INDEX api_keys_active_name; DELETE FROM herald_migrations WHERE version = 6")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(newer.id.to_string())
-            .bind(&newer.name)
-            .bind(&newer.prefix)
-            .bind(&newer.hash)
-            .bind(to_ms(newer.created_at))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        let conn = Connection::open(dir.path().join("herald.db")).unwrap();
+        conn.execute_batch("DROP INDEX api_keys_active_name; DELETE FROM herald_migrations WHERE version = 6").unwrap();
+        conn.execute(
+            "INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            params![newer.id.to_string(), newer.name, newer.prefix, newer.hash, to_ms(newer.created_at)],
+        )
+        .unwrap();
+        conn.close().map_err(|(_, e)| e).unwrap();
 
         let store = SqliteStore::open(&url(&dir), OpenMode::Existing).await.unwrap();
         let names: Vec<(Uuid, String)> =

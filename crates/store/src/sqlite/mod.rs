@@ -1,5 +1,5 @@
-//! The embedded backend: one SQLite file in WAL mode, reads from a pool, writes through the
-//! group-commit [`writer`].
+//! The embedded backend: one SQLite file in WAL mode, read by a few [`reader`] threads and
+//! written through the group-commit [`writer`] thread, each owning its connection.
 
 mod accept;
 mod audit;
@@ -14,6 +14,7 @@ mod inbox;
 mod keys;
 mod notifications;
 mod queue;
+mod reader;
 mod recipients;
 mod rows;
 mod templates;
@@ -22,18 +23,18 @@ mod users;
 mod writer;
 mod writes;
 
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use rusqlite::{Connection, OpenFlags, params};
 
 use crate::records::*;
 use crate::{OpenMode, StoreError, StoreResult, to_ms};
 use cache::Cache;
 use fold::Fold;
+use reader::Readers;
 use writer::Writer;
 
 /// Most single requests folded into one batch.
@@ -41,6 +42,11 @@ const FOLD_MAX: usize = 2048;
 /// Folded batches of one kind written at once: a batch waiting for its commit does not hold the
 /// next one out of the writer's queue (the writer puts them in one transaction anyway).
 const FOLD_IN_FLIGHT: usize = 4;
+
+/// Reader threads, each with its own read-only connection.
+const READERS: usize = 4;
+/// Statements each connection keeps prepared.
+const STATEMENT_CACHE: usize = 256;
 
 /// Schema migrations, applied in order and recorded in `herald_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -54,7 +60,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// The SQLite store.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    reads: Readers,
     writer: Writer,
     cache: Arc<Cache>,
     /// Concurrent single accepts, attempt starts and attempt results, folded into batches.
@@ -64,42 +70,68 @@ pub struct SqliteStore {
     outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
 }
 
+/// The file a `sqlite:` URL names.
+pub(crate) fn path_of(url: &str) -> PathBuf {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    PathBuf::from(rest.split_once('?').map_or(rest, |(path, _)| path))
+}
+
+/// Opens the write connection: WAL, full commits, and the writer's pragmas.
+fn open_writer(path: &Path, mode: OpenMode) -> StoreResult<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if mode == OpenMode::Create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    // FULL: an answered write survives power loss too, not just a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    // The writer's page cache holds the hot index pages of a busy store (64 MiB).
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "memory")?;
+    // A larger WAL between checkpoints writes hot pages back to the database less often.
+    conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
+    Ok(conn)
+}
+
+/// Opens one read-only connection.
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.busy_timeout(Duration::from_secs(30))?;
+    // Readers start each transaction with an empty cache when the database changed since their
+    // last one, which under load is always: a small cache each keeps memory bounded (8 MiB).
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "temp_store", "memory")?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating it if `mode` allows) and migrates the database at `url`.
     pub async fn open(url: &str, mode: OpenMode) -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(mode == OpenMode::Create)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an answered write survives power loss too, not just a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(false)
-            // The writer's page cache holds the hot index pages of a busy store (64 MiB).
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // A larger WAL between checkpoints writes hot pages back to the database less often.
-            .pragma("wal_autocheckpoint", "8000");
-        if mode == OpenMode::Existing && !opts.get_filename().exists() {
-            return Err(StoreError::NoDatabase(opts.get_filename().to_path_buf()));
+        let path = path_of(url);
+        if mode == OpenMode::Existing && !path.exists() {
+            return Err(StoreError::NoDatabase(path));
         }
-        let mut conn = opts.connect().await?;
-        migrate(&mut conn).await?;
-        // Readers start each transaction with an empty cache when the database changed since
-        // their last one, which under load is always: a small cache each keeps memory bounded.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(opts.read_only(true).pragma("cache_size", "-8192"))
-            .await?;
-        let writer = Writer::spawn(conn);
+        let (writer, reads) = tokio::task::spawn_blocking(move || -> StoreResult<_> {
+            let mut conn = open_writer(&path, mode)?;
+            migrate(&mut conn)?;
+            let readers = (0..READERS).map(|_| open_reader(&path)).collect::<StoreResult<Vec<_>>>()?;
+            Ok((Writer::spawn(conn)?, Readers::spawn(readers)?))
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))??;
         let cache = Arc::new(Cache::default());
         let accepts = {
             let (writer, cache) = (writer.clone(), cache.clone());
             Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |ns: Vec<NewNotification>| {
                 let (writer, cache) = (writer.clone(), cache.clone());
                 async move {
-                    let (outcomes, created) =
-                        writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await?;
+                    let (outcomes, created) = writer.write(move |c| accept::accept_batch(c, &ns)).await?;
                     cache.keep_notifications(created);
                     Ok(outcomes)
                 }
@@ -109,20 +141,14 @@ impl SqliteStore {
             let writer = writer.clone();
             Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |bs: Vec<BeginAttempt>| {
                 let writer = writer.clone();
-                async move {
-                    writer.write_lazy(move |c| Box::pin(async move { deliveries::begin_attempts(c, &bs).await })).await
-                }
+                async move { writer.write_lazy(move |c| deliveries::begin_attempts(c, &bs)).await }
             })
         };
         let results = {
             let writer = writer.clone();
             Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |us: Vec<DeliveryUpdate>| {
                 let writer = writer.clone();
-                async move {
-                    writer
-                        .write_lazy(move |c| Box::pin(async move { deliveries::update_deliveries(c, &us).await }))
-                        .await
-                }
+                async move { writer.write_lazy(move |c| deliveries::update_deliveries(c, &us)).await }
             })
         };
         // Each lane records its batch; the lanes' batches are recorded together.
@@ -133,38 +159,77 @@ impl SqliteStore {
                 async move {
                     let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
                     let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
-                    let mut recorded = writer
-                        .write_lazy(move |c| Box::pin(async move { decide::record_outcomes(c, &all).await }))
-                        .await?
-                        .into_iter();
+                    let mut recorded = writer.write_lazy(move |c| decide::record_outcomes(c, &all)).await?.into_iter();
                     Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
                 }
             })
         };
-        Ok(Self { pool, writer, cache, accepts, begins, results, outcomes })
+        Ok(Self { reads, writer, cache, accepts, begins, results, outcomes })
     }
 }
 
-async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
-    sqlx::query(
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM herald_migrations").fetch_all(&mut *conn).await?;
+        [],
+    )?;
+    let done: Vec<i64> = rows::all(conn, "SELECT version FROM herald_migrations", [], rows::col0)?;
     for (version, sql) in MIGRATIONS {
         if done.contains(version) {
             continue;
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO herald_migrations (version, applied_at) VALUES (?, ?)")
-            .bind(version)
-            .bind(to_ms(Timestamp::now()))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO herald_migrations (version, applied_at) VALUES (?, ?)",
+            params![version, to_ms(Timestamp::now())],
+        )?;
+        tx.commit()?;
         tracing::info!(version, "applied migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma<T: rusqlite::types::FromSql>(c: &Connection, name: &str) -> StoreResult<T> {
+        Ok(c.pragma_query_value(None, name, |r| r.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn connections_open_as_the_durability_and_memory_choices_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let store = SqliteStore::open(&url, OpenMode::Create).await.unwrap();
+        let writer = store
+            .writer
+            .write(|c| {
+                Ok((
+                    pragma::<String>(c, "journal_mode")?,
+                    pragma::<i64>(c, "synchronous")?,
+                    pragma::<i64>(c, "cache_size")?,
+                    pragma::<i64>(c, "temp_store")?,
+                    pragma::<i64>(c, "wal_autocheckpoint")?,
+                ))
+            })
+            .await
+            .unwrap();
+        // synchronous 2 is FULL, temp_store 2 is memory.
+        assert_eq!(writer, ("wal".to_owned(), 2, -65536, 2, 8000));
+        let reader = store
+            .reads
+            .read(|c| Ok((pragma::<i64>(c, "cache_size")?, c.execute("CREATE TABLE nope (x)", []).is_err())))
+            .await
+            .unwrap();
+        assert_eq!(reader, (-8192, true), "readers keep a small cache and cannot write");
+    }
+
+    #[test]
+    fn a_url_names_its_file() {
+        assert_eq!(path_of("sqlite:///var/lib/herald/herald.db"), PathBuf::from("/var/lib/herald/herald.db"));
+        assert_eq!(path_of("sqlite://data/herald.db?mode=rwc"), PathBuf::from("data/herald.db"));
+        assert_eq!(path_of("sqlite:herald.db"), PathBuf::from("herald.db"));
+    }
 }

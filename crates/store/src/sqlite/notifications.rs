@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use rusqlite::params;
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::accept;
 use super::cache::Touches;
 use super::decide;
-use super::rows::notification_row;
+use super::rows::{exec, first, notification_row};
 use crate::NotificationStore;
 use crate::StoreResult;
 use crate::records::*;
@@ -23,61 +24,43 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
-        let (outcomes, created) =
-            self.writer.write(move |c| Box::pin(async move { accept::accept_batch(c, &ns).await })).await?;
+        let (outcomes, created) = self.writer.write(move |c| accept::accept_batch(c, &ns)).await?;
         self.cache.keep_notifications(created);
         Ok(outcomes)
     }
 
     async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {
-        sqlx::query("SELECT * FROM notifications WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(notification_row)
-            .transpose()
+        self.reads
+            .read(move |c| first(c, "SELECT * FROM notifications WHERE id = ?", [id.to_string()], notification_row))
+            .await
     }
 
     async fn cancel_notification(&self, id: Uuid, now: Timestamp) -> StoreResult<u64> {
         let _touch = self.cache.write(Touches::Notification(id));
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let id = id.to_string();
-                    let now = to_ms(now);
-                    sqlx::query("UPDATE notifications SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?")
-                        .bind(now)
-                        .bind(&id)
-                        .execute(&mut *c)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-                         SELECT ?, user_id, notification_id, NULL, 'cancelled', 'cancelled' FROM recipients \
-                         WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
-                    )
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                    let r = sqlx::query(
-                        "UPDATE recipients SET state = 'done', decision = 'cancelled', reason = 'cancelled', updated_at = ? \
-                         WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
-                    )
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE deliveries SET status = 'suppressed', error = 'cancelled', updated_at = ? \
-                         WHERE notification_id = ? AND status IN ('queued', 'standby')",
-                    )
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *c)
-                    .await?;
-                    Ok(r.rows_affected())
-                })
+                let args = params![to_ms(now), id.to_string()];
+                exec(c, "UPDATE notifications SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?", args)?;
+                exec(
+                    c,
+                    "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+                     SELECT ?, user_id, notification_id, NULL, 'cancelled', 'cancelled' FROM recipients \
+                     WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
+                    args,
+                )?;
+                let cancelled = exec(
+                    c,
+                    "UPDATE recipients SET state = 'done', decision = 'cancelled', reason = 'cancelled', updated_at = ? \
+                     WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
+                    args,
+                )?;
+                exec(
+                    c,
+                    "UPDATE deliveries SET status = 'suppressed', error = 'cancelled', updated_at = ? \
+                     WHERE notification_id = ? AND status IN ('queued', 'standby')",
+                    args,
+                )?;
+                Ok(cancelled)
             })
             .await
     }
@@ -89,7 +72,7 @@ impl NotificationStore for SqliteStore {
         let mut found: Vec<Arc<NotificationRecord>> = cached.into_iter().flatten().collect();
         if !missing.is_empty() {
             let read: Vec<Arc<NotificationRecord>> =
-                decide::notifications(&self.pool, &missing).await?.into_iter().map(Arc::new).collect();
+                self.reads.read(move |c| decide::notifications(c, &missing)).await?.into_iter().map(Arc::new).collect();
             if let Some(snapshot) = snapshot {
                 self.cache.keep_read_notifications(snapshot, &read);
             }

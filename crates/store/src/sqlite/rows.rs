@@ -1,10 +1,10 @@
-//! Row mapping shared by every concern: ids, times and the records read back from rows.
+//! Row mapping shared by every concern: ids, times and the records read back from rows, and the
+//! few ways every concern runs a statement (each prepared once per connection and cached).
 
 use herald_domain::notification::NotificationSpec;
 use herald_domain::{Class, UserId};
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{Connection, Params, Row};
 use uuid::Uuid;
 
 use crate::StoreResult;
@@ -19,81 +19,139 @@ pub(super) fn parse_user(s: &str) -> StoreResult<UserId> {
     UserId::parse("user_id", s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Runs a statement that returns no rows; the number of rows it changed.
+pub(super) fn exec(c: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
+    Ok(c.prepare_cached(sql)?.execute(params)? as u64)
+}
+
+/// Every row of a query, each mapped by `f`.
+pub(super) fn all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut f: impl FnMut(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a query, if any, mapped by `f`.
+pub(super) fn first<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(f).transpose()
+}
+
+/// The one row a query always returns, mapped by `f`.
+pub(super) fn one<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    first(c, sql, params, f)?.ok_or_else(|| StoreError::Database("a query returned no row".into()))
+}
+
+/// The first column of a row.
+pub(super) fn col0<T: rusqlite::types::FromSql>(r: &Row<'_>) -> StoreResult<T> {
+    Ok(r.get(0)?)
+}
+
+/// A uuid stored as text in column `col`.
+pub(super) fn uuid_at(r: &Row<'_>, col: &str) -> StoreResult<Uuid> {
+    parse_uuid(&r.get::<_, String>(col)?)
+}
+
+/// A user id stored in column `col`.
+pub(super) fn user_at(r: &Row<'_>, col: &str) -> StoreResult<UserId> {
+    parse_user(&r.get::<_, String>(col)?)
+}
+
 pub(super) fn opt_ms(v: Option<i64>) -> Option<Timestamp> {
     v.map(from_ms)
 }
 
-pub(super) fn api_key_row(r: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+pub(super) fn api_key_row(r: &Row<'_>) -> StoreResult<ApiKeyRecord> {
     Ok(ApiKeyRecord {
-        id: parse_uuid(r.try_get("id")?)?,
-        name: r.try_get("name")?,
-        prefix: r.try_get("prefix")?,
-        hash: r.try_get("hash")?,
-        created_at: from_ms(r.try_get("created_at")?),
-        revoked_at: opt_ms(r.try_get("revoked_at")?),
+        id: uuid_at(r, "id")?,
+        name: r.get("name")?,
+        prefix: r.get("prefix")?,
+        hash: r.get("hash")?,
+        created_at: from_ms(r.get("created_at")?),
+        revoked_at: opt_ms(r.get("revoked_at")?),
     })
 }
 
-pub(super) fn device_row(r: &SqliteRow) -> StoreResult<DeviceRecord> {
+pub(super) fn device_row(r: &Row<'_>) -> StoreResult<DeviceRecord> {
     Ok(DeviceRecord {
-        id: parse_uuid(r.try_get("id")?)?,
-        user_id: parse_user(r.try_get("user_id")?)?,
-        spec: serde_json::from_str(r.try_get("spec")?)?,
-        created_at: from_ms(r.try_get("created_at")?),
+        id: uuid_at(r, "id")?,
+        user_id: user_at(r, "user_id")?,
+        spec: serde_json::from_str(&r.get::<_, String>("spec")?)?,
+        created_at: from_ms(r.get("created_at")?),
     })
 }
 
-pub(super) fn inbox_row(r: &SqliteRow) -> StoreResult<InboxItem> {
+pub(super) fn inbox_row(r: &Row<'_>) -> StoreResult<InboxItem> {
     Ok(InboxItem {
-        seq: r.try_get("seq")?,
-        id: parse_uuid(r.try_get("id")?)?,
-        user_id: r.try_get("user_id")?,
-        notification_id: parse_uuid(r.try_get("notification_id")?)?,
-        title: r.try_get("title")?,
-        body: r.try_get("body")?,
-        action_url: r.try_get("action_url")?,
-        category: r.try_get("category")?,
-        created_at: from_ms(r.try_get("created_at")?),
-        read_at: opt_ms(r.try_get("read_at")?),
+        seq: r.get("seq")?,
+        id: uuid_at(r, "id")?,
+        user_id: r.get("user_id")?,
+        notification_id: uuid_at(r, "notification_id")?,
+        title: r.get("title")?,
+        body: r.get("body")?,
+        action_url: r.get("action_url")?,
+        category: r.get("category")?,
+        created_at: from_ms(r.get("created_at")?),
+        read_at: opt_ms(r.get("read_at")?),
     })
 }
 
-pub(super) fn delivery_row(r: &SqliteRow) -> StoreResult<DeliveryRecord> {
-    let channel: String = r.try_get("channel")?;
+pub(super) fn delivery_row(r: &Row<'_>) -> StoreResult<DeliveryRecord> {
+    let channel: String = r.get("channel")?;
     Ok(DeliveryRecord {
-        id: parse_uuid(r.try_get("id")?)?,
-        notification_id: parse_uuid(r.try_get("notification_id")?)?,
-        user_id: r.try_get("user_id")?,
+        id: uuid_at(r, "id")?,
+        notification_id: uuid_at(r, "notification_id")?,
+        user_id: r.get("user_id")?,
         channel: channel.parse().map_err(StoreError::Corrupt)?,
-        status: r.try_get("status")?,
-        attempts: r.try_get::<i64, _>("attempts")? as u32,
-        provider: r.try_get("provider")?,
-        error: r.try_get("error")?,
-        payload: serde_json::from_str(r.try_get("payload")?)?,
-        next_attempt_at: opt_ms(r.try_get("next_attempt_at")?),
+        status: r.get("status")?,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        provider: r.get("provider")?,
+        error: r.get("error")?,
+        payload: serde_json::from_str(&r.get::<_, String>("payload")?)?,
+        next_attempt_at: opt_ms(r.get("next_attempt_at")?),
         class: r
-            .try_get::<Option<String>, _>("class")?
+            .get::<_, Option<String>>("class")?
             .map(|c| c.parse::<Class>().map_err(StoreError::Corrupt))
             .transpose()?,
-        created_at: from_ms(r.try_get("created_at")?),
-        dispatched_at: opt_ms(r.try_get("dispatched_at")?),
-        dead_at: opt_ms(r.try_get("dead_at")?),
-        updated_at: from_ms(r.try_get("updated_at")?),
+        created_at: from_ms(r.get("created_at")?),
+        dispatched_at: opt_ms(r.get("dispatched_at")?),
+        dead_at: opt_ms(r.get("dead_at")?),
+        updated_at: from_ms(r.get("updated_at")?),
     })
 }
 
-pub(super) fn notification_row(r: &SqliteRow) -> StoreResult<NotificationRecord> {
-    let class: String = r.try_get("class")?;
+pub(super) fn notification_row(r: &Row<'_>) -> StoreResult<NotificationRecord> {
+    let class: String = r.get("class")?;
     Ok(NotificationRecord {
-        id: parse_uuid(r.try_get("id")?)?,
-        template: r.try_get("template")?,
+        id: uuid_at(r, "id")?,
+        template: r.get("template")?,
         class: class.parse::<Class>().map_err(StoreError::Corrupt)?,
-        spec: serde_json::from_str::<NotificationSpec>(r.try_get("spec")?)?,
-        recipients_total: r.try_get::<i64, _>("recipients_total")? as u64,
-        created_at: from_ms(r.try_get("created_at")?),
-        cancelled_at: opt_ms(r.try_get("cancelled_at")?),
-        fingerprint: r.try_get("fingerprint")?,
-        repeated: r.try_get::<i64, _>("repeated")? != 0,
+        spec: serde_json::from_str::<NotificationSpec>(&r.get::<_, String>("spec")?)?,
+        recipients_total: r.get::<_, i64>("recipients_total")? as u64,
+        created_at: from_ms(r.get("created_at")?),
+        cancelled_at: opt_ms(r.get("cancelled_at")?),
+        fingerprint: r.get("fingerprint")?,
+        repeated: r.get::<_, i64>("repeated")? != 0,
     })
 }
 

@@ -4,14 +4,15 @@ use async_trait::async_trait;
 use herald_domain::ids::TemplateKey;
 use herald_domain::template::TemplateSpec;
 use jiff::Timestamp;
-use sqlx::Row;
+use rusqlite::params;
 
 use super::SqliteStore;
 use super::cache::Touches;
+use super::rows::{first, one};
 use crate::StoreResult;
 use crate::TemplateStore;
 use crate::records::*;
-use crate::{StoreError, from_ms, to_ms};
+use crate::{from_ms, to_ms};
 
 #[async_trait]
 impl TemplateStore for SqliteStore {
@@ -26,26 +27,15 @@ impl TemplateStore for SqliteStore {
         let spec = spec.clone();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let row = sqlx::query(
-                        "INSERT INTO templates (key, spec, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?) \
-                         ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, version = templates.version + 1, \
-                         updated_at = excluded.updated_at RETURNING version, created_at, updated_at",
-                    )
-                    .bind(&key)
-                    .bind(serde_json::to_string(&spec)?)
-                    .bind(to_ms(now))
-                    .bind(to_ms(now))
-                    .fetch_one(c)
-                    .await?;
-                    Ok(TemplateRecord {
-                        key,
-                        spec,
-                        version: row.try_get("version")?,
-                        created_at: from_ms(row.try_get("created_at")?),
-                        updated_at: from_ms(row.try_get("updated_at")?),
-                    })
-                })
+                let (version, created_at, updated_at) = one(
+                    c,
+                    "INSERT INTO templates (key, spec, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?) \
+                     ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, version = templates.version + 1, \
+                     updated_at = excluded.updated_at RETURNING version, created_at, updated_at",
+                    params![key, serde_json::to_string(&spec)?, to_ms(now), to_ms(now)],
+                    |r| Ok((r.get(0)?, from_ms(r.get(1)?), from_ms(r.get(2)?))),
+                )?;
+                Ok(TemplateRecord { key, spec, version, created_at, updated_at })
             })
             .await
     }
@@ -57,19 +47,21 @@ impl TemplateStore for SqliteStore {
         {
             return Ok(Some(t));
         }
-        let row =
-            sqlx::query("SELECT * FROM templates WHERE key = ?").bind(key.as_str()).fetch_optional(&self.pool).await?;
-        let record = row
-            .map(|r| {
-                Ok::<_, StoreError>(TemplateRecord {
-                    key: r.try_get("key")?,
-                    spec: serde_json::from_str(r.try_get("spec")?)?,
-                    version: r.try_get("version")?,
-                    created_at: from_ms(r.try_get("created_at")?),
-                    updated_at: from_ms(r.try_get("updated_at")?),
+        let wanted = key.as_str().to_owned();
+        let record = self
+            .reads
+            .read(move |c| {
+                first(c, "SELECT * FROM templates WHERE key = ?", [wanted], |r| {
+                    Ok(TemplateRecord {
+                        key: r.get("key")?,
+                        spec: serde_json::from_str(&r.get::<_, String>("spec")?)?,
+                        version: r.get("version")?,
+                        created_at: from_ms(r.get("created_at")?),
+                        updated_at: from_ms(r.get("updated_at")?),
+                    })
                 })
             })
-            .transpose()?;
+            .await?;
         if let (Some(snapshot), Some(t)) = (snapshot, &record) {
             self.cache.keep_template(snapshot, key, t);
         }

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use herald_domain::UserId;
 use herald_domain::ids::TopicKey;
 use jiff::Timestamp;
+use rusqlite::params;
 
 use super::SqliteStore;
-use super::rows::parse_user;
+use super::rows::{all, col0, exec, parse_user};
 use super::writes::ensure_user;
 use crate::StoreResult;
 use crate::TopicStore;
@@ -19,22 +20,16 @@ impl TopicStore for SqliteStore {
         let users = users.to_vec();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let mut added = 0;
-                    for u in &users {
-                        ensure_user(c, u, to_ms(now)).await?;
-                        let r = sqlx::query(
-                            "INSERT INTO topic_subscribers (topic, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(&topic)
-                        .bind(u.as_str())
-                        .bind(to_ms(now))
-                        .execute(&mut *c)
-                        .await?;
-                        added += r.rows_affected();
-                    }
-                    Ok(added)
-                })
+                let mut added = 0;
+                for u in &users {
+                    ensure_user(c, u, to_ms(now))?;
+                    added += exec(
+                        c,
+                        "INSERT INTO topic_subscribers (topic, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        params![topic, u.as_str(), to_ms(now)],
+                    )?;
+                }
+                Ok(added)
             })
             .await
     }
@@ -44,29 +39,28 @@ impl TopicStore for SqliteStore {
         let ids = serde_json::to_string(&users.iter().map(UserId::as_str).collect::<Vec<_>>())?;
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let r = sqlx::query(
-                        "DELETE FROM topic_subscribers WHERE topic = ? AND user_id IN (SELECT value FROM json_each(?))",
-                    )
-                    .bind(&topic)
-                    .bind(ids)
-                    .execute(c)
-                    .await?;
-                    Ok(r.rows_affected())
-                })
+                exec(
+                    c,
+                    "DELETE FROM topic_subscribers WHERE topic = ? AND user_id IN (SELECT value FROM json_each(?))",
+                    params![topic, ids],
+                )
             })
             .await
     }
 
     async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM topic_subscribers WHERE topic = ? AND user_id > ? ORDER BY user_id LIMIT ?",
-        )
-        .bind(topic.as_str())
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let args = (topic.as_str().to_owned(), after.unwrap_or("").to_owned(), i64::from(limit));
+        let ids: Vec<String> = self
+            .reads
+            .read(move |c| {
+                all(
+                    c,
+                    "SELECT user_id FROM topic_subscribers WHERE topic = ? AND user_id > ? ORDER BY user_id LIMIT ?",
+                    args,
+                    col0,
+                )
+            })
+            .await?;
         ids.iter().map(|s| parse_user(s)).collect()
     }
 }
