@@ -163,7 +163,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server and migrations report progress; the one-shot commands speak only when it matters.
     let default_filter = match cli.command {
-        Command::Serve | Command::Migrate => "info,sqlx=warn",
+        Command::Serve | Command::Migrate => "info",
         _ => "warn",
     };
     // Colour codes only where a person reads them, and never when NO_COLOR asks for none.
