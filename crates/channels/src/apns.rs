@@ -146,7 +146,7 @@ impl Apns {
             Ok(jwt) => jwt,
             Err(e) => return Outcome::Failed(e),
         };
-        let priority = if matches!(cmd.class, Class::Critical | Class::Transactional) { "10" } else { "5" };
+        let priority = if cmd.class.is_urgent() { "10" } else { "5" };
         // Never 0: that tells APNs to try once and drop the notification if the device is off.
         let expiration = now.saturating_add(crate::ttl_seconds(cmd));
         let mut request = self

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use herald_domain::Class;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -256,7 +255,7 @@ impl Fcm {
 
     /// The `messages:send` body for `token`, with `body` as the notification text.
     fn render(cmd: &SendCommand, content: &Content<'_>, token: &str, body: &str) -> Vec<u8> {
-        let urgent = matches!(cmd.class, Class::Critical | Class::Transactional);
+        let urgent = cmd.class.is_urgent();
         let mut notification = Map::new();
         if let Some(title) = content.title {
             notification.insert("title".into(), title.into());
@@ -393,7 +392,7 @@ impl Provider for Fcm {
 
 #[cfg(test)]
 mod tests {
-    use herald_domain::Channel;
+    use herald_domain::{Channel, Class};
     use herald_testkit::fcm::{CLIENT_EMAIL, FakeFcm, PUBLIC_KEY, fcm_error, service_account};
     use jsonwebtoken::{DecodingKey, Validation};
 

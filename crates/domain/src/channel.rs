@@ -84,6 +84,12 @@ impl Class {
             Class::Marketing => "marketing",
         }
     }
+
+    /// Critical and transactional: what a person is waiting for. They go ahead of everything else
+    /// that is due, in the queue, the lanes and the send slots.
+    pub fn is_urgent(self) -> bool {
+        matches!(self, Class::Critical | Class::Transactional)
+    }
 }
 
 impl fmt::Display for Class {

@@ -299,7 +299,13 @@ mod tests {
     }
 
     fn item(n: &NotificationRecord) -> WorkItem {
-        WorkItem { seq: 1, phase: 0, notification_id: n.id, user_id: UserId::parse("user_id", "ana").unwrap() }
+        WorkItem {
+            seq: 1,
+            phase: 0,
+            notification_id: n.id,
+            user_id: UserId::parse("user_id", "ana").unwrap(),
+            urgent: true,
+        }
     }
 
     fn content(title: &str) -> Result<Rendered, Reason> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, Class, UserId};
+use herald_domain::{Channel, UserId};
 use herald_store::{
     AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, Limit, Store,
     StoreError, Updated,
@@ -69,7 +69,7 @@ impl Outlet {
         if let Ok(permit) = self.permits.try_acquire() {
             return Ok((permit, waited));
         }
-        let urgent = matches!(cmd.class, Class::Critical | Class::Transactional);
+        let urgent = cmd.class.is_urgent();
         if urgent && let Ok(permit) = self.urgent.try_acquire() {
             return Ok((permit, waited));
         }

@@ -34,9 +34,9 @@ pub(crate) trait Decide: Send + Sync + 'static {
     async fn hand_back(&self, work: Vec<Work>);
 }
 
-/// Senders into each lane.
+/// Senders into each lane: one for urgent work, one for the rest.
 pub(crate) struct Lanes {
-    senders: Vec<mpsc::Sender<Work>>,
+    senders: Vec<(mpsc::Sender<Work>, mpsc::Sender<Work>)>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -45,9 +45,10 @@ impl Lanes {
     pub(crate) fn start(tasks: &mut JoinSet<()>, decider: Arc<dyn Decide>, n: usize) -> Self {
         let senders = (0..n)
             .map(|lane| {
+                let (urgent_tx, urgent_rx) = mpsc::channel::<Work>(LANE_DEPTH);
                 let (tx, rx) = mpsc::channel::<Work>(LANE_DEPTH);
-                tasks.spawn(run_lane(rx, decider.clone(), lane));
-                tx
+                tasks.spawn(run_lane(urgent_rx, rx, decider.clone(), lane));
+                (urgent_tx, tx)
             })
             .collect();
         Self { senders, hasher: Default::default() }
@@ -60,17 +61,33 @@ impl Lanes {
     async fn route(&self, item: Work) {
         let lane = self.lane_of(item.user().as_str());
         metrics::gauge!("herald_queue_depth", "queue" => "lanes").increment(1.0);
-        if self.senders[lane].send(item).await.is_err() {
+        let (urgent, rest) = &self.senders[lane];
+        let sender = if matches!(&item, Work::Decide(i) if i.urgent) { urgent } else { rest };
+        if sender.send(item).await.is_err() {
             tracing::error!(lane, "lane stopped");
         }
     }
 }
 
-/// One lane: decides what has queued up, a batch at a time. A panic while deciding costs that
-/// batch a retry, never the lane: a stopped lane would silently stop every user hashed to it.
-async fn run_lane(mut rx: mpsc::Receiver<Work>, decider: Arc<dyn Decide>, lane: usize) {
+/// One lane: decides what has queued up, a batch at a time, urgent work before the rest (a
+/// marketing backlog in the lane never holds a critical notification back). A panic while
+/// deciding costs that batch a retry, never the lane: a stopped lane would silently stop every
+/// user hashed to it.
+async fn run_lane(
+    mut urgent: mpsc::Receiver<Work>,
+    mut rest: mpsc::Receiver<Work>,
+    decider: Arc<dyn Decide>,
+    lane: usize,
+) {
     let mut batch = Vec::with_capacity(LANE_BATCH);
-    while rx.recv_many(&mut batch, LANE_BATCH).await > 0 {
+    loop {
+        tokio::select! {
+            biased;
+            Some(first) = urgent.recv() => fill(&mut batch, first, &mut urgent),
+            Some(first) = rest.recv() => fill(&mut batch, first, &mut rest),
+            // Both senders are gone (the runtime stopping): nothing more will come.
+            else => return,
+        }
         metrics::gauge!("herald_queue_depth", "queue" => "lanes").decrement(batch.len() as f64);
         let work = std::mem::take(&mut batch);
         if let Err(panic) = AssertUnwindSafe(decider.process(work.clone(), lane)).catch_unwind().await {
@@ -82,6 +99,17 @@ async fn run_lane(mut rx: mpsc::Receiver<Work>, decider: Arc<dyn Decide>, lane: 
             tracing::error!(lane, panic = %message, items = work.len(), "deciding a batch panicked; it is handed back");
             metrics::counter!("herald_lane_panics_total").increment(1);
             decider.hand_back(work).await;
+        }
+    }
+}
+
+/// A batch: `first` and whatever else has queued up behind it, up to the batch size.
+fn fill(batch: &mut Vec<Work>, first: Work, rx: &mut mpsc::Receiver<Work>) {
+    batch.push(first);
+    while batch.len() < LANE_BATCH {
+        match rx.try_recv() {
+            Ok(w) => batch.push(w),
+            Err(_) => break,
         }
     }
 }
@@ -156,17 +184,59 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_batch_is_handed_back_and_the_lane_goes_on() {
         let decider = Arc::new(Flaky::default());
+        let (urgent_tx, urgent_rx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
-        let lane = tokio::spawn(run_lane(rx, decider.clone(), 0));
+        let lane = tokio::spawn(run_lane(urgent_rx, rx, decider.clone(), 0));
         tx.send(flush("ana")).await.unwrap();
         // The second item goes in only once the first batch is over, so it is a batch of its own.
         while decider.handed_back.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
         tx.send(flush("bo")).await.unwrap();
-        drop(tx);
+        while decider.decided.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop((tx, urgent_tx));
         lane.await.expect("the lane itself never panics");
         assert_eq!(*decider.handed_back.lock().unwrap(), vec![flush("ana")]);
         assert_eq!(*decider.decided.lock().unwrap(), vec![flush("bo")]);
+    }
+
+    /// Records each batch it is given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Vec<Work>>>);
+
+    #[async_trait]
+    impl Decide for Recorder {
+        async fn process(&self, work: Vec<Work>, _lane: usize) {
+            self.0.lock().unwrap().push(work);
+        }
+
+        async fn hand_back(&self, _work: Vec<Work>) {}
+    }
+
+    fn decide(seq: i64, urgent: bool) -> Work {
+        Work::Decide(herald_store::WorkItem {
+            seq,
+            phase: 0,
+            notification_id: uuid::Uuid::nil(),
+            user_id: UserId::parse("user_id", "ana").unwrap(),
+            urgent,
+        })
+    }
+
+    #[tokio::test]
+    async fn urgent_work_is_decided_before_a_backlog_queued_ahead_of_it() {
+        let decider = Arc::new(Recorder::default());
+        let (urgent_tx, urgent_rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(8);
+        for seq in 1..=3 {
+            tx.send(decide(seq, false)).await.unwrap();
+        }
+        urgent_tx.send(decide(4, true)).await.unwrap();
+        drop((tx, urgent_tx));
+        run_lane(urgent_rx, rx, decider.clone(), 0).await;
+        let batches = decider.0.lock().unwrap().clone();
+        assert_eq!(batches[0], vec![decide(4, true)], "{batches:?}");
     }
 }

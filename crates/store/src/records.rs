@@ -217,6 +217,8 @@ pub struct WorkItem {
     pub notification_id: Uuid,
     /// The user.
     pub user_id: UserId,
+    /// Critical or transactional: claimed, decided and recorded ahead of the rest.
+    pub urgent: bool,
 }
 
 /// An inbox item to create.

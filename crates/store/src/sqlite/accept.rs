@@ -98,6 +98,7 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
             repeated,
         });
         let group = n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str());
+        let urgent = n.class.is_urgent();
         for user in &n.recipients {
             users.push(json!([user.as_str(), serde_json::to_string(&User::bare(user.clone()))?, to_ms(n.now)]));
             recipients.push(json!([
@@ -106,7 +107,8 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
                 to_ms(n.due_at),
                 to_ms(n.now),
                 group,
-                n.spec.collapse_key.as_deref()
+                n.spec.collapse_key.as_deref(),
+                urgent,
             ]));
         }
         outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 });
@@ -126,8 +128,8 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
     )?;
     insert_rows(
         c,
-        "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key) \
-         SELECT value->>0, value->>1, 'pending', value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
+        "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, urgent) \
+         SELECT value->>0, value->>1, 'pending', value->>2, value->>3, value->>4, value->>5, value->>6 FROM json_each(?)",
         recipients,
     )?;
     insert_rows(

@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_inbox_counts.sql")),
     (5, include_str!("../../migrations/sqlite/0005_lean_inbox.sql")),
     (6, include_str!("../../migrations/sqlite/0006_unique_key_names.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_urgent_claims.sql")),
 ];
 
 /// The SQLite store.

@@ -12,11 +12,18 @@ use crate::records::*;
 use crate::{from_ms, to_ms};
 
 fn claim_due(c: &Connection, now: Timestamp, limit: u32) -> StoreResult<Vec<Work>> {
+    // Urgent recipients first, each kind in due order: two range scans of the queue index, so
+    // neither reads past what is due.
     let mut items = all(
         c,
-        "UPDATE recipients SET state = 'claimed', updated_at = ?1 WHERE seq IN \
-         (SELECT seq FROM recipients WHERE state = 'pending' AND due_at <= ?1 ORDER BY due_at, seq LIMIT ?2) \
-         RETURNING seq, notification_id, user_id, phase",
+        "UPDATE recipients SET state = 'claimed', updated_at = ?1 WHERE seq IN (SELECT seq FROM ( \
+           SELECT * FROM (SELECT seq, urgent, due_at FROM recipients \
+                          WHERE state = 'pending' AND urgent = 1 AND due_at <= ?1 ORDER BY due_at, seq LIMIT ?2) \
+           UNION ALL \
+           SELECT * FROM (SELECT seq, urgent, due_at FROM recipients \
+                          WHERE state = 'pending' AND urgent = 0 AND due_at <= ?1 ORDER BY due_at, seq LIMIT ?2) \
+         ) ORDER BY urgent DESC, due_at, seq LIMIT ?2) \
+         RETURNING seq, notification_id, user_id, phase, urgent",
         params![to_ms(now), i64::from(limit)],
         |r| {
             Ok(WorkItem {
@@ -24,10 +31,11 @@ fn claim_due(c: &Connection, now: Timestamp, limit: u32) -> StoreResult<Vec<Work
                 phase: r.get("phase")?,
                 notification_id: uuid_at(r, "notification_id")?,
                 user_id: user_at(r, "user_id")?,
+                urgent: r.get("urgent")?,
             })
         },
     )?;
-    items.sort_by_key(|i| i.seq);
+    items.sort_by_key(|i| (!i.urgent, i.seq));
     let flushes: Vec<String> = all(
         c,
         "UPDATE digest_timers SET state = 'claimed' WHERE user_id IN \

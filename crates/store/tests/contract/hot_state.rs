@@ -118,7 +118,8 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
         assert_eq!(b.claim_due(at(100), 10).await.unwrap().len(), 2, "{b}: both users' flushes are due");
 
         let digest = NewNotification { class: Class::Social, spec: spec("likes"), ..notification(&["ada"], at(100)) };
-        let digest_item = WorkItem { seq: 0, phase: 1, notification_id: digest.id, user_id: ada.clone() };
+        let digest_item =
+            WorkItem { seq: 0, phase: 1, notification_id: digest.id, user_id: ada.clone(), urgent: false };
         let flush = FlushOutcome {
             user_id: ada.clone(),
             digests: vec![DigestOutcome {

@@ -1,6 +1,8 @@
-//! `WorkQueue`: claims come only when due, oldest due first, once each until recorded or
-//! released; a released claim returns at its retry time; `next_due` says when to look again.
+//! `WorkQueue`: claims come only when due, urgent (critical and transactional) before the rest and
+//! each kind oldest due first, once each until recorded or released; a released claim returns at
+//! its retry time; `next_due` says when to look again.
 
+use herald_domain::Class;
 use herald_store::{NewNotification, Work};
 
 use crate::backends;
@@ -32,6 +34,19 @@ async fn only_due_items_are_claimed_oldest_due_first() {
         assert_eq!(notifications_of(&second), vec![later], "{b}: then the next; not the one due later");
         let third = b.claim_due(at(30), 10).await.unwrap();
         assert_eq!(notifications_of(&third), vec![future], "{b}: due at its time exactly");
+    }
+}
+
+#[tokio::test]
+async fn urgent_recipients_are_claimed_ahead_of_others_due_before_them() {
+    for b in backends().await {
+        let backlog = accept(&b, due(&["ada", "bob", "cy"], 10)).await;
+        let critical = accept(&b, NewNotification { class: Class::Critical, ..due(&["dee"], 20) }).await;
+        let first = b.claim_due(at(25), 1).await.unwrap();
+        assert_eq!(notifications_of(&first), vec![critical], "{b}: the critical one first, though due later");
+        assert!(matches!(&first[0], Work::Decide(i) if i.urgent), "{b}: and it says it is urgent");
+        let rest = b.claim_due(at(25), 10).await.unwrap();
+        assert_eq!(notifications_of(&rest), vec![backlog; 3], "{b}: then the backlog, in due order");
     }
 }
 
