@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use herald_domain::RecipientState;
 use herald_domain::decision::{Interruption, Spend};
 use herald_domain::reason::Reason;
 use herald_domain::{Channel, UserId};
@@ -186,14 +187,14 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
         .iter()
         .map(|o| {
             let (state, due_at) = match o.next {
-                Next::Done => ("done", None),
-                Next::Defer(at) => ("pending", Some(to_ms(at))),
-                Next::Batch => ("batched", None),
+                Next::Done => (RecipientState::Done, None),
+                Next::Defer(at) => (RecipientState::Pending, Some(to_ms(at))),
+                Next::Batch => (RecipientState::Batched, None),
             };
             let inbox_at = gets_item(o).then(|| to_ms(o.now));
             json!([
                 o.item.seq,
-                state,
+                state.as_str(),
                 o.decision.as_str(),
                 o.reason.map(|r| r.as_str()),
                 due_at,
@@ -290,7 +291,7 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
                 o.item.notification_id.to_string(),
                 o.item.user_id.as_str(),
                 d.channel.as_str(),
-                d.status,
+                d.status.as_str(),
                 d.provider,
                 d.error,
                 serde_json::to_string(&d.payload)?,

@@ -114,7 +114,7 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
         .map(|u| {
             json!([
                 u.id.to_string(),
-                u.status,
+                u.status.as_str(),
                 u.attempts,
                 u.provider,
                 u.error,
