@@ -2,8 +2,10 @@
 //! per-user decision engine. Pure: no I/O, no clock reads (the caller passes `now`).
 
 pub mod channel;
+pub mod code;
 pub mod contact;
 pub mod decision;
+pub mod delivery;
 pub mod device;
 pub mod digest;
 pub mod error;
@@ -13,11 +15,14 @@ pub mod overload;
 pub mod preferences;
 pub mod quiet;
 pub mod reason;
+pub mod recipient;
 pub mod sms;
 pub mod template;
 pub mod user;
 pub mod window;
 
 pub use channel::{Channel, Class};
+pub use delivery::DeliveryStatus;
 pub use error::{FieldError, ValidationErrors};
 pub use ids::{TemplateKey, UserId};
+pub use recipient::RecipientState;

@@ -1,9 +1,13 @@
 //! Stable snake_case codes for every decision Herald records, shown by the timeline.
 
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
+use crate::code::{UnknownCode, find};
+
 /// What happened to a notification for one user on one channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Going out on the channel.
@@ -27,6 +31,19 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision.
+    pub const ALL: [Decision; 9] = [
+        Decision::Delivering,
+        Decision::Suppressed,
+        Decision::Deferred,
+        Decision::Batched,
+        Decision::Cancelled,
+        Decision::Sent,
+        Decision::Delivered,
+        Decision::Failed,
+        Decision::Bounced,
+    ];
+
     /// The stable code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,7 +61,7 @@ impl Decision {
 }
 
 /// Why a decision was taken; codes are part of the API and never renamed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// None of the requested channels is in the template.
@@ -106,6 +123,38 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 28] = [
+        Reason::NoChannel,
+        Reason::ChannelDisabled,
+        Reason::CategoryOptOut,
+        Reason::NoAddress,
+        Reason::Erased,
+        Reason::NoSmsOptIn,
+        Reason::FrequencyCap,
+        Reason::QuietHours,
+        Reason::UserOnline,
+        Reason::Collapsed,
+        Reason::Digest,
+        Reason::DrainedToInbox,
+        Reason::Fallback,
+        Reason::RenderError,
+        Reason::Cancelled,
+        Reason::Duplicate,
+        Reason::ProviderRejected,
+        Reason::RetriesExhausted,
+        Reason::HourlyCeiling,
+        Reason::SmsBudget,
+        Reason::Overload,
+        Reason::AddressBlocked,
+        Reason::Replayed,
+        Reason::HardBounce,
+        Reason::Complaint,
+        Reason::InvalidToken,
+        Reason::Unsubscribed,
+        Reason::SmsStop,
+    ];
+
     /// The stable code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -138,5 +187,38 @@ impl Reason {
             Reason::Unsubscribed => "unsubscribed",
             Reason::SmsStop => "sms_stop",
         }
+    }
+}
+
+impl FromStr for Decision {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, UnknownCode> {
+        find(&Self::ALL, Self::as_str, "decision", s)
+    }
+}
+
+impl FromStr for Reason {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, UnknownCode> {
+        find(&Self::ALL, Self::as_str, "reason", s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back() {
+        for d in Decision::ALL {
+            assert_eq!(d.as_str().parse::<Decision>(), Ok(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!(d.as_str()));
+        }
+        for r in Reason::ALL {
+            assert_eq!(r.as_str().parse::<Reason>(), Ok(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.as_str()));
+        }
+        assert!("pending".parse::<Decision>().is_err());
+        assert!("unknown".parse::<Reason>().is_err());
     }
 }

@@ -8,7 +8,7 @@ use herald_domain::notification::NotificationSpec;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::sms;
 use herald_domain::template::Rendered;
-use herald_domain::{Channel, UserId};
+use herald_domain::{Channel, DeliveryStatus, UserId};
 use herald_store::{
     AuditEntry, DeliveryRecord, NewDelivery, NewInboxItem, Next, NotificationRecord, RecipientOutcome, WorkItem,
 };
@@ -107,7 +107,7 @@ impl<'a> Assembly<'a> {
                 let payload = self.payload(channel, content);
                 let (_, mut new) =
                     queued(self.id(channel), self.n, &self.item.user_id, channel, payload, self.outcome.now);
-                new.status = "standby".into();
+                new.status = DeliveryStatus::Standby;
                 self.outcome.deliveries.push(new);
             }
         }
@@ -183,7 +183,7 @@ pub(crate) fn suppressed(id: Uuid, channel: Channel, reason: Reason) -> NewDeliv
     NewDelivery {
         id,
         channel,
-        status: "suppressed".into(),
+        status: DeliveryStatus::Suppressed,
         provider: None,
         error: Some(reason.as_str().into()),
         payload: serde_json::Value::Null,
@@ -204,7 +204,7 @@ pub(crate) fn queued(
         notification_id: n.id,
         user_id: user.to_string(),
         channel,
-        status: "queued".into(),
+        status: DeliveryStatus::Queued,
         attempts: 0,
         provider: None,
         error: None,
@@ -216,7 +216,7 @@ pub(crate) fn queued(
         dead_at: None,
         updated_at: now,
     };
-    let new = NewDelivery { id, channel, status: "queued".into(), provider: None, error: None, payload };
+    let new = NewDelivery { id, channel, status: DeliveryStatus::Queued, provider: None, error: None, payload };
     (record, new)
 }
 
@@ -312,8 +312,8 @@ mod tests {
         Ok(Rendered { title: Some(title.into()), body: Some("b".into()), ..Rendered::default() })
     }
 
-    fn statuses(outcome: &RecipientOutcome) -> Vec<(Channel, String)> {
-        outcome.deliveries.iter().map(|d| (d.channel, d.status.clone())).collect()
+    fn statuses(outcome: &RecipientOutcome) -> Vec<(Channel, DeliveryStatus)> {
+        outcome.deliveries.iter().map(|d| (d.channel, d.status)).collect()
     }
 
     #[test]
@@ -328,7 +328,11 @@ mod tests {
         let (outcome, to_dispatch) = a.finish(None);
         assert_eq!(
             statuses(&outcome),
-            [(Channel::Push, "suppressed".into()), (Channel::Email, "queued".into()), (Channel::Sms, "standby".into())]
+            [
+                (Channel::Push, DeliveryStatus::Suppressed),
+                (Channel::Email, DeliveryStatus::Queued),
+                (Channel::Sms, DeliveryStatus::Standby)
+            ]
         );
         assert_eq!(to_dispatch.iter().map(|d| d.channel).collect::<Vec<_>>(), [Channel::Email]);
         assert!(outcome.inbox.is_some());
@@ -346,7 +350,7 @@ mod tests {
         a.stand_by(Channel::Email, content("t"));
         let (outcome, to_dispatch) = a.finish(None);
         assert!(to_dispatch.is_empty());
-        assert_eq!(statuses(&outcome)[1], (Channel::Email, "standby".into()));
+        assert_eq!(statuses(&outcome)[1], (Channel::Email, DeliveryStatus::Standby));
         assert_eq!((outcome.decision, outcome.reason), (Decision::Suppressed, Some(Reason::ChannelDisabled)));
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, UserId};
+use herald_domain::{Channel, DeliveryStatus, UserId};
 use herald_store::{
     AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, Limit, Store,
     StoreError, Updated,
@@ -118,8 +118,9 @@ enum Attempt {
     Leave,
 }
 
-/// How a delivery ended: its final status is the decision's code.
+/// How a delivery ended: its final status, and the decision the audit records for it.
 struct Settled {
+    status: DeliveryStatus,
     decision: Decision,
     reason: Option<Reason>,
     error: Option<String>,
@@ -129,21 +130,43 @@ struct Settled {
 impl Settled {
     /// Taken by `provider`: delivered for a webhook (its 2xx is the receipt), else sent.
     fn accepted(channel: Channel, provider: &str) -> Self {
-        let decision = if channel == Channel::Webhook { Decision::Delivered } else { Decision::Sent };
-        Self { decision, reason: None, error: None, provider: Some(provider.into()) }
+        let (status, decision) = if channel == Channel::Webhook {
+            (DeliveryStatus::Delivered, Decision::Delivered)
+        } else {
+            (DeliveryStatus::Sent, Decision::Sent)
+        };
+        Self { status, decision, reason: None, error: None, provider: Some(provider.into()) }
     }
 
     fn failed(reason: Reason, error: String, provider: Option<String>) -> Self {
-        Self { decision: Decision::Failed, reason: Some(reason), error: Some(error), provider }
+        Self {
+            status: DeliveryStatus::Failed,
+            decision: Decision::Failed,
+            reason: Some(reason),
+            error: Some(error),
+            provider,
+        }
     }
 
     fn bounced(reason: Reason, error: String, provider: &str) -> Self {
-        Self { decision: Decision::Bounced, reason: Some(reason), error: Some(error), provider: Some(provider.into()) }
+        Self {
+            status: DeliveryStatus::Bounced,
+            decision: Decision::Bounced,
+            reason: Some(reason),
+            error: Some(error),
+            provider: Some(provider.into()),
+        }
     }
 
     fn suppressed(reason: Reason) -> Self {
         let error = Some(reason.as_str().into());
-        Self { decision: Decision::Suppressed, reason: Some(reason), error, provider: None }
+        Self {
+            status: DeliveryStatus::Suppressed,
+            decision: Decision::Suppressed,
+            reason: Some(reason),
+            error,
+            provider: None,
+        }
     }
 
     /// What follows: a success stands the transactional fallback down, a failure (or a channel
@@ -354,9 +377,9 @@ impl Dispatcher {
         attempts: u32,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let now = self.clock.now();
-        let status = settled.decision.as_str();
+        let status = settled.status;
         let channel = d.channel.as_str();
-        metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status).increment(1);
+        metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status.as_str()).increment(1);
         match settled.decision {
             Decision::Sent | Decision::Delivered => {
                 let class = d.class.map_or("unknown", |c| c.as_str());
@@ -376,7 +399,7 @@ impl Dispatcher {
         };
         let update = DeliveryUpdate {
             id: d.id,
-            status: status.into(),
+            status,
             attempts,
             then: settled.then(),
             provider: settled.provider.or(d.provider.clone()),
@@ -402,7 +425,7 @@ impl Dispatcher {
     ) -> Result<bool, StoreError> {
         let update = DeliveryUpdate {
             id: d.id,
-            status: "queued".into(),
+            status: DeliveryStatus::Queued,
             attempts,
             provider: provider.clone(),
             error: Some(error.clone()),

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use herald_channels::{Provider, SendCommand, SendError, Sent};
 use herald_domain::notification::NotificationRequest;
 use herald_domain::preferences::PreferenceDefaults;
+use herald_domain::reason::Reason;
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
-use herald_domain::{Channel, Class, UserId};
+use herald_domain::{Channel, Class, DeliveryStatus, UserId};
 use herald_runtime::{ChannelSettings, Runtime, RuntimeConfig, SystemClock};
 use herald_store::NewNotification;
 
@@ -102,10 +103,10 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
     let sent = sms.0.lock().unwrap()[0].clone();
     assert_eq!(sent.payload["body"], "Code 123456");
     let recipients = store.list_recipients(id, None, 10).await.unwrap();
-    let by_channel: BTreeMap<Channel, String> =
-        recipients[0].deliveries.iter().map(|d| (d.channel, d.status.clone())).collect();
-    assert_eq!(by_channel[&Channel::Email], "failed");
+    let by_channel: BTreeMap<Channel, DeliveryStatus> =
+        recipients[0].deliveries.iter().map(|d| (d.channel, d.status)).collect();
+    assert_eq!(by_channel[&Channel::Email], DeliveryStatus::Failed);
     let timeline = store.timeline(&ana, None, 50).await.unwrap();
-    assert!(timeline.iter().any(|a| a.reason.as_deref() == Some("fallback") && a.channel.as_deref() == Some("sms")));
+    assert!(timeline.iter().any(|a| a.reason == Some(Reason::Fallback) && a.channel == Some(Channel::Sms)));
     runtime.shutdown().await;
 }

@@ -6,7 +6,7 @@ use herald_domain::preferences::StoredPreferences;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
-use herald_domain::{Channel, Class, UserId};
+use herald_domain::{Channel, Class, DeliveryStatus, RecipientState, UserId};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -163,8 +163,8 @@ pub struct RecipientCounts {
     pub processed: u64,
     /// Decided recipients still waiting (deferred or batched).
     pub waiting: u64,
-    /// Decided recipients by decision code.
-    pub by_decision: std::collections::BTreeMap<String, u64>,
+    /// Decided recipients by decision.
+    pub by_decision: std::collections::BTreeMap<Decision, u64>,
     /// Deliveries not final yet: queued (including those waiting for a retry), sending, or on
     /// standby as a transactional fallback.
     pub open_deliveries: u64,
@@ -177,12 +177,12 @@ pub struct RecipientRecord {
     pub seq: i64,
     /// The user.
     pub user_id: String,
-    /// `pending`, `claimed` or `done`.
-    pub state: String,
-    /// Decision once done.
-    pub decision: Option<String>,
-    /// Reason once done.
-    pub reason: Option<String>,
+    /// Where it stands in the queue.
+    pub state: RecipientState,
+    /// Decision once decided.
+    pub decision: Option<Decision>,
+    /// Reason once decided, when there is one.
+    pub reason: Option<Reason>,
     /// Deliveries on interrupting channels and the inbox.
     pub deliveries: Vec<DeliveryRecord>,
 }
@@ -268,8 +268,8 @@ pub struct NewDelivery {
     pub id: Uuid,
     /// Channel.
     pub channel: Channel,
-    /// `queued` to dispatch; `delivered` (inbox) or `suppressed` when decided on the spot.
-    pub status: String,
+    /// `Queued` to dispatch, `Standby` as a fallback; `Suppressed` when decided on the spot.
+    pub status: DeliveryStatus,
     /// Provider, when known already.
     pub provider: Option<String>,
     /// Reason code or error.
@@ -289,8 +289,8 @@ pub struct DeliveryRecord {
     pub user_id: String,
     /// Channel.
     pub channel: Channel,
-    /// `queued | sending | sent | delivered | failed | bounced | suppressed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// Provider of the last attempt.
@@ -432,7 +432,7 @@ pub struct DeliveryUpdate {
     /// Which delivery.
     pub id: Uuid,
     /// New status.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: u32,
     /// Provider used.
@@ -494,13 +494,13 @@ pub struct AuditRecord {
     /// When.
     pub at: Timestamp,
     /// The notification.
-    pub notification_id: String,
+    pub notification_id: Uuid,
     /// What was decided.
-    pub decision: String,
+    pub decision: Decision,
     /// Why.
-    pub reason: Option<String>,
-    /// Channel.
-    pub channel: Option<String>,
+    pub reason: Option<Reason>,
+    /// Channel, when the decision is about one.
+    pub channel: Option<Channel>,
 }
 
 /// What becomes of a recipient after a decision.
@@ -613,11 +613,11 @@ pub struct Recorded {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Notifications accepted, by class.
-    pub notifications_by_class: Vec<(String, u64)>,
+    pub notifications_by_class: Vec<(Class, u64)>,
     /// Deliveries by channel, class and status.
     pub deliveries: Vec<DeliveryCount>,
-    /// Suppression decisions in the audit, by reason.
-    pub suppressed_by_reason: Vec<(String, u64)>,
+    /// Suppression decisions in the audit, by reason (`None` for lines without one).
+    pub suppressed_by_reason: Vec<(Option<Reason>, u64)>,
     /// Deliveries now in the dead-letter list.
     pub dead_letters: u64,
 }
@@ -626,11 +626,11 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 pub struct DeliveryCount {
     /// The channel.
-    pub channel: String,
-    /// The notification's class (`unknown` for rows from before classes were recorded).
-    pub class: String,
+    pub channel: Channel,
+    /// The notification's class (`None` for rows from before classes were recorded).
+    pub class: Option<Class>,
     /// The delivery status.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// How many.
     pub count: u64,
 }

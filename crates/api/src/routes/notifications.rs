@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use herald_domain::notification::{NotificationRequest, Recipients};
-use herald_domain::{Channel, UserId};
+use herald_domain::reason::{Decision, Reason};
+use herald_domain::{Channel, DeliveryStatus, UserId};
 use herald_store::{AcceptOutcome, NewNotification, RecipientCounts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -241,7 +242,7 @@ struct DeliveryView {
     /// The deterministic delivery id (the `webhook-id`, the dead letter's id).
     id: Uuid,
     channel: Channel,
-    status: String,
+    status: DeliveryStatus,
     attempts: u32,
     provider: Option<String>,
     error: Option<String>,
@@ -265,8 +266,8 @@ struct DeliveryView {
 struct RecipientView {
     user_id: String,
     /// `pending` until decided, then `delivering | suppressed | deferred | batched | cancelled`.
-    decision: String,
-    reason: Option<String>,
+    decision: &'static str,
+    reason: Option<Reason>,
     deliveries: Vec<DeliveryView>,
 }
 
@@ -347,7 +348,7 @@ async fn get_notification(
         .into_iter()
         .map(|r| RecipientView {
             user_id: r.user_id,
-            decision: r.decision.unwrap_or_else(|| "pending".into()),
+            decision: r.decision.map_or("pending", Decision::as_str),
             reason: r.reason,
             deliveries: r
                 .deliveries
@@ -378,7 +379,7 @@ async fn get_notification(
         next_cursor,
         recipients_total: n.recipients_total,
         recipients_processed: counts.processed,
-        counts: counts.by_decision,
+        counts: counts.by_decision.into_iter().map(|(d, n)| (d.as_str().to_owned(), n)).collect(),
     }))
 }
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
+use herald_domain::Class;
+use herald_domain::reason::Reason;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -83,20 +85,29 @@ async fn stats(_: ApiKey, State(state): State<AppState>, Query(q): Query<StatsQu
         DeliveryCounts { total: 0, by_status: BTreeMap::new(), by_channel: BTreeMap::new(), by_class: BTreeMap::new() };
     for d in s.deliveries {
         deliveries.total += d.count;
-        *deliveries.by_status.entry(d.status.clone()).or_default() += d.count;
-        *deliveries.by_channel.entry(d.channel).or_default().entry(d.status.clone()).or_default() += d.count;
-        *deliveries.by_class.entry(d.class).or_default().entry(d.status).or_default() += d.count;
+        let status = d.status.as_str().to_owned();
+        // Rows from before classes were recorded count under `unknown`.
+        let class = d.class.map_or("unknown", Class::as_str).to_owned();
+        *deliveries.by_status.entry(status.clone()).or_default() += d.count;
+        *deliveries.by_channel.entry(d.channel.as_str().to_owned()).or_default().entry(status.clone()).or_default() +=
+            d.count;
+        *deliveries.by_class.entry(class).or_default().entry(status).or_default() += d.count;
     }
     Ok(Json(Stats {
         since,
         notifications: NotificationCounts {
             total: s.notifications_by_class.iter().map(|(_, n)| n).sum(),
-            by_class: s.notifications_by_class.into_iter().collect(),
+            by_class: s.notifications_by_class.into_iter().map(|(c, n)| (c.as_str().to_owned(), n)).collect(),
         },
         deliveries,
         suppressed: SuppressedCounts {
             total: s.suppressed_by_reason.iter().map(|(_, n)| n).sum(),
-            by_reason: s.suppressed_by_reason.into_iter().collect(),
+            // Lines without a reason count under `unknown`.
+            by_reason: s
+                .suppressed_by_reason
+                .into_iter()
+                .map(|(r, n)| (r.map_or("unknown", Reason::as_str).to_owned(), n))
+                .collect(),
         },
         dead_letters: s.dead_letters,
     }))

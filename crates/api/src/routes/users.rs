@@ -3,10 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_domain::UserId;
 use herald_domain::device::DeviceSpec;
 use herald_domain::preferences::{Preferences, StoredPreferences};
+use herald_domain::reason::{Decision, Reason};
 use herald_domain::user::{User, UserInput};
+use herald_domain::{Channel, UserId};
 use herald_store::{DeviceRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -334,10 +335,10 @@ async fn patch_my_preferences(
 struct TimelineItem {
     #[schema(value_type = String, format = DateTime)]
     at: jiff::Timestamp,
-    notification_id: String,
-    decision: String,
-    reason: Option<String>,
-    channel: Option<String>,
+    notification_id: Uuid,
+    decision: Decision,
+    reason: Option<Reason>,
+    channel: Option<Channel>,
 }
 
 /// Why this person did or did not get each notification, newest first.

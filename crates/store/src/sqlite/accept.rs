@@ -70,22 +70,22 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
                 continue;
             }
             known.insert(key.clone(), (hash.clone(), n.id, n.recipients.len() as u64));
-            new_keys.push(json!([key, hash, n.id.to_string(), to_ms(n.now)]));
+            new_keys.push(json!({"key": key, "hash": hash, "notification_id": n.id.to_string(), "at": to_ms(n.now)}));
         }
         let id = n.id.to_string();
         // `insert` answers false for content seen before, here or in the store.
         let repeated = n.fingerprint.as_ref().is_some_and(|fp| !seen.insert(fp.clone()));
-        notifications.push(json!([
-            id,
-            n.spec.template.as_str(),
-            n.class.as_str(),
-            n.spec.category.as_ref().map(|c| c.as_str()),
-            serde_json::to_string(&n.spec)?,
-            n.recipients.len(),
-            to_ms(n.now),
-            n.fingerprint.as_deref(),
-            repeated,
-        ]));
+        notifications.push(json!({
+            "id": id,
+            "template": n.spec.template.as_str(),
+            "class": n.class.as_str(),
+            "category": n.spec.category.as_ref().map(|c| c.as_str()),
+            "spec": serde_json::to_string(&n.spec)?,
+            "recipients": n.recipients.len(),
+            "at": to_ms(n.now),
+            "fingerprint": n.fingerprint.as_deref(),
+            "repeated": repeated,
+        }));
         records.push(NotificationRecord {
             id: n.id,
             template: n.spec.template.to_string(),
@@ -100,42 +100,50 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
         let group = n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str());
         let urgent = n.class.is_urgent();
         for user in &n.recipients {
-            users.push(json!([user.as_str(), serde_json::to_string(&User::bare(user.clone()))?, to_ms(n.now)]));
-            recipients.push(json!([
-                id,
-                user.as_str(),
-                to_ms(n.due_at),
-                to_ms(n.now),
-                group,
-                n.spec.collapse_key.as_deref(),
-                urgent,
-            ]));
+            users.push(json!({
+                "id": user.as_str(),
+                "profile": serde_json::to_string(&User::bare(user.clone()))?,
+                "at": to_ms(n.now),
+            }));
+            recipients.push(json!({
+                "notification_id": id,
+                "user_id": user.as_str(),
+                "due_at": to_ms(n.due_at),
+                "at": to_ms(n.now),
+                "group_key": group,
+                "collapse_key": n.spec.collapse_key.as_deref(),
+                "urgent": urgent,
+            }));
         }
         outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 });
     }
     insert_rows(
         c,
         "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint, \
-         repeated) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
-         value->>8 FROM json_each(?)",
+         repeated) SELECT value->>'$.id', value->>'$.template', value->>'$.class', value->>'$.category', \
+         value->>'$.spec', value->>'$.recipients', value->>'$.at', value->>'$.fingerprint', \
+         value->>'$.repeated' FROM json_each(?)",
         notifications,
     )?;
     insert_rows(
         c,
         "INSERT INTO users (id, profile, created_at, updated_at) \
-         SELECT value->>0, value->>1, value->>2, value->>2 FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
+         SELECT value->>'$.id', value->>'$.profile', value->>'$.at', \
+         value->>'$.at' FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
         users,
     )?;
     insert_rows(
         c,
         "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, urgent) \
-         SELECT value->>0, value->>1, 'pending', value->>2, value->>3, value->>4, value->>5, value->>6 FROM json_each(?)",
+         SELECT value->>'$.notification_id', value->>'$.user_id', 'pending', value->>'$.due_at', \
+         value->>'$.at', value->>'$.group_key', value->>'$.collapse_key', value->>'$.urgent' FROM json_each(?)",
         recipients,
     )?;
     insert_rows(
         c,
         "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) \
-         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) WHERE true \
+         SELECT value->>'$.key', value->>'$.hash', value->>'$.notification_id', \
+         value->>'$.at' FROM json_each(?) WHERE true \
          ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
          notification_id = excluded.notification_id, created_at = excluded.created_at",
         new_keys,

@@ -1,20 +1,26 @@
 //! The audit trail: each person's timeline, and counts over everything.
 
 use async_trait::async_trait;
-use herald_domain::UserId;
+use herald_domain::reason::Reason;
+use herald_domain::{Channel, Class, UserId};
 use jiff::Timestamp;
 use rusqlite::Connection;
 
 use super::SqliteStore;
-use super::rows::{all, col0, one};
+use super::rows::{all, code_at, col0, one, opt_code_at, parse_code, uuid_at};
 use crate::AuditStore;
-use crate::StoreResult;
 use crate::records::*;
+use crate::{StoreError, StoreResult};
 use crate::{from_ms, to_ms};
 
-/// `(text, count)` pairs, the shape of most of the counts.
-fn counted(r: &rusqlite::Row<'_>) -> StoreResult<(String, u64)> {
-    Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or_default()))
+/// A count in column `col`.
+fn count_at(r: &rusqlite::Row<'_>, col: usize) -> StoreResult<u64> {
+    Ok(u64::try_from(r.get::<_, i64>(col)?).unwrap_or_default())
+}
+
+/// A channel or class code in column `col`; their parsers name the bad text themselves.
+fn parsed_at<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, col: usize) -> StoreResult<T> {
+    r.get::<_, String>(col)?.parse().map_err(StoreError::Corrupt)
 }
 
 fn stats(c: &Connection, since: i64) -> StoreResult<Stats> {
@@ -22,12 +28,12 @@ fn stats(c: &Connection, since: i64) -> StoreResult<Stats> {
         c,
         "SELECT class, COUNT(*) FROM notifications WHERE created_at >= ? GROUP BY class ORDER BY class",
         [since],
-        counted,
+        |r| Ok((parsed_at::<Class>(r, 0)?, count_at(r, 1)?)),
     )?;
     // Inbox deliveries are recorded on their recipients.
     let deliveries = all(
         c,
-        "SELECT channel, COALESCE(class, 'unknown'), status, COUNT(*) FROM deliveries WHERE created_at >= ?1 \
+        "SELECT channel, class, status, COUNT(*) FROM deliveries WHERE created_at >= ?1 \
          GROUP BY channel, class, status \
          UNION ALL SELECT 'in_app', n.class, 'delivered', COUNT(*) FROM recipients r \
          JOIN notifications n ON n.id = r.notification_id WHERE r.inbox_at >= ?1 GROUP BY n.class \
@@ -35,19 +41,19 @@ fn stats(c: &Connection, since: i64) -> StoreResult<Stats> {
         [since],
         |r| {
             Ok(DeliveryCount {
-                channel: r.get(0)?,
-                class: r.get(1)?,
-                status: r.get(2)?,
-                count: u64::try_from(r.get::<_, i64>(3)?).unwrap_or_default(),
+                channel: parsed_at::<Channel>(r, 0)?,
+                class: r.get::<_, Option<String>>(1)?.map(|c| c.parse().map_err(StoreError::Corrupt)).transpose()?,
+                status: parse_code(&r.get::<_, String>(2)?)?,
+                count: count_at(r, 3)?,
             })
         },
     )?;
     let suppressed = all(
         c,
-        "SELECT COALESCE(reason, 'unknown'), COUNT(*) FROM audit WHERE decision = 'suppressed' AND at >= ? \
+        "SELECT reason, COUNT(*) FROM audit WHERE decision = 'suppressed' AND at >= ? \
          GROUP BY reason ORDER BY reason",
         [since],
-        counted,
+        |r| Ok((r.get::<_, Option<String>>(0)?.as_deref().map(parse_code::<Reason>).transpose()?, count_at(r, 1)?)),
     )?;
     let dead: i64 =
         one(c, "SELECT COUNT(*) FROM deliveries WHERE dead_at IS NOT NULL AND created_at >= ?", [since], col0)?;
@@ -78,10 +84,13 @@ impl AuditStore for SqliteStore {
                         Ok(AuditRecord {
                             seq: r.get("seq")?,
                             at: from_ms(r.get("at")?),
-                            notification_id: r.get("notification_id")?,
-                            decision: r.get("decision")?,
-                            reason: r.get("reason")?,
-                            channel: r.get("channel")?,
+                            notification_id: uuid_at(r, "notification_id")?,
+                            decision: code_at(r, "decision")?,
+                            reason: opt_code_at(r, "reason")?,
+                            channel: r
+                                .get::<_, Option<String>>("channel")?
+                                .map(|c| c.parse().map_err(StoreError::Corrupt))
+                                .transpose()?,
                         })
                     },
                 )

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use herald_domain::RecipientState;
 use herald_domain::decision::{Interruption, Spend};
 use herald_domain::reason::Reason;
 use herald_domain::{Channel, UserId};
@@ -120,12 +121,15 @@ pub(super) fn seen_recently(
     if asks.is_empty() {
         return Ok(HashSet::new());
     }
-    let asks = Value::Array(asks.iter().map(|(u, fp, seq)| json!([u.as_str(), fp, seq])).collect());
+    let asks = Value::Array(
+        asks.iter().map(|(u, fp, seq)| json!({"user_id": u.as_str(), "fingerprint": fp, "seq": seq})).collect(),
+    );
     let seqs: Vec<i64> = all(
         c,
-        "SELECT DISTINCT q.value->>2 FROM json_each(?1) q \
-         JOIN notifications n ON n.fingerprint = q.value->>1 AND n.created_at > ?2 \
-         JOIN recipients r ON r.notification_id = n.id AND r.user_id = q.value->>0 AND r.seq < q.value->>2 \
+        "SELECT DISTINCT q.value->>'$.seq' FROM json_each(?1) q \
+         JOIN notifications n ON n.fingerprint = q.value->>'$.fingerprint' AND n.created_at > ?2 \
+         JOIN recipients r ON r.notification_id = n.id AND r.user_id = q.value->>'$.user_id' \
+         AND r.seq < q.value->>'$.seq' \
          WHERE r.decision IN ('delivering', 'deferred', 'batched')",
         params![asks.to_string(), to_ms(since)],
         col0,
@@ -186,29 +190,30 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
         .iter()
         .map(|o| {
             let (state, due_at) = match o.next {
-                Next::Done => ("done", None),
-                Next::Defer(at) => ("pending", Some(to_ms(at))),
-                Next::Batch => ("batched", None),
+                Next::Done => (RecipientState::Done, None),
+                Next::Defer(at) => (RecipientState::Pending, Some(to_ms(at))),
+                Next::Batch => (RecipientState::Batched, None),
             };
             let inbox_at = gets_item(o).then(|| to_ms(o.now));
-            json!([
-                o.item.seq,
-                state,
-                o.decision.as_str(),
-                o.reason.map(|r| r.as_str()),
-                due_at,
-                to_ms(o.now),
-                inbox_at
-            ])
+            json!({
+                "seq": o.item.seq,
+                "state": state.as_str(),
+                "decision": o.decision.as_str(),
+                "reason": o.reason.map(|r| r.as_str()),
+                "due_at": due_at,
+                "at": to_ms(o.now),
+                "inbox_at": inbox_at,
+            })
         })
         .collect();
     // Only recipients still claimed take their decision: one cancelled or collapsed meanwhile stays so.
     let claimed: HashSet<i64> = all(
         c,
-        "UPDATE recipients SET state = j.value->>1, decision = j.value->>2, reason = j.value->>3, \
-         updated_at = j.value->>5, due_at = COALESCE(j.value->>4, recipients.due_at), phase = 1, \
-         inbox_at = COALESCE(j.value->>6, recipients.inbox_at) \
-         FROM json_each(?) AS j WHERE recipients.seq = j.value->>0 AND recipients.state = 'claimed' \
+        "UPDATE recipients SET state = j.value->>'$.state', decision = j.value->>'$.decision', \
+         reason = j.value->>'$.reason', \
+         updated_at = j.value->>'$.at', due_at = COALESCE(j.value->>'$.due_at', recipients.due_at), phase = 1, \
+         inbox_at = COALESCE(j.value->>'$.inbox_at', recipients.inbox_at) \
+         FROM json_each(?) AS j WHERE recipients.seq = j.value->>'$.seq' AND recipients.state = 'claimed' \
          RETURNING recipients.seq",
         [Value::Array(updates).to_string()],
         col0,
@@ -228,14 +233,20 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
     let spends = kept
         .iter()
         .filter_map(|o| {
-            o.spend
-                .map(|s| json!([o.item.user_id.as_str(), to_ms(o.now), s.as_str(), o.item.notification_id.to_string()]))
+            o.spend.map(|s| {
+                json!({
+                    "user_id": o.item.user_id.as_str(),
+                    "at": to_ms(o.now),
+                    "spend": s.as_str(),
+                    "notification_id": o.item.notification_id.to_string(),
+                })
+            })
         })
         .collect();
     each(
         c,
         "INSERT INTO interruptions (user_id, at, spend, notification_id) \
-         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+         SELECT value->>'$.user_id', value->>'$.at', value->>'$.spend', value->>'$.notification_id' FROM json_each(?)",
         spends,
     )?;
     let items: Vec<Value> = kept
@@ -243,16 +254,16 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
         .filter(|o| gets_item(o))
         .filter_map(|o| {
             o.inbox.as_ref().map(|i| {
-                json!([
-                    i.id.to_string(),
-                    o.item.user_id.as_str(),
-                    o.item.notification_id.to_string(),
-                    i.title,
-                    i.body,
-                    i.action_url,
-                    i.category,
-                    to_ms(o.now)
-                ])
+                json!({
+                    "id": i.id.to_string(),
+                    "user_id": o.item.user_id.as_str(),
+                    "notification_id": o.item.notification_id.to_string(),
+                    "title": i.title,
+                    "body": i.body,
+                    "action_url": i.action_url,
+                    "category": i.category,
+                    "at": to_ms(o.now),
+                })
             })
         })
         .collect();
@@ -261,7 +272,8 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
     if !items.is_empty() {
         let sql = format!(
             "INSERT INTO inbox (id, user_id, notification_id, title, body, action_url, category, created_at) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
+             SELECT value->>'$.id', value->>'$.user_id', value->>'$.notification_id', value->>'$.title', \
+             value->>'$.body', value->>'$.action_url', value->>'$.category', value->>'$.at' \
              FROM json_each(?) RETURNING {INBOX_COLUMNS}"
         );
         let rows = all(c, &sql, [Value::Array(items).to_string()], inbox_row)?;
@@ -272,10 +284,11 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
         for (user, _) in created.keys() {
             *added.entry(user.as_str()).or_default() += 1;
         }
-        let counts: Vec<Value> = added.into_iter().map(|(u, n)| json!([u, n])).collect();
+        let counts: Vec<Value> = added.into_iter().map(|(u, n)| json!({"user_id": u, "unread": n})).collect();
         let rows: Vec<(String, i64)> = all(
             c,
-            "INSERT INTO inbox_counts (user_id, unread) SELECT value->>0, value->>1 FROM json_each(?) WHERE true \
+            "INSERT INTO inbox_counts (user_id, unread) SELECT value->>'$.user_id', \
+             value->>'$.unread' FROM json_each(?) WHERE true \
              ON CONFLICT (user_id) DO UPDATE SET unread = unread + excluded.unread RETURNING user_id, unread",
             [Value::Array(counts).to_string()],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -285,25 +298,27 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
     let mut deliveries = Vec::new();
     for o in &kept {
         for d in &o.deliveries {
-            deliveries.push(json!([
-                d.id.to_string(),
-                o.item.notification_id.to_string(),
-                o.item.user_id.as_str(),
-                d.channel.as_str(),
-                d.status,
-                d.provider,
-                d.error,
-                serde_json::to_string(&d.payload)?,
-                to_ms(o.now)
-            ]));
+            deliveries.push(json!({
+                "id": d.id.to_string(),
+                "notification_id": o.item.notification_id.to_string(),
+                "user_id": o.item.user_id.as_str(),
+                "channel": d.channel.as_str(),
+                "status": d.status.as_str(),
+                "provider": d.provider,
+                "error": d.error,
+                "payload": serde_json::to_string(&d.payload)?,
+                "at": to_ms(o.now),
+            }));
         }
     }
     each(
         c,
         "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, \
          next_attempt_at, created_at, updated_at, class) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
-         NULL, value->>8, value->>8, (SELECT class FROM notifications n WHERE n.id = value->>1) \
+         SELECT value->>'$.id', value->>'$.notification_id', value->>'$.user_id', value->>'$.channel', \
+         value->>'$.status', value->>'$.provider', value->>'$.error', value->>'$.payload', \
+         NULL, value->>'$.at', value->>'$.at', \
+         (SELECT class FROM notifications n WHERE n.id = value->>'$.notification_id') \
          FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
         deliveries,
     )?;
@@ -311,20 +326,21 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
         .iter()
         .flat_map(|o| o.audit.iter())
         .map(|a| {
-            json!([
-                to_ms(a.at),
-                a.user_id.as_str(),
-                a.notification_id.to_string(),
-                a.channel.map(Channel::as_str),
-                a.decision.as_str(),
-                a.reason.map(|r| r.as_str())
-            ])
+            json!({
+                "at": to_ms(a.at),
+                "user_id": a.user_id.as_str(),
+                "notification_id": a.notification_id.to_string(),
+                "channel": a.channel.map(Channel::as_str),
+                "decision": a.decision.as_str(),
+                "reason": a.reason.map(|r| r.as_str()),
+            })
         })
         .collect();
     each(
         c,
         "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
+         SELECT value->>'$.at', value->>'$.user_id', value->>'$.notification_id', value->>'$.channel', \
+         value->>'$.decision', value->>'$.reason' FROM json_each(?)",
         audit,
     )?;
     Ok(outcomes

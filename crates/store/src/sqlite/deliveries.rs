@@ -92,15 +92,15 @@ pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreRe
                 *sent += 1;
             }
         }
-        go.push(json!([b.id.to_string(), now]));
+        go.push(json!({"id": b.id.to_string(), "at": now}));
         answers.push(Begin::Go);
     }
     if !go.is_empty() {
         exec(
             c,
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
-             dispatched_at = COALESCE(dispatched_at, j.value->>1), updated_at = j.value->>1 \
-             FROM json_each(?) AS j WHERE deliveries.id = j.value->>0",
+             dispatched_at = COALESCE(dispatched_at, j.value->>'$.at'), updated_at = j.value->>'$.at' \
+             FROM json_each(?) AS j WHERE deliveries.id = j.value->>'$.id'",
             [Value::Array(go).to_string()],
         )?;
     }
@@ -112,24 +112,25 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
     let rows: Vec<Value> = updates
         .iter()
         .map(|u| {
-            json!([
-                u.id.to_string(),
-                u.status,
-                u.attempts,
-                u.provider,
-                u.error,
-                u.next_attempt_at.map(to_ms),
-                to_ms(u.now)
-            ])
+            json!({
+                "id": u.id.to_string(),
+                "status": u.status.as_str(),
+                "attempts": u.attempts,
+                "provider": u.provider,
+                "error": u.error,
+                "next_attempt_at": u.next_attempt_at.map(to_ms),
+                "at": to_ms(u.now),
+            })
         })
         .collect();
     // Only deliveries still open take a result: one cancelled or settled meanwhile stays so.
     let recorded: HashSet<String> = all(
         c,
-        "UPDATE deliveries SET status = j.value->>1, attempts = j.value->>2, provider = j.value->>3, \
-         error = j.value->>4, next_attempt_at = j.value->>5, updated_at = j.value->>6, \
-         dead_at = CASE WHEN j.value->>1 = 'failed' THEN j.value->>6 END \
-         FROM json_each(?) AS j WHERE deliveries.id = j.value->>0 AND deliveries.status IN ('queued', 'sending') \
+        "UPDATE deliveries SET status = j.value->>'$.status', attempts = j.value->>'$.attempts', \
+         provider = j.value->>'$.provider', \
+         error = j.value->>'$.error', next_attempt_at = j.value->>'$.next_attempt_at', updated_at = j.value->>'$.at', \
+         dead_at = CASE WHEN j.value->>'$.status' = 'failed' THEN j.value->>'$.at' END \
+         FROM json_each(?) AS j WHERE deliveries.id = j.value->>'$.id' AND deliveries.status IN ('queued', 'sending') \
          RETURNING deliveries.id",
         [Value::Array(rows).to_string()],
         col0,
@@ -141,21 +142,22 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
         .iter()
         .filter_map(|u| u.audit.as_ref())
         .map(|a| {
-            json!([
-                to_ms(a.at),
-                a.user_id.as_str(),
-                a.notification_id.to_string(),
-                a.channel.map(|c| c.as_str()),
-                a.decision.as_str(),
-                a.reason.map(|r| r.as_str())
-            ])
+            json!({
+                "at": to_ms(a.at),
+                "user_id": a.user_id.as_str(),
+                "notification_id": a.notification_id.to_string(),
+                "channel": a.channel.map(|c| c.as_str()),
+                "decision": a.decision.as_str(),
+                "reason": a.reason.map(|r| r.as_str()),
+            })
         })
         .collect();
     if !audit.is_empty() {
         exec(
             c,
             "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?)",
+             SELECT value->>'$.at', value->>'$.user_id', value->>'$.notification_id', value->>'$.channel', \
+             value->>'$.decision', value->>'$.reason' FROM json_each(?)",
             [Value::Array(audit).to_string()],
         )?;
     }
@@ -163,7 +165,11 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
     let done: Vec<Value> = kept
         .iter()
         .filter(|u| u.then == AfterUpdate::StandDown)
-        .filter_map(|u| u.audit.as_ref().map(|a| json!([a.notification_id.to_string(), a.user_id.as_str()])))
+        .filter_map(|u| {
+            u.audit
+                .as_ref()
+                .map(|a| json!({"notification_id": a.notification_id.to_string(), "user_id": a.user_id.as_str()}))
+        })
         .collect();
     if let Some(now) = kept.iter().map(|u| to_ms(u.now)).max()
         && !done.is_empty()
@@ -171,7 +177,8 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
         exec(
             c,
             "UPDATE deliveries SET status = 'suppressed', error = 'fallback_not_needed', updated_at = ?1 \
-             WHERE status = 'standby' AND (notification_id, user_id) IN (SELECT value->>0, value->>1 FROM json_each(?2))",
+             WHERE status = 'standby' AND (notification_id, user_id) IN (SELECT value->>'$.notification_id', \
+             value->>'$.user_id' FROM json_each(?2))",
             params![now, Value::Array(done).to_string()],
         )?;
     }

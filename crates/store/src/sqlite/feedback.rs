@@ -3,6 +3,7 @@
 //! report about deliveries they accepted.
 
 use herald_domain::Channel;
+use herald_domain::DeliveryStatus;
 use herald_domain::reason::{Decision, Reason};
 use rusqlite::{Connection, params};
 
@@ -73,11 +74,11 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
     }
     let about = f.delivery_id.and_then(|id| {
         let (status, reason) = match f.kind {
-            FeedbackKind::HardBounce => ("bounced", Reason::HardBounce),
-            FeedbackKind::InvalidToken => ("bounced", Reason::InvalidToken),
+            FeedbackKind::HardBounce => (DeliveryStatus::Bounced, Reason::HardBounce),
+            FeedbackKind::InvalidToken => (DeliveryStatus::Bounced, Reason::InvalidToken),
             // The message arrived; the recipient did not want it.
-            FeedbackKind::Complaint => ("delivered", Reason::Complaint),
-            FeedbackKind::Unsubscribe => ("delivered", Reason::Unsubscribed),
+            FeedbackKind::Complaint => (DeliveryStatus::Delivered, Reason::Complaint),
+            FeedbackKind::Unsubscribe => (DeliveryStatus::Delivered, Reason::Unsubscribed),
             // Keywords are about the number, never about one delivery.
             FeedbackKind::Stop | FeedbackKind::Start => return None,
         };
@@ -88,11 +89,11 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
             c,
             "UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ? AND channel = ? \
              RETURNING notification_id, user_id",
-            params![status, reason.as_str(), now, id.to_string(), f.channel.as_str()],
+            params![status.as_str(), reason.as_str(), now, id.to_string(), f.channel.as_str()],
             |r| Ok((user_at(r, "user_id")?, uuid_at(r, "notification_id")?)),
         )?;
         if let Some((user_id, notification_id)) = row {
-            let decision = if status == "bounced" { Decision::Bounced } else { Decision::Delivered };
+            let decision = if status == DeliveryStatus::Bounced { Decision::Bounced } else { Decision::Delivered };
             let entry = AuditEntry {
                 user_id,
                 notification_id,
@@ -111,9 +112,9 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
 /// Records a provider's late report on a delivery; see [`crate::Store::provider_status`].
 pub(super) fn provider_status(c: &Connection, r: &ProviderStatus) -> StoreResult<Updated> {
     let (status, decision) = match r.status {
-        FinalStatus::Delivered => ("delivered", Decision::Delivered),
-        FinalStatus::Failed => ("failed", Decision::Failed),
-        FinalStatus::Bounced => ("bounced", Decision::Bounced),
+        FinalStatus::Delivered => (DeliveryStatus::Delivered, Decision::Delivered),
+        FinalStatus::Failed => (DeliveryStatus::Failed, Decision::Failed),
+        FinalStatus::Bounced => (DeliveryStatus::Bounced, Decision::Bounced),
     };
     let now = to_ms(r.now);
     // `queued` too: an attempt that timed out at Herald's end may still have been accepted, and
@@ -124,7 +125,7 @@ pub(super) fn provider_status(c: &Connection, r: &ProviderStatus) -> StoreResult
          dead_at = CASE WHEN ?1 = 'failed' THEN ?3 END \
          WHERE id = ?4 AND channel = ?5 AND status IN ('queued', 'sending', 'sent') \
          AND (?6 IS NULL OR ?1 = 'delivered' OR attempts = ?6) RETURNING notification_id, user_id",
-        params![status, r.error, now, r.delivery_id.to_string(), r.channel.as_str(), r.attempt.map(i64::from)],
+        params![status.as_str(), r.error, now, r.delivery_id.to_string(), r.channel.as_str(), r.attempt.map(i64::from)],
         |row| Ok((user_at(row, "user_id")?, uuid_at(row, "notification_id")?)),
     )?;
     let Some((user_id, notification_id)) = row else { return Ok(Updated::Closed) };

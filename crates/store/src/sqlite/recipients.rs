@@ -1,12 +1,13 @@
 //! A notification's recipients and the decisions recorded for them.
 
 use async_trait::async_trait;
-use herald_domain::Channel;
+use herald_domain::reason::Decision;
+use herald_domain::{Channel, DeliveryStatus, RecipientState};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, one, opt_ms, parse_user};
+use super::rows::{DELIVERY_COLUMNS, all, code_at, col0, delivery_row, one, opt_code_at, opt_ms, parse_user};
 use crate::RecipientStore;
 use crate::StoreResult;
 use crate::records::*;
@@ -21,7 +22,7 @@ fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<RecipientRecord
             notification_id: id,
             user_id: user_id.clone(),
             channel: Channel::InApp,
-            status: "delivered".into(),
+            status: DeliveryStatus::Delivered,
             attempts: 0,
             provider: Some("inbox".into()),
             error: None,
@@ -37,9 +38,9 @@ fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<RecipientRecord
     Ok(RecipientRecord {
         seq: r.get("seq")?,
         user_id,
-        state: r.get("state")?,
-        decision: r.get("decision")?,
-        reason: r.get("reason")?,
+        state: code_at(r, "state")?,
+        decision: opt_code_at(r, "decision")?,
+        reason: opt_code_at(r, "reason")?,
         deliveries: inbox.transpose()?.into_iter().collect(),
     })
 }
@@ -66,11 +67,11 @@ fn list_recipients(c: &Connection, id: Uuid, after: Option<i64>, limit: u32) -> 
 }
 
 fn recipient_counts(c: &Connection, id: Uuid) -> StoreResult<RecipientCounts> {
-    let rows: Vec<(String, Option<String>, i64)> = all(
+    let rows: Vec<(RecipientState, Option<Decision>, i64)> = all(
         c,
         "SELECT state, decision, COUNT(*) AS n FROM recipients WHERE notification_id = ? GROUP BY state, decision",
         [id.to_string()],
-        |r| Ok((r.get("state")?, r.get("decision")?, r.get("n")?)),
+        |r| Ok((code_at(r, "state")?, opt_code_at(r, "decision")?, r.get("n")?)),
     )?;
     let mut counts = RecipientCounts::default();
     for (state, decision, n) in rows {
@@ -79,7 +80,7 @@ fn recipient_counts(c: &Connection, id: Uuid) -> StoreResult<RecipientCounts> {
             None => counts.pending += n,
             Some(decision) => {
                 counts.processed += n;
-                if state != "done" {
+                if state != RecipientState::Done {
                     counts.waiting += n;
                 }
                 *counts.by_decision.entry(decision).or_default() += n;

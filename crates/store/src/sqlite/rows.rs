@@ -1,6 +1,9 @@
 //! Row mapping shared by every concern: ids, times and the records read back from rows, and the
 //! few ways every concern runs a statement (each prepared once per connection and cached).
 
+use std::str::FromStr;
+
+use herald_domain::code::UnknownCode;
 use herald_domain::notification::NotificationSpec;
 use herald_domain::{Class, UserId};
 use jiff::Timestamp;
@@ -17,6 +20,21 @@ pub(super) fn parse_uuid(s: &str) -> StoreResult<Uuid> {
 
 pub(super) fn parse_user(s: &str) -> StoreResult<UserId> {
     UserId::parse("user_id", s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A closed set's member from the code stored for it: the one way stored codes are read.
+pub(super) fn parse_code<T: FromStr<Err = UnknownCode>>(s: &str) -> StoreResult<T> {
+    s.parse().map_err(|e: UnknownCode| StoreError::Corrupt(e.to_string()))
+}
+
+/// A closed set's member stored as its code in column `col`.
+pub(super) fn code_at<T: FromStr<Err = UnknownCode>>(r: &Row<'_>, col: &str) -> StoreResult<T> {
+    parse_code(&r.get::<_, String>(col)?)
+}
+
+/// A closed set's member stored as its code in column `col`, or `NULL`.
+pub(super) fn opt_code_at<T: FromStr<Err = UnknownCode>>(r: &Row<'_>, col: &str) -> StoreResult<Option<T>> {
+    r.get::<_, Option<String>>(col)?.as_deref().map(parse_code).transpose()
 }
 
 /// Runs a statement that returns no rows; the number of rows it changed.
@@ -123,7 +141,7 @@ pub(super) fn delivery_row(r: &Row<'_>) -> StoreResult<DeliveryRecord> {
         notification_id: uuid_at(r, "notification_id")?,
         user_id: r.get("user_id")?,
         channel: channel.parse().map_err(StoreError::Corrupt)?,
-        status: r.get("status")?,
+        status: code_at(r, "status")?,
         attempts: r.get::<_, i64>("attempts")? as u32,
         provider: r.get("provider")?,
         error: r.get("error")?,

@@ -56,7 +56,7 @@ pub(super) fn insert_delivery(
             notification_id,
             user.as_str(),
             d.channel.as_str(),
-            d.status,
+            d.status.as_str(),
             d.provider,
             d.error,
             serde_json::to_string(&d.payload)?,

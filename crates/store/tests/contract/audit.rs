@@ -3,7 +3,7 @@
 //! letters), all or since a time.
 
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, Class};
+use herald_domain::{Channel, Class, DeliveryStatus};
 use herald_store::{RecipientOutcome, Stats};
 
 use crate::backends;
@@ -22,12 +22,20 @@ struct Counts {
 }
 
 fn counted(s: &Stats) -> Counts {
-    let mut classes = s.notifications_by_class.clone();
+    // Compared as their codes, with `unknown` for a class or reason not recorded.
+    let mut classes: Vec<_> = s.notifications_by_class.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect();
     classes.sort();
-    let mut deliveries: Vec<_> =
-        s.deliveries.iter().map(|d| (d.channel.clone(), d.class.clone(), d.status.clone(), d.count)).collect();
+    let mut deliveries: Vec<_> = s
+        .deliveries
+        .iter()
+        .map(|d| {
+            let class = d.class.map_or("unknown", Class::as_str);
+            (d.channel.as_str().to_owned(), class.to_owned(), d.status.as_str().to_owned(), d.count)
+        })
+        .collect();
     deliveries.sort();
-    let mut reasons = s.suppressed_by_reason.clone();
+    let mut reasons: Vec<_> =
+        s.suppressed_by_reason.iter().map(|(r, n)| (r.map_or("unknown", Reason::as_str).to_owned(), *n)).collect();
     reasons.sort();
     Counts { classes, deliveries, reasons, dead_letters: s.dead_letters }
 }
@@ -62,17 +70,21 @@ async fn the_timeline_is_the_users_audit_newest_first_with_a_cursor() {
         .await;
 
         let page = b.timeline(&user("ada"), None, 2).await.unwrap();
-        let read: Vec<_> =
-            page.iter().map(|a| (a.at, a.decision.as_str(), a.reason.as_deref(), a.channel.as_deref())).collect();
+        let read: Vec<_> = page
+            .iter()
+            .map(|a| (a.at, a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str)))
+            .collect();
         assert_eq!(
             read,
             vec![(at(3), "suppressed", Some("no_address"), Some("sms")), (at(2), "delivering", None, Some("email"))],
             "{b}: newest first, only ada's"
         );
-        assert!(page.iter().all(|a| a.notification_id == id.to_string()), "{b}: about the notification");
+        assert!(page.iter().all(|a| a.notification_id == id), "{b}: about the notification");
         let rest = b.timeline(&user("ada"), page.last().map(|a| a.seq), 2).await.unwrap();
-        let read: Vec<_> =
-            rest.iter().map(|a| (a.decision.as_str(), a.reason.as_deref(), a.channel.as_deref())).collect();
+        let read: Vec<_> = rest
+            .iter()
+            .map(|a| (a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str)))
+            .collect();
         assert_eq!(read, vec![("deferred", Some("quiet_hours"), None)], "{b}: older than the cursor");
         assert!(b.timeline(&user("nobody"), None, 10).await.unwrap().is_empty(), "{b}: no trail");
     }
@@ -95,7 +107,7 @@ async fn stats_count_by_class_channel_status_and_reason_since_a_time() {
         let item = decide_with(&b, "bob", Class::Critical, at(100), |i| vec![queued(i, Channel::Email)]).await;
         let email = delivery_of(&b, &item, Channel::Email).await;
         begin(&b, email.id, at(101)).await;
-        b.update_delivery(result(&email, "failed", 1, at(102))).await.unwrap();
+        b.update_delivery(result(&email, DeliveryStatus::Failed, 1, at(102))).await.unwrap();
 
         let all = b.stats(None).await.unwrap();
         let expected = Counts {

@@ -1,7 +1,8 @@
 //! `DeadLetterStore`: deliveries failed for good, listed newest first by channel with a cursor,
 //! and replayed under the same id with their attempts reset.
 
-use herald_domain::Channel;
+use herald_domain::reason::Reason;
+use herald_domain::{Channel, DeliveryStatus};
 use herald_store::Updated;
 use uuid::Uuid;
 
@@ -45,7 +46,7 @@ async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
         assert!(b.replay_dead_letter(d.id, at(11)).await.unwrap().is_none(), "{b}: replayed once");
         let last = &b.timeline(&user("ada"), None, 1).await.unwrap()[0];
         assert_eq!(
-            (last.at, last.decision.as_str(), last.reason.as_deref(), last.channel.as_deref()),
+            (last.at, last.decision.as_str(), last.reason.map(Reason::as_str), last.channel.map(Channel::as_str)),
             (at(10), "delivering", Some("replayed"), Some("email")),
             "{b}: the replay is in the audit"
         );
@@ -53,7 +54,10 @@ async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
 
         let sent = delivery(&b, "bob", Channel::Email, at(20)).await;
         begin(&b, sent.id, at(21)).await;
-        assert!(matches!(b.update_delivery(result(&sent, "sent", 1, at(22))).await.unwrap(), Updated::Recorded(_)));
+        assert!(matches!(
+            b.update_delivery(result(&sent, DeliveryStatus::Sent, 1, at(22))).await.unwrap(),
+            Updated::Recorded(_)
+        ));
         assert!(
             b.replay_dead_letter(sent.id, at(23)).await.unwrap().is_none(),
             "{b}: a sent delivery is no dead letter"

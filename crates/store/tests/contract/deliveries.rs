@@ -3,7 +3,7 @@
 //! transactional fallbacks they stand down or hand over to, and providers' late reports.
 
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, Class};
+use herald_domain::{Channel, Class, DeliveryStatus};
 use herald_store::{
     AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, FinalStatus, Limit, ProviderStatus, Updated,
 };
@@ -51,7 +51,7 @@ async fn open_deliveries_are_those_queued_or_sending() {
         let sent = delivery(&b, "cy", Channel::Email, at(2)).await;
         begin(&b, sending.id, at(3)).await;
         begin(&b, sent.id, at(3)).await;
-        b.update_delivery(result(&sent, "sent", 1, at(4))).await.unwrap();
+        b.update_delivery(result(&sent, DeliveryStatus::Sent, 1, at(4))).await.unwrap();
 
         let open = b.open_deliveries().await.unwrap();
         assert_eq!(status_of(&open, queued.id), Some("queued"), "{b}: a queued delivery is open");
@@ -77,7 +77,7 @@ async fn an_attempt_is_counted_marks_sending_and_is_refused_once_closed() {
         let again = current(&b, &d).await;
         assert_eq!((again.attempts, again.dispatched_at), (2, Some(at(10))), "{b}: a second attempt");
 
-        b.update_delivery(result(&d, "sent", 2, at(21))).await.unwrap();
+        b.update_delivery(result(&d, DeliveryStatus::Sent, 2, at(21))).await.unwrap();
         let closed = b.begin_attempt(BeginAttempt { id: d.id, per_user: None, per_channel: None, now: at(30) });
         assert_eq!(closed.await.unwrap(), Begin::Closed, "{b}: a settled delivery is not sent again");
         let unknown =
@@ -124,7 +124,7 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
         let retry = DeliveryUpdate {
             error: Some("timeout".into()),
             next_attempt_at: Some(at(60)),
-            ..result(&d, "queued", 1, at(2))
+            ..result(&d, DeliveryStatus::Queued, 1, at(2))
         };
         assert!(matches!(b.update_delivery(retry).await.unwrap(), Updated::Recorded(None)), "{b}: a retry is recorded");
         let waiting = current(&b, &d).await;
@@ -135,7 +135,10 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
         );
 
         begin(&b, d.id, at(60)).await;
-        assert!(matches!(b.update_delivery(result(&d, "sent", 2, at(61))).await.unwrap(), Updated::Recorded(None)));
+        assert!(matches!(
+            b.update_delivery(result(&d, DeliveryStatus::Sent, 2, at(61))).await.unwrap(),
+            Updated::Recorded(None)
+        ));
         let sent = current(&b, &d).await;
         assert_eq!(
             (sent.status.as_str(), sent.attempts, sent.provider.as_deref(), sent.updated_at),
@@ -143,11 +146,11 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
             "{b}: the result is recorded"
         );
         let timeline = b.timeline(&user("ada"), None, 10).await.unwrap();
-        assert_eq!(timeline[0].decision, "sent", "{b}: with its audit line");
+        assert_eq!(timeline[0].decision, Decision::Sent, "{b}: with its audit line");
 
-        let late = b.update_delivery(result(&d, "failed", 3, at(70))).await.unwrap();
+        let late = b.update_delivery(result(&d, DeliveryStatus::Failed, 3, at(70))).await.unwrap();
         assert!(matches!(late, Updated::Closed), "{b}: a closed delivery takes no result");
-        assert_eq!(current(&b, &d).await.status, "sent", "{b}: and keeps its status");
+        assert_eq!(current(&b, &d).await.status, DeliveryStatus::Sent, "{b}: and keeps its status");
         assert_eq!(b.timeline(&user("ada"), None, 10).await.unwrap().len(), timeline.len(), "{b}: nor an audit line");
     }
 }
@@ -161,23 +164,23 @@ async fn a_failure_hands_over_to_the_next_fallback_and_a_success_stands_the_rest
         assert!(b.open_deliveries().await.unwrap().iter().all(|d| d.id == email.id), "{b}: standbys wait");
 
         begin(&b, email.id, at(1)).await;
-        let failed = DeliveryUpdate { then: AfterUpdate::HandOver, ..result(&email, "failed", 1, at(2)) };
+        let failed = DeliveryUpdate { then: AfterUpdate::HandOver, ..result(&email, DeliveryStatus::Failed, 1, at(2)) };
         let Updated::Recorded(Some(next)) = b.update_delivery(failed).await.unwrap() else {
             panic!("{b}: a failure hands over to the next fallback")
         };
         assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: the first standby, queued to dispatch");
         let trail = b.timeline(&user("ada"), None, 10).await.unwrap();
         let handed = trail.iter().any(|a| {
-            (a.decision.as_str(), a.reason.as_deref(), a.channel.as_deref())
+            (a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str))
                 == ("delivering", Some("fallback"), Some("sms"))
         });
         assert!(handed, "{b}: the hand-over is in the audit");
 
         begin(&b, sms.id, at(3)).await;
-        let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&sms, "sent", 1, at(4)) };
+        let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&sms, DeliveryStatus::Sent, 1, at(4)) };
         assert!(matches!(b.update_delivery(sent).await.unwrap(), Updated::Recorded(None)), "{b}: recorded");
         let push_now = current(&b, &push).await;
-        assert_eq!(push_now.status, "suppressed", "{b}: the remaining fallback stands down");
+        assert_eq!(push_now.status, DeliveryStatus::Suppressed, "{b}: the remaining fallback stands down");
         assert_eq!(b.recipient_counts(id).await.unwrap().open_deliveries, 0, "{b}: nothing left open");
     }
 }
@@ -187,19 +190,19 @@ async fn a_provider_report_settles_a_delivery_once() {
     for b in backends().await {
         let d = delivery(&b, "ada", Channel::Email, at(0)).await;
         begin(&b, d.id, at(1)).await;
-        b.update_delivery(result(&d, "sent", 1, at(2))).await.unwrap();
+        b.update_delivery(result(&d, DeliveryStatus::Sent, 1, at(2))).await.unwrap();
 
         let wrong_channel = ProviderStatus { channel: Channel::Sms, ..report(&d, FinalStatus::Delivered, None, 3) };
         assert!(matches!(b.provider_status(wrong_channel).await.unwrap(), Updated::Closed), "{b}: channel must match");
         let delivered = b.provider_status(report(&d, FinalStatus::Delivered, Some(1), 4)).await.unwrap();
         assert!(matches!(delivered, Updated::Recorded(None)), "{b}: the receipt is recorded");
-        assert_eq!(current(&b, &d).await.status, "delivered", "{b}: delivered");
+        assert_eq!(current(&b, &d).await.status, DeliveryStatus::Delivered, "{b}: delivered");
         let timeline = b.timeline(&user("ada"), None, 1).await.unwrap();
-        assert_eq!(timeline[0].decision, Decision::Delivered.as_str(), "{b}: with an audit line");
+        assert_eq!(timeline[0].decision, Decision::Delivered, "{b}: with an audit line");
 
         let late = b.provider_status(report(&d, FinalStatus::Failed, None, 5)).await.unwrap();
         assert!(matches!(late, Updated::Closed), "{b}: a final status is never changed");
-        assert_eq!(current(&b, &d).await.status, "delivered", "{b}: still delivered");
+        assert_eq!(current(&b, &d).await.status, DeliveryStatus::Delivered, "{b}: still delivered");
     }
 }
 
@@ -210,12 +213,12 @@ async fn a_provider_failure_of_an_older_attempt_is_ignored_and_of_the_last_hands
         begin(&b, email.id, at(1)).await;
         begin(&b, email.id, at(2)).await;
         // As the dispatcher records a send: the fallbacks stand down, until a late failure.
-        let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&email, "sent", 2, at(3)) };
+        let sent = DeliveryUpdate { then: AfterUpdate::StandDown, ..result(&email, DeliveryStatus::Sent, 2, at(3)) };
         b.update_delivery(sent).await.unwrap();
 
         let old = b.provider_status(report(&email, FinalStatus::Failed, Some(1), 4)).await.unwrap();
         assert!(matches!(old, Updated::Closed), "{b}: the first attempt's failure does not count");
-        assert_eq!(current(&b, &email).await.status, "sent", "{b}: still sent");
+        assert_eq!(current(&b, &email).await.status, DeliveryStatus::Sent, "{b}: still sent");
 
         let Updated::Recorded(Some(next)) =
             b.provider_status(report(&email, FinalStatus::Bounced, Some(2), 5)).await.unwrap()
@@ -223,7 +226,7 @@ async fn a_provider_failure_of_an_older_attempt_is_ignored_and_of_the_last_hands
             panic!("{b}: the last attempt's bounce hands over")
         };
         assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: the stood-down fallback comes back");
-        assert_eq!(current(&b, &email).await.status, "bounced", "{b}: the email bounced");
+        assert_eq!(current(&b, &email).await.status, DeliveryStatus::Bounced, "{b}: the email bounced");
     }
 }
 
@@ -233,7 +236,7 @@ async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_lett
         let d = delivery(&b, "ada", Channel::Email, at(0)).await;
         begin(&b, d.id, at(1)).await;
         // Herald timed out and queued a retry, but the provider had taken the message.
-        let retry = DeliveryUpdate { next_attempt_at: Some(at(60)), ..result(&d, "queued", 1, at(2)) };
+        let retry = DeliveryUpdate { next_attempt_at: Some(at(60)), ..result(&d, DeliveryStatus::Queued, 1, at(2)) };
         b.update_delivery(retry).await.unwrap();
         let delivered = b.provider_status(report(&d, FinalStatus::Delivered, None, 3)).await.unwrap();
         assert!(matches!(delivered, Updated::Recorded(None)), "{b}: recorded");
@@ -242,7 +245,7 @@ async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_lett
 
         let other = delivery(&b, "bob", Channel::Email, at(10)).await;
         begin(&b, other.id, at(11)).await;
-        b.update_delivery(result(&other, "sent", 1, at(12))).await.unwrap();
+        b.update_delivery(result(&other, DeliveryStatus::Sent, 1, at(12))).await.unwrap();
         b.provider_status(report(&other, FinalStatus::Failed, Some(1), 13)).await.unwrap();
         let dead = b.dead_letters(None, None, 10).await.unwrap();
         let dead: Vec<_> = dead.iter().map(|(_, x)| (x.id, x.status.as_str(), x.dead_at)).collect();

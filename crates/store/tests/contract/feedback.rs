@@ -2,11 +2,11 @@
 //! by START or an operator; channels switched off on complaints; dead devices removed; the
 //! delivery named marked), and the list of blocked addresses with a cursor.
 
-use herald_domain::Channel;
 use herald_domain::contact::{Email, Phone};
 use herald_domain::device::DeviceSpec;
 use herald_domain::reason::Reason;
 use herald_domain::user::User;
+use herald_domain::{Channel, DeliveryStatus};
 use herald_store::{Feedback, FeedbackKind};
 use uuid::Uuid;
 
@@ -117,15 +117,15 @@ async fn a_report_about_a_delivery_marks_it_bounced() {
     for b in backends().await {
         let d = delivery(&b, "ada", Channel::Email, at(0)).await;
         begin(&b, d.id, at(1)).await;
-        b.update_delivery(result(&d, "sent", 1, at(2))).await.unwrap();
+        b.update_delivery(result(&d, DeliveryStatus::Sent, 1, at(2))).await.unwrap();
         let bounce =
             Feedback { delivery_id: Some(d.id), ..report(Channel::Email, "ada@example.com", FeedbackKind::HardBounce) };
         let outcome = b.apply_feedback(bounce).await.unwrap();
         assert!(outcome.delivery_updated, "{b}: the delivery named is updated");
-        assert_eq!(current(&b, &d).await.status, "bounced", "{b}: marked bounced");
+        assert_eq!(current(&b, &d).await.status, DeliveryStatus::Bounced, "{b}: marked bounced");
         let timeline = b.timeline(&user("ada"), None, 1).await.unwrap();
         assert_eq!(
-            (timeline[0].decision.as_str(), timeline[0].reason.as_deref()),
+            (timeline[0].decision.as_str(), timeline[0].reason.map(Reason::as_str)),
             ("bounced", Some("hard_bounce")),
             "{b}: with an audit line"
         );

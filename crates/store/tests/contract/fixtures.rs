@@ -5,7 +5,7 @@
 use herald_domain::ids::TemplateKey;
 use herald_domain::notification::NotificationSpec;
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, Class, UserId};
+use herald_domain::{Channel, Class, DeliveryStatus, UserId};
 use herald_store::*;
 use jiff::Timestamp;
 use serde_json::json;
@@ -136,7 +136,7 @@ pub fn queued(item: &WorkItem, channel: Channel) -> NewDelivery {
     NewDelivery {
         id: herald_domain::ids::delivery_id(item.notification_id, &item.user_id, channel),
         channel,
-        status: "queued".into(),
+        status: DeliveryStatus::Queued,
         provider: None,
         error: None,
         payload: json!({ "channel": channel.as_str() }),
@@ -145,7 +145,7 @@ pub fn queued(item: &WorkItem, channel: Channel) -> NewDelivery {
 
 /// A transactional fallback of `item` on `channel`, sent only if the channels before it fail.
 pub fn standby(item: &WorkItem, channel: Channel) -> NewDelivery {
-    NewDelivery { status: "standby".into(), ..queued(item, channel) }
+    NewDelivery { status: DeliveryStatus::Standby, ..queued(item, channel) }
 }
 
 /// An audit line about `item`.
@@ -212,27 +212,27 @@ pub async fn begin(b: &Backend, id: Uuid, now: Timestamp) {
 
 /// The result of attempt `attempts` of `d`: `status`, with its audit line (none for `queued`, a
 /// retry, as the dispatcher writes) and no fallback handling.
-pub fn result(d: &DeliveryRecord, status: &str, attempts: u32, now: Timestamp) -> DeliveryUpdate {
+pub fn result(d: &DeliveryRecord, status: DeliveryStatus, attempts: u32, now: Timestamp) -> DeliveryUpdate {
     let decision = match status {
-        "sent" => Some(Decision::Sent),
-        "delivered" => Some(Decision::Delivered),
-        "failed" => Some(Decision::Failed),
-        "bounced" => Some(Decision::Bounced),
+        DeliveryStatus::Sent => Some(Decision::Sent),
+        DeliveryStatus::Delivered => Some(Decision::Delivered),
+        DeliveryStatus::Failed => Some(Decision::Failed),
+        DeliveryStatus::Bounced => Some(Decision::Bounced),
         _ => None,
     };
     DeliveryUpdate {
         id: d.id,
-        status: status.into(),
+        status,
         attempts,
         provider: Some("provider".into()),
-        error: (status == "failed").then(|| "refused".into()),
+        error: (status == DeliveryStatus::Failed).then(|| "refused".into()),
         next_attempt_at: None,
         audit: decision.map(|decision| AuditEntry {
             user_id: user(&d.user_id),
             notification_id: d.notification_id,
             channel: Some(d.channel),
             decision,
-            reason: (status == "failed").then_some(Reason::ProviderRejected),
+            reason: (status == DeliveryStatus::Failed).then_some(Reason::ProviderRejected),
             at: now,
         }),
         then: AfterUpdate::Nothing,
@@ -244,7 +244,7 @@ pub fn result(d: &DeliveryRecord, status: &str, attempts: u32, now: Timestamp) -
 pub async fn dead_letter(b: &Backend, user_id: &str, channel: Channel, now: Timestamp) -> DeliveryRecord {
     let d = delivery(b, user_id, channel, now).await;
     begin(b, d.id, now).await;
-    let updated = b.update_delivery(result(&d, "failed", 1, now)).await.expect("update");
+    let updated = b.update_delivery(result(&d, DeliveryStatus::Failed, 1, now)).await.expect("update");
     assert!(matches!(updated, Updated::Recorded(None)), "{b}: the failure is recorded");
     d
 }

@@ -3,6 +3,7 @@
 //! and cancelling what is not decided yet.
 
 use herald_domain::notification::DUPLICATE_WINDOW;
+use herald_domain::reason::Decision;
 use herald_domain::{Channel, Class};
 use herald_store::{AcceptOutcome, Begin, BeginAttempt, NewNotification, RecipientOutcome, Work};
 use uuid::Uuid;
@@ -173,7 +174,11 @@ async fn cancelling_cancels_undecided_recipients_and_their_queued_deliveries() {
         assert_eq!(got.cancelled_at, Some(at(5)), "{b}: marked cancelled");
         let counts = b.recipient_counts(id).await.unwrap();
         assert_eq!(
-            (counts.pending, counts.by_decision.get("cancelled"), counts.by_decision.get("delivering")),
+            (
+                counts.pending,
+                counts.by_decision.get(&Decision::Cancelled),
+                counts.by_decision.get(&Decision::Delivering)
+            ),
             (0, Some(&2), Some(&1)),
             "{b}: the decided recipient keeps its decision"
         );

@@ -4,7 +4,7 @@
 
 use herald_domain::decision::Spend;
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, Class};
+use herald_domain::{Channel, Class, RecipientState};
 use herald_store::{InboxQuery, NewInboxItem, Next, RecipientOutcome, Work};
 
 use crate::backends;
@@ -55,8 +55,8 @@ async fn recipient_counts_reflect_pending_waiting_and_decided() {
             (1, 2, 1, 1),
             "{b}: one pending, two decided of which one waits in a digest, one delivery open"
         );
-        let by: Vec<(&str, u64)> = counts.by_decision.iter().map(|(d, n)| (d.as_str(), *n)).collect();
-        assert_eq!(by, vec![("batched", 1), ("delivering", 1)], "{b}: by decision");
+        let by = std::collections::BTreeMap::from([(Decision::Batched, 1), (Decision::Delivering, 1)]);
+        assert_eq!(counts.by_decision, by, "{b}: by decision");
         let recipients = b.list_recipients(id, None, 10).await.unwrap();
         let channels = |seq| {
             let r = recipients.iter().find(|r| r.seq == seq).expect("the recipient");
@@ -106,7 +106,7 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
 
         let recipients = b.list_recipients(id, None, 10).await.unwrap();
         let r = &recipients[0];
-        assert_eq!((r.state.as_str(), r.decision.as_deref()), ("done", Some("delivering")), "{b}: decided");
+        assert_eq!((r.state, r.decision), (RecipientState::Done, Some(Decision::Delivering)), "{b}: decided");
         let channels: Vec<(Channel, &str)> = r.deliveries.iter().map(|d| (d.channel, d.status.as_str())).collect();
         assert!(channels.contains(&(Channel::Email, "queued")), "{b}: the email is queued: {channels:?}");
         assert!(channels.contains(&(Channel::InApp, "delivered")), "{b}: the inbox counts as delivered: {channels:?}");
@@ -147,11 +147,11 @@ async fn a_claim_lost_to_a_cancel_records_nothing_and_answers_none() {
 
         let ada = user("ada");
         assert_eq!(b.unread_count(&ada).await.unwrap(), 0, "{b}: no inbox item for the lost claim");
-        let decisions: Vec<String> =
+        let decisions: Vec<Decision> =
             b.timeline(&ada, None, 10).await.unwrap().into_iter().map(|a| a.decision).collect();
-        assert_eq!(decisions, vec!["cancelled".to_owned()], "{b}: only the cancel is in the audit");
+        assert_eq!(decisions, vec![Decision::Cancelled], "{b}: only the cancel is in the audit");
         let recipients = b.list_recipients(lost_id, None, 10).await.unwrap();
-        assert_eq!(recipients[0].decision.as_deref(), Some("cancelled"), "{b}: the cancel stands");
+        assert_eq!(recipients[0].decision.map(Decision::as_str), Some("cancelled"), "{b}: the cancel stands");
         assert!(recipients[0].deliveries.is_empty(), "{b}: no deliveries for the lost claim");
     }
 }
@@ -194,6 +194,10 @@ async fn a_newer_notification_collapses_older_ones_with_its_key() {
         let lost = b.record_outcomes(vec![decided(old_item, at(3))]).await.unwrap();
         assert!(lost[0].is_none(), "{b}: the older one lost its claim to the collapse");
         let r = &b.list_recipients(older, None, 10).await.unwrap()[0];
-        assert_eq!((r.decision.as_deref(), r.reason.as_deref()), (Some("suppressed"), Some("collapsed")), "{b}");
+        assert_eq!(
+            (r.decision.map(Decision::as_str), r.reason.map(Reason::as_str)),
+            (Some("suppressed"), Some("collapsed")),
+            "{b}"
+        );
     }
 }
