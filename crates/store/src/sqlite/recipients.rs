@@ -87,10 +87,14 @@ fn recipient_counts(c: &Connection, id: Uuid) -> StoreResult<RecipientCounts> {
             }
         }
     }
+    // What is open is the domain's to say (`DeliveryStatus::is_final`), not this query's.
+    let open: Vec<&str> =
+        DeliveryStatus::ALL.into_iter().filter(|s| !s.is_final()).map(DeliveryStatus::as_str).collect();
     let open: i64 = one(
         c,
-        "SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('queued', 'sending', 'standby')",
-        [id.to_string()],
+        "SELECT COUNT(*) FROM deliveries WHERE notification_id = ? \
+         AND status IN (SELECT value FROM json_each(?))",
+        params![id.to_string(), serde_json::to_string(&open)?],
         col0,
     )?;
     counts.open_deliveries = open as u64;
