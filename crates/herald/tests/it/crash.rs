@@ -28,6 +28,16 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .expect("the herald binary starts")
 }
 
+/// A client that never reuses a connection (a server killed with -9 on the same port must not
+/// leave one behind to hang on) and never waits forever.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a test client")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -46,7 +56,7 @@ async fn accepted_notifications_survive_kill_9_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = client();
     let mut child = start(dir.path(), port);
     ready(&client, &base).await;
     let put = client
@@ -196,7 +206,7 @@ async fn webhooks_survive_kill_9_mid_delivery_with_stable_ids() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = client();
     let (url, sink) = slow_sink(Duration::from_millis(150)).await;
     let users: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
     let mut child = start(dir.path(), port);
@@ -244,7 +254,7 @@ async fn sigterm_lets_sends_in_flight_finish_and_records_them() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = client();
     let (url, sink) = slow_sink(Duration::from_millis(1500)).await;
     let users: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
     let mut child = start(dir.path(), port);
