@@ -118,9 +118,8 @@ enum Attempt {
     Leave,
 }
 
-/// How a delivery ended: its final status, and the decision the audit records for it.
+/// How a delivery ended: the decision the audit records, from which its final status follows.
 struct Settled {
-    status: DeliveryStatus,
     decision: Decision,
     reason: Option<Reason>,
     error: Option<String>,
@@ -130,42 +129,36 @@ struct Settled {
 impl Settled {
     /// Taken by `provider`: delivered for a webhook (its 2xx is the receipt), else sent.
     fn accepted(channel: Channel, provider: &str) -> Self {
-        let (status, decision) = if channel == Channel::Webhook {
-            (DeliveryStatus::Delivered, Decision::Delivered)
-        } else {
-            (DeliveryStatus::Sent, Decision::Sent)
-        };
-        Self { status, decision, reason: None, error: None, provider: Some(provider.into()) }
+        let decision = if channel == Channel::Webhook { Decision::Delivered } else { Decision::Sent };
+        Self { decision, reason: None, error: None, provider: Some(provider.into()) }
     }
 
     fn failed(reason: Reason, error: String, provider: Option<String>) -> Self {
-        Self {
-            status: DeliveryStatus::Failed,
-            decision: Decision::Failed,
-            reason: Some(reason),
-            error: Some(error),
-            provider,
-        }
+        Self { decision: Decision::Failed, reason: Some(reason), error: Some(error), provider }
     }
 
     fn bounced(reason: Reason, error: String, provider: &str) -> Self {
-        Self {
-            status: DeliveryStatus::Bounced,
-            decision: Decision::Bounced,
-            reason: Some(reason),
-            error: Some(error),
-            provider: Some(provider.into()),
-        }
+        Self { decision: Decision::Bounced, reason: Some(reason), error: Some(error), provider: Some(provider.into()) }
     }
 
     fn suppressed(reason: Reason) -> Self {
         let error = Some(reason.as_str().into());
-        Self {
-            status: DeliveryStatus::Suppressed,
-            decision: Decision::Suppressed,
-            reason: Some(reason),
-            error,
-            provider: None,
+        Self { decision: Decision::Suppressed, reason: Some(reason), error, provider: None }
+    }
+
+    /// The delivery's final status. The constructors above only settle on sent, delivered,
+    /// failed, bounced or suppressed; the decisions that are not an end map to suppressed.
+    fn status(&self) -> DeliveryStatus {
+        match self.decision {
+            Decision::Sent => DeliveryStatus::Sent,
+            Decision::Delivered => DeliveryStatus::Delivered,
+            Decision::Failed => DeliveryStatus::Failed,
+            Decision::Bounced => DeliveryStatus::Bounced,
+            Decision::Suppressed
+            | Decision::Delivering
+            | Decision::Deferred
+            | Decision::Batched
+            | Decision::Cancelled => DeliveryStatus::Suppressed,
         }
     }
 
@@ -377,7 +370,7 @@ impl Dispatcher {
         attempts: u32,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let now = self.clock.now();
-        let status = settled.status;
+        let status = settled.status();
         let channel = d.channel.as_str();
         metrics::counter!("herald_deliveries_total", "channel" => channel, "status" => status.as_str()).increment(1);
         match settled.decision {
