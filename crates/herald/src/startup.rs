@@ -229,6 +229,7 @@ fn runtime_config(
         hourly_ceiling: Some(config.delivery.hourly_ceiling).filter(|c| *c > 0),
         overload: config.overload_settings(),
         drain_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
+        lease: Duration::from_secs(config.queue.lease_seconds),
         unsubscribe: None,
     };
     Ok(Built { runtime, vapid_public_key: vapid.public_key(), twilio })

@@ -305,6 +305,7 @@ mod tests {
             notification_id: n.id,
             user_id: UserId::parse("user_id", "ana").unwrap(),
             urgent: true,
+            lease: herald_store::Lease::starting(jiff::Timestamp::UNIX_EPOCH, std::time::Duration::from_secs(30)),
         }
     }
 

@@ -115,9 +115,15 @@ fn fill(batch: &mut Vec<Work>, first: Work, rx: &mut mpsc::Receiver<Work>) {
 }
 
 /// Claims due work and routes it, sleeping until woken or until the next scheduled item.
-pub(crate) async fn feed(store: Arc<dyn Store>, lanes: Lanes, wake: Arc<Notify>, clock: Arc<dyn Clock>) {
+pub(crate) async fn feed(
+    store: Arc<dyn Store>,
+    lanes: Lanes,
+    wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    lease: Duration,
+) {
     loop {
-        match store.claim_due(clock.now(), CLAIM_BATCH).await {
+        match store.claim_due(clock.now(), lease, CLAIM_BATCH).await {
             Ok(items) if !items.is_empty() => {
                 for item in items {
                     lanes.route(item).await;
@@ -177,8 +183,12 @@ mod tests {
         }
     }
 
+    fn lease() -> herald_store::Lease {
+        herald_store::Lease { token: herald_store::LeaseToken::from_stored(1), until: jiff::Timestamp::UNIX_EPOCH }
+    }
+
     fn flush(user: &str) -> Work {
-        Work::Flush(UserId::parse("user_id", user).unwrap())
+        Work::Flush(herald_store::FlushItem { user_id: UserId::parse("user_id", user).unwrap(), lease: lease() })
     }
 
     #[tokio::test]
@@ -222,6 +232,7 @@ mod tests {
             notification_id: uuid::Uuid::nil(),
             user_id: UserId::parse("user_id", "ana").unwrap(),
             urgent,
+            lease: lease(),
         })
     }
 

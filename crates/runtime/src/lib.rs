@@ -8,6 +8,7 @@ pub mod clock;
 mod dispatch;
 pub mod hub;
 mod lanes;
+mod leases;
 mod process;
 mod ratelimit;
 mod targets;
@@ -104,6 +105,8 @@ pub struct RuntimeConfig {
     pub overload: OverloadSettings,
     /// How long shutdown waits for sends in flight.
     pub drain_grace: Duration,
+    /// How long a claim on queued work lasts before another node may take it over.
+    pub lease: Duration,
     /// Signs the one-click unsubscribe links of emails.
     pub unsubscribe: Option<herald_channels::unsubscribe::UnsubscribeLinks>,
 }
@@ -129,16 +132,13 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Rebuilds from the store (releases stale claims, re-dispatches open deliveries) and starts.
+    /// Rebuilds from the store (re-dispatches open deliveries; queued work whose lease ran out is
+    /// claimed again by the feeder) and starts.
     pub async fn start(
         store: Arc<dyn Store>,
         config: RuntimeConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, RuntimeError> {
-        let released = store.release_claims().await?;
-        if released > 0 {
-            tracing::info!(released, "returned unfinished work to the queue");
-        }
         let hub = Hub::default();
         let wake = Arc::new(Notify::new());
         let dispatcher = Arc::new(Dispatcher::new(store.clone(), &config, clock.clone()));
@@ -160,7 +160,7 @@ impl Runtime {
             templates.clone(),
         );
         let lanes = lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1));
-        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone()));
+        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone(), config.lease));
         let drain_grace = config.drain_grace;
         Ok(Arc::new(Self {
             hub,
@@ -230,7 +230,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops claiming work (what is claimed but undecided is released at the next start), then
+    /// Stops claiming work (what is claimed but undecided comes back when its lease runs out), then
     /// lets the sends in flight finish and be recorded, for up to the drain grace period.
     pub async fn shutdown(&self) {
         self.tasks.lock().await.shutdown().await;

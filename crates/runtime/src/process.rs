@@ -15,7 +15,7 @@ use herald_domain::sms;
 use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
-    AuditEntry, BatchedRecipient, DeliveryRecord, DigestOutcome, FlushOutcome, NewNotification, Next,
+    AuditEntry, BatchedRecipient, DeliveryRecord, DigestOutcome, FlushItem, FlushOutcome, NewNotification, Next,
     NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
 };
 use jiff::{SignedDuration, Timestamp};
@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
 use crate::lanes::Decide;
+use crate::leases::keep_held;
 use crate::templates::Templates;
 
 /// How long work whose processing failed waits before it is tried again.
@@ -90,13 +91,14 @@ impl Decide for Processor {
     /// retried later. Decisions are made a run at a time (read together, recorded together); a
     /// digest flush waits for the decisions queued before it.
     async fn process(&self, work: Vec<Work>, lane: usize) {
+        let work = keep_held(self.store.as_ref(), self.clock.now(), self.config.lease, work).await;
         let mut run = Vec::new();
         for w in work {
             match w {
                 Work::Decide(item) => run.push(item),
-                Work::Flush(user) => {
+                Work::Flush(flush) => {
                     self.decide_run(std::mem::take(&mut run), lane).await;
-                    self.flush_user(user, lane).await;
+                    self.flush_user(flush, lane).await;
                 }
             }
         }
@@ -106,13 +108,7 @@ impl Decide for Processor {
     async fn hand_back(&self, work: Vec<Work>) {
         let retry_at = self.clock.now() + RETRY_AFTER;
         for w in work {
-            let handed = match &w {
-                Work::Decide(item) => self.store.release_claim(item.seq, retry_at).await,
-                Work::Flush(user) => self.store.schedule_flush(user, retry_at).await,
-            };
-            if let Err(e) = handed {
-                tracing::error!(error = %e, "cannot hand work back; it returns at the next start");
-            }
+            self.release(&w, retry_at).await;
         }
     }
 }
@@ -137,10 +133,9 @@ impl Processor {
         let span = tracing::info_span!("decide", lane, items = items.len());
         if let Err(e) = self.decide_batch(&items).instrument(span).await {
             tracing::error!(error = %e, items = items.len(), "processing failed; will retry");
-            for item in &items {
-                if let Err(e) = self.store.release_claim(item.seq, self.clock.now() + RETRY_AFTER).await {
-                    tracing::error!(error = %e, "cannot release the claim; it returns at the next start");
-                }
+            let retry_at = self.clock.now() + RETRY_AFTER;
+            for item in items.iter().cloned() {
+                self.release(&Work::Decide(item), retry_at).await;
             }
         }
         let each = started.elapsed().as_secs_f64() / items.len() as f64;
@@ -149,24 +144,21 @@ impl Processor {
         }
     }
 
-    async fn flush_user(&self, user: UserId, lane: usize) {
+    async fn flush_user(&self, flush: FlushItem, lane: usize) {
         let started = std::time::Instant::now();
-        let span = tracing::info_span!("flush", user_id = %user, lane);
-        if let Err(e) = self.flush(&user).instrument(span).await {
+        let span = tracing::info_span!("flush", user_id = %flush.user_id, lane);
+        if let Err(e) = self.flush(&flush).instrument(span).await {
             tracing::error!(error = %e, "digest flush failed; will retry");
-            let retry = FlushOutcome {
-                user_id: user,
-                digests: Vec::new(),
-                settled: Vec::new(),
-                audit: Vec::new(),
-                next_due: Some(self.clock.now() + RETRY_AFTER),
-                now: self.clock.now(),
-            };
-            if let Err(e) = self.store.record_flush(retry).await {
-                tracing::error!(error = %e, "cannot reschedule the flush; it returns at the next start");
-            }
+            self.release(&Work::Flush(flush), self.clock.now() + RETRY_AFTER).await;
         }
         metrics::histogram!("herald_decide_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// Hands claimed work back to the queue, due again at `retry_at`.
+    async fn release(&self, work: &Work, retry_at: Timestamp) {
+        if let Err(e) = self.store.release(work, retry_at).await {
+            tracing::error!(error = %e, "cannot hand work back; it returns when its lease runs out");
+        }
     }
 
     /// The notifications by id, read together (the store keeps those just accepted in memory).
@@ -386,11 +378,12 @@ impl Processor {
 
     /// Sends the user's pending digests that the cap now allows, one per group; drains them into
     /// the inbox instead when the user is online.
-    async fn flush(&self, user: &UserId) -> Result<(), StoreError> {
-        let now = self.clock.now();
+    async fn flush(&self, flush: &FlushItem) -> Result<(), StoreError> {
+        let (user, now) = (&flush.user_id, self.clock.now());
         let batched = self.store.batched(user).await?;
         let mut out = FlushOutcome {
             user_id: user.clone(),
+            lease: flush.lease.token,
             digests: Vec::new(),
             settled: Vec::new(),
             audit: Vec::new(),
@@ -398,7 +391,7 @@ impl Processor {
             now,
         };
         if batched.is_empty() {
-            return self.store.record_flush(out).await;
+            return self.store.record_flush(out).await.map(drop);
         }
         let mut contexts = self.contexts(std::slice::from_ref(user), now).await?;
         let ctx = contexts.remove(user).ok_or_else(|| StoreError::Corrupt(format!("no state for user {user}")))?;
@@ -454,7 +447,10 @@ impl Processor {
                 Err(reason) => settle(&mut out, &members, Decision::Suppressed, reason),
             }
         }
-        self.store.record_flush(out).await?;
+        if !self.store.record_flush(out).await? {
+            tracing::info!(user_id = %user, "the flush was taken over after its lease ran out; its result is dropped");
+            return Ok(());
+        }
         for d in to_dispatch {
             self.dispatcher.dispatch(d);
         }

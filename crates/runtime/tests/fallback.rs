@@ -90,6 +90,7 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
         hourly_ceiling: Some(100),
         overload: Default::default(),
         drain_grace: Duration::from_secs(5),
+        lease: Duration::from_secs(30),
         unsubscribe: None,
     };
     let runtime = Runtime::start(store.clone(), config, Arc::new(SystemClock)).await.unwrap();

@@ -39,8 +39,9 @@ pub trait HotState: Send + Sync + 'static {
 
     /// Records a digest flush atomically: each digest becomes a notification of its own with its
     /// delivery and counts as one interruption against the cap; the merged items leave the pending
-    /// digest; the next flush is scheduled or the timer cleared.
-    async fn record_flush(&self, outcome: FlushOutcome) -> StoreResult<()>;
+    /// digest; the next flush is scheduled or the timer cleared. Records nothing and answers false
+    /// when the flush's claim is no longer held (its lease ran out and it was claimed anew).
+    async fn record_flush(&self, outcome: FlushOutcome) -> StoreResult<bool>;
 
     /// Makes the user's digest due no later than `at`.
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;

@@ -33,7 +33,7 @@ pub use hot_state::HotState;
 pub use inbox::InboxStore;
 pub use keys::KeyStore;
 pub use notifications::NotificationStore;
-pub use queue::WorkQueue;
+pub use queue::{FlushItem, Lease, LeaseToken, Work, WorkItem, WorkQueue};
 pub use recipients::RecipientStore;
 pub use records::*;
 pub use templates::TemplateStore;

@@ -18,7 +18,7 @@ pub trait RecipientStore: Send + Sync + 'static {
 
     /// Records the decisions for recipients with their inbox items, deliveries and audit, atomically,
     /// one result per outcome in order: `None` when the claim was lost meanwhile (cancelled,
-    /// collapsed), and then nothing was recorded for it. An erasure of the user committed before
+    /// collapsed, or claimed anew after its lease ran out), and then nothing was recorded for it. An erasure of the user committed before
     /// the record wins: no inbox item is kept for an erased user.
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>>;
 }

@@ -11,6 +11,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::queue::{LeaseToken, WorkItem};
+
 /// An API key (the secret itself is never stored, only its SHA-256).
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
@@ -185,40 +187,6 @@ pub struct RecipientRecord {
     pub reason: Option<Reason>,
     /// Deliveries on interrupting channels and the inbox.
     pub deliveries: Vec<DeliveryRecord>,
-}
-
-/// What the feeder hands a lane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {
-    /// Decide one notification for one user.
-    Decide(WorkItem),
-    /// Send (or drain) the user's pending digest.
-    Flush(UserId),
-}
-
-impl Work {
-    /// The user whose lane runs this work.
-    pub fn user(&self) -> &UserId {
-        match self {
-            Work::Decide(i) => &i.user_id,
-            Work::Flush(u) => u,
-        }
-    }
-}
-
-/// A unit of work: decide one notification for one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkItem {
-    /// Recipient row.
-    pub seq: i64,
-    /// 0 on the first decision; 1 once the inbox is done and only interruptions remain.
-    pub phase: i64,
-    /// The notification.
-    pub notification_id: Uuid,
-    /// The user.
-    pub user_id: UserId,
-    /// Critical or transactional: claimed, decided and recorded ahead of the rest.
-    pub urgent: bool,
 }
 
 /// An inbox item to create.
@@ -588,6 +556,8 @@ pub struct DigestOutcome {
 pub struct FlushOutcome {
     /// The user.
     pub user_id: UserId,
+    /// The claim the flush ran under: nothing is recorded once it is someone else's.
+    pub lease: LeaseToken,
     /// Digests sent now.
     pub digests: Vec<DigestOutcome>,
     /// Batched recipients settled without a digest (drained to the inbox, or no longer consented).

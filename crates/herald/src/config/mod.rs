@@ -48,6 +48,8 @@ pub struct Config {
     pub delivery: Delivery,
     /// Load shedding.
     pub overload: Overload,
+    /// The work queue's claims.
+    pub queue: Queue,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             lanes: None,
             delivery: Delivery::default(),
             overload: Overload::default(),
+            queue: Queue::default(),
         }
     }
 }
@@ -81,6 +84,21 @@ pub struct Delivery {
 impl Default for Delivery {
     fn default() -> Self {
         Self { hourly_ceiling: 100, shutdown_grace_seconds: 30 }
+    }
+}
+
+/// `[queue]`: how work claimed for a decision is held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Queue {
+    /// How long a claim lasts unless renewed: after a crash, claimed work is taken over this long
+    /// after it was claimed (1 to 3600).
+    pub lease_seconds: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self { lease_seconds: 30 }
     }
 }
 
@@ -212,6 +230,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "redis_url: the Redis runtime is not available in this build yet; leave it empty".into(),
             ));
+        }
+        if !(1..=3600).contains(&self.queue.lease_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "queue.lease_seconds must be from 1 to 3600, not {}",
+                self.queue.lease_seconds
+            )));
         }
         let cap = self.defaults.frequency_cap;
         if cap.max == 0 || cap.window_seconds == 0 {

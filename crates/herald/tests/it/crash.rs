@@ -20,6 +20,8 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
         .env("HERALD_API_KEY", KEY)
         .env("HERALD_LOG", "warn")
+        // What the killed server had claimed is taken over once its lease runs out: soon, here.
+        .env("HERALD_QUEUE__LEASE_SECONDS", "2")
         // The webhook sinks listen on loopback.
         .env("HERALD_OUTBOUND__ALLOW_PRIVATE", "127.0.0.0/8,::1")
         .stdout(Stdio::null())

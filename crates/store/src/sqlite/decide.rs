@@ -197,6 +197,7 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
             let inbox_at = gets_item(o).then(|| to_ms(o.now));
             json!({
                 "seq": o.item.seq,
+                "lease": o.item.lease.token.get(),
                 "state": state.as_str(),
                 "decision": o.decision.as_str(),
                 "reason": o.reason.map(|r| r.as_str()),
@@ -206,14 +207,16 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
             })
         })
         .collect();
-    // Only recipients still claimed take their decision: one cancelled or collapsed meanwhile stays so.
+    // Only recipients still claimed under this lease take their decision: one cancelled or
+    // collapsed meanwhile stays so, and one claimed anew is its new holder's to decide.
     let claimed: HashSet<i64> = all(
         c,
         "UPDATE recipients SET state = j.value->>'$.state', decision = j.value->>'$.decision', \
          reason = j.value->>'$.reason', \
          updated_at = j.value->>'$.at', due_at = COALESCE(j.value->>'$.due_at', recipients.due_at), phase = 1, \
-         inbox_at = COALESCE(j.value->>'$.inbox_at', recipients.inbox_at) \
+         inbox_at = COALESCE(j.value->>'$.inbox_at', recipients.inbox_at), lease_token = NULL, lease_until = NULL \
          FROM json_each(?) AS j WHERE recipients.seq = j.value->>'$.seq' AND recipients.state = 'claimed' \
+         AND recipients.lease_token = j.value->>'$.lease' \
          RETURNING recipients.seq",
         [Value::Array(updates).to_string()],
         col0,

@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::decide;
-use super::rows::{all, exec, uuid_at};
+use super::rows::{all, col0, exec, first, uuid_at};
 use super::writes::{insert_audit, insert_delivery, schedule};
 use crate::HotState;
 use crate::StoreResult;
@@ -58,7 +58,14 @@ fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64) -> 
     Ok(())
 }
 
-fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<()> {
+fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<bool> {
+    let held: Option<String> = first(
+        c,
+        "SELECT state FROM digest_timers WHERE user_id = ? AND lease_token = ?",
+        params![o.user_id.as_str(), o.lease.get()],
+        col0,
+    )?;
+    let Some(state) = held else { return Ok(false) };
     let now = to_ms(o.now);
     for d in &o.digests {
         insert_digest(c, &o.user_id, d, now)?;
@@ -73,15 +80,18 @@ fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<()> {
     for a in &o.audit {
         insert_audit(c, a)?;
     }
-    match o.next_due {
-        Some(at) => exec(
+    // A flush asked for while this one ran (the timer is pending again) stays asked for.
+    let asked_again = state == "pending";
+    match (o.next_due, asked_again) {
+        (None, false) => exec(c, "DELETE FROM digest_timers WHERE user_id = ?", [o.user_id.as_str()])?,
+        (next, _) => exec(
             c,
-            "UPDATE digest_timers SET due_at = ?, state = 'pending' WHERE user_id = ?",
-            params![to_ms(at), o.user_id.as_str()],
+            "UPDATE digest_timers SET due_at = CASE WHEN state = 'pending' THEN MIN(due_at, COALESCE(?1, due_at)) \
+             ELSE ?1 END, state = 'pending', lease_token = NULL, lease_until = NULL WHERE user_id = ?2",
+            params![next.map(to_ms), o.user_id.as_str()],
         )?,
-        None => exec(c, "DELETE FROM digest_timers WHERE user_id = ?", [o.user_id.as_str()])?,
     };
-    Ok(())
+    Ok(true)
 }
 
 #[async_trait]
@@ -120,7 +130,7 @@ impl HotState for SqliteStore {
             .await
     }
 
-    async fn record_flush(&self, o: FlushOutcome) -> StoreResult<()> {
+    async fn record_flush(&self, o: FlushOutcome) -> StoreResult<bool> {
         self.writer.write_lazy(move |c| record_flush(c, &o)).await
     }
 

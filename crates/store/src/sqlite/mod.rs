@@ -57,6 +57,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_lean_inbox.sql")),
     (6, include_str!("../../migrations/sqlite/0006_unique_key_names.sql")),
     (7, include_str!("../../migrations/sqlite/0007_urgent_claims.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_leases.sql")),
 ];
 
 /// The SQLite store.

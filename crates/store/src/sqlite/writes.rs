@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::rows::{DELIVERY_COLUMNS, delivery_row, exec, first};
 use crate::StoreResult;
+use crate::queue::WorkItem;
 use crate::records::*;
 use crate::to_ms;
 
@@ -134,7 +135,8 @@ pub(super) fn schedule(c: &Connection, user: &UserId, at: i64) -> StoreResult<()
     exec(
         c,
         "INSERT INTO digest_timers (user_id, due_at, state) VALUES (?, ?, 'pending') ON CONFLICT (user_id) DO UPDATE \
-         SET due_at = MIN(digest_timers.due_at, excluded.due_at), state = 'pending'",
+         SET due_at = CASE WHEN digest_timers.state = 'pending' THEN MIN(digest_timers.due_at, excluded.due_at) \
+         ELSE excluded.due_at END, state = 'pending'",
         params![user.as_str(), at],
     )?;
     Ok(())

@@ -13,6 +13,9 @@ use uuid::Uuid;
 
 use crate::Backend;
 
+/// How long the tests' claims last.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `secs` seconds after a fixed origin (2026-01-01T00:00:00Z); negative is before it.
 pub fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(1_767_225_600 + secs).expect("a valid time")
@@ -70,7 +73,7 @@ pub async fn accept(b: &Backend, n: NewNotification) -> Uuid {
 /// Claims what is due at `now`, which must be exactly one decision: the one for
 /// (`notification`, `user_id`).
 pub async fn claim(b: &Backend, notification: Uuid, user_id: &str, now: Timestamp) -> WorkItem {
-    let work = b.claim_due(now, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
     match work.as_slice() {
         [Work::Decide(item)] if item.notification_id == notification && item.user_id == user(user_id) => item.clone(),
         other => panic!("{b}: expected the one decision for {notification}/{user_id}, claimed {other:?}"),
@@ -79,11 +82,11 @@ pub async fn claim(b: &Backend, notification: Uuid, user_id: &str, now: Timestam
 
 /// Claims every decision due at `now` (there must be no digest flush among them).
 pub async fn claim_all(b: &Backend, now: Timestamp) -> Vec<WorkItem> {
-    let work = b.claim_due(now, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
     work.into_iter()
         .map(|w| match w {
             Work::Decide(item) => item,
-            Work::Flush(u) => panic!("{b}: no flush expected, claimed one for {u}"),
+            Work::Flush(f) => panic!("{b}: no flush expected, claimed one for {}", f.user_id),
         })
         .collect()
 }
@@ -255,4 +258,23 @@ pub async fn inbox(b: &Backend, user_id: &str, title: &str, now: Timestamp) -> I
     let item = claim(b, id, user_id, now).await;
     let recorded = record(b, RecipientOutcome { inbox: Some(inbox_item(title)), ..decided(&item, now) }).await;
     recorded.inbox.unwrap_or_else(|| panic!("{b}: the decision creates the inbox item"))
+}
+
+/// The users whose digest flushes are among `work`, in order (there must be nothing else).
+pub fn flushes(work: &[Work]) -> Vec<UserId> {
+    work.iter()
+        .map(|w| match w {
+            Work::Flush(f) => f.user_id.clone(),
+            Work::Decide(i) => panic!("no decision expected, claimed {i:?}"),
+        })
+        .collect()
+}
+
+/// Claims what is due at `now`, which must be exactly one digest flush: `user_id`'s.
+pub async fn claim_flush(b: &Backend, user_id: &str, now: Timestamp) -> FlushItem {
+    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    match work.as_slice() {
+        [Work::Flush(f)] if f.user_id == user(user_id) => f.clone(),
+        other => panic!("{b}: expected the one flush of {user_id}, claimed {other:?}"),
+    }
 }

@@ -5,11 +5,13 @@
 use herald_domain::decision::Spend;
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, Class};
-use herald_store::{DigestOutcome, FlushOutcome, NewNotification, Next, RecipientOutcome, Work, WorkItem};
+use herald_store::{DigestOutcome, FlushOutcome, NewNotification, Next, RecipientOutcome, WorkItem};
 
 use crate::Backend;
 use crate::backends;
-use crate::fixtures::{accept, at, claim, decided, notification, queued, record, spec, user};
+use crate::fixtures::{
+    LEASE, accept, at, claim, claim_flush, decided, flushes, notification, queued, record, spec, user,
+};
 
 /// A notification with fingerprint `fp` for `user_id`, accepted and delivered at `secs`.
 async fn fingerprinted(b: &Backend, user_id: &str, fp: &str, secs: i64) -> WorkItem {
@@ -92,12 +94,8 @@ async fn a_flush_is_due_at_the_earliest_time_asked() {
         b.schedule_flush(&ada, at(90)).await.unwrap();
         assert_eq!(b.next_due().await.unwrap(), Some(at(80)), "{b}: a later time does not postpone it");
         b.schedule_flush(&ada, at(70)).await.unwrap();
-        assert!(b.claim_due(at(69), 10).await.unwrap().is_empty(), "{b}: not before it is due");
-        assert_eq!(
-            b.claim_due(at(70), 10).await.unwrap(),
-            vec![Work::Flush(ada)],
-            "{b}: an earlier time brings it forward"
-        );
+        assert!(b.claim_due(at(69), LEASE, 10).await.unwrap().is_empty(), "{b}: not before it is due");
+        claim_flush(&b, "ada", at(70)).await;
     }
 }
 
@@ -115,13 +113,16 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
             vec![(one.seq, one.notification_id, "likes"), (two.seq, two.notification_id, "likes")],
             "{b}: the user's pending digest, oldest first"
         );
-        assert_eq!(b.claim_due(at(100), 10).await.unwrap().len(), 2, "{b}: both users' flushes are due");
+        let claimed = b.claim_due(at(100), LEASE, 10).await.unwrap();
+        assert_eq!(flushes(&claimed).len(), 2, "{b}: both users' flushes are due");
+        let lease = claimed.iter().find(|w| w.user() == &ada).expect("ada's flush").lease();
 
         let digest = NewNotification { class: Class::Social, spec: spec("likes"), ..notification(&["ada"], at(100)) };
         let digest_item =
-            WorkItem { seq: 0, phase: 1, notification_id: digest.id, user_id: ada.clone(), urgent: false };
+            WorkItem { seq: 0, phase: 1, notification_id: digest.id, user_id: ada.clone(), urgent: false, lease };
         let flush = FlushOutcome {
             user_id: ada.clone(),
+            lease: lease.token,
             digests: vec![DigestOutcome {
                 merged: vec![one.seq, two.seq],
                 deliveries: vec![queued(&digest_item, Channel::Email)],
@@ -132,7 +133,7 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
             next_due: None,
             now: at(100),
         };
-        b.record_flush(flush).await.unwrap();
+        assert!(b.record_flush(flush).await.unwrap(), "{b}: recorded under its lease");
 
         assert!(b.batched(&ada).await.unwrap().is_empty(), "{b}: merged items leave the digest");
         assert_eq!(b.batched(&user("bob")).await.unwrap().len(), 1, "{b}: another user's digest is untouched");
@@ -142,9 +143,9 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
         let spent = b.interruptions(std::slice::from_ref(&ada), at(0)).await.unwrap();
         let spends: Vec<_> = spent.get(&ada).into_iter().flatten().map(|i| (i.at, i.spend)).collect();
         assert_eq!(spends, vec![(at(100), Spend::Cap)], "{b}: a digest interrupts on the cap");
-        b.release_claims().await.unwrap();
-        let left = b.claim_due(at(1000), 10).await.unwrap();
-        assert_eq!(left, vec![Work::Flush(other.user_id)], "{b}: a flush with nothing next is not due again");
+        // Once bob's lease runs out his flush comes back; ada's, recorded with nothing next, does not.
+        let left = b.claim_due(at(1000), LEASE, 10).await.unwrap();
+        assert_eq!(flushes(&left), vec![other.user_id], "{b}: a flush with nothing next is not due again");
     }
 }
 
@@ -154,19 +155,20 @@ async fn a_flush_can_settle_items_and_come_back_later() {
         let ada = user("ada");
         let one = batch(&b, "ada", "likes", 0, 100).await;
         let two = batch(&b, "ada", "follows", 1, 100).await;
-        assert_eq!(b.claim_due(at(100), 10).await.unwrap(), vec![Work::Flush(ada.clone())], "{b}: the flush");
+        let claimed = claim_flush(&b, "ada", at(100)).await;
         let flush = FlushOutcome {
             user_id: ada.clone(),
+            lease: claimed.lease.token,
             digests: Vec::new(),
             settled: vec![(one.seq, Reason::DrainedToInbox)],
             audit: Vec::new(),
             next_due: Some(at(200)),
             now: at(100),
         };
-        b.record_flush(flush).await.unwrap();
+        assert!(b.record_flush(flush).await.unwrap(), "{b}: recorded under its lease");
         let left: Vec<i64> = b.batched(&ada).await.unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(left, vec![two.seq], "{b}: the settled item leaves, the other waits");
-        assert!(b.claim_due(at(199), 10).await.unwrap().is_empty(), "{b}: not due before its next time");
-        assert_eq!(b.claim_due(at(200), 10).await.unwrap(), vec![Work::Flush(ada)], "{b}: due again then");
+        assert!(b.claim_due(at(199), LEASE, 10).await.unwrap().is_empty(), "{b}: not due before its next time");
+        claim_flush(&b, "ada", at(200)).await;
     }
 }

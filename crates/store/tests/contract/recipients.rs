@@ -9,7 +9,7 @@ use herald_store::{InboxQuery, NewInboxItem, Next, RecipientOutcome, Work};
 
 use crate::backends;
 use crate::fixtures::{
-    accept, at, audit, claim, claim_all, decided, inbox_item, item_of, notification, queued, record, user,
+    LEASE, accept, at, audit, claim, claim_all, decided, inbox_item, item_of, notification, queued, record, user,
 };
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn recipient_counts_reflect_pending_waiting_and_decided() {
         let counts = b.recipient_counts(id).await.unwrap();
         assert_eq!((counts.pending, counts.processed, counts.open_deliveries), (3, 0, 0), "{b}: all pending");
 
-        let work = b.claim_due(at(0), 2).await.unwrap();
+        let work = b.claim_due(at(0), LEASE, 2).await.unwrap();
         let [Work::Decide(one), Work::Decide(two)] = &work[..] else { panic!("{b}: two claims, got {work:?}") };
         let delivering = RecipientOutcome { deliveries: vec![queued(one, Channel::Email)], ..decided(one, at(1)) };
         let batched = RecipientOutcome {
@@ -170,7 +170,7 @@ async fn a_deferred_recipient_falls_due_again_for_its_interruptions() {
             ..decided(&item, at(1))
         };
         record(&b, deferred).await;
-        assert!(b.claim_due(at(3599), 10).await.unwrap().is_empty(), "{b}: not due before the deferral ends");
+        assert!(b.claim_due(at(3599), LEASE, 10).await.unwrap().is_empty(), "{b}: not due before the deferral ends");
         assert_eq!(b.next_due().await.unwrap(), Some(at(3600)), "{b}: due when it ends");
         let again = claim(&b, id, "ada", at(3600)).await;
         assert_eq!((again.seq, again.phase), (item.seq, 1), "{b}: the same recipient, inbox done");
