@@ -67,9 +67,16 @@ pub struct SqliteStore {
     cache: Arc<Cache>,
     /// Concurrent single accepts, attempt starts and attempt results, folded into batches.
     accepts: Fold<NewNotification, AcceptOutcome>,
+    /// Critical and transactional accepts: a fold of their own, never behind a marketing burst.
+    urgent_accepts: Fold<NewNotification, AcceptOutcome>,
+    /// Attempt starts.
     begins: Fold<BeginAttempt, Begin>,
+    /// Attempt results.
     results: Fold<DeliveryUpdate, Updated>,
+    /// The lanes' decisions.
     outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
+    /// The lanes' decisions of urgent work, recorded ahead of the rest.
+    urgent_outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
 }
 
 /// The file a `sqlite:` URL names.
@@ -128,17 +135,6 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))??;
         let cache = Arc::new(Cache::default());
-        let accepts = {
-            let (writer, cache) = (writer.clone(), cache.clone());
-            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |ns: Vec<NewNotification>| {
-                let (writer, cache) = (writer.clone(), cache.clone());
-                async move {
-                    let (outcomes, created) = writer.write(move |c| accept::accept_batch(c, &ns)).await?;
-                    cache.keep_notifications(created);
-                    Ok(outcomes)
-                }
-            })
-        };
         let begins = {
             let writer = writer.clone();
             Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |bs: Vec<BeginAttempt>| {
@@ -153,21 +149,45 @@ impl SqliteStore {
                 async move { writer.write_lazy(move |c| deliveries::update_deliveries(c, &us)).await }
             })
         };
-        // Each lane records its batch; the lanes' batches are recorded together.
-        let outcomes = {
-            let writer = writer.clone();
-            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |batches: Vec<Vec<RecipientOutcome>>| {
-                let writer = writer.clone();
-                async move {
-                    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-                    let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
-                    let mut recorded = writer.write_lazy(move |c| decide::record_outcomes(c, &all)).await?.into_iter();
-                    Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
-                }
-            })
-        };
-        Ok(Self { reads, writer, cache, accepts, begins, results, outcomes })
+        Ok(Self {
+            accepts: accept_fold(&writer, &cache, false),
+            urgent_accepts: accept_fold(&writer, &cache, true),
+            outcomes: outcome_fold(&writer, false),
+            urgent_outcomes: outcome_fold(&writer, true),
+            reads,
+            writer,
+            cache,
+            begins,
+            results,
+        })
     }
+}
+
+/// Folds single accepts into batches, each written as urgent or ordinary.
+fn accept_fold(writer: &Writer, cache: &Arc<Cache>, urgent: bool) -> Fold<NewNotification, AcceptOutcome> {
+    let (writer, cache) = (writer.clone(), cache.clone());
+    Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |ns: Vec<NewNotification>| {
+        let (writer, cache) = (writer.clone(), cache.clone());
+        async move { notifications::accept_batch(&writer, &cache, ns, urgent).await }
+    })
+}
+
+/// Folds the lanes' decisions into one record per batch, written as urgent or ordinary; each
+/// lane's batch is recorded whole, in order.
+fn outcome_fold(writer: &Writer, urgent: bool) -> Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>> {
+    let writer = writer.clone();
+    Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |batches: Vec<Vec<RecipientOutcome>>| {
+        let writer = writer.clone();
+        async move {
+            let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+            let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
+            let record = move |c: &Connection| decide::record_outcomes(c, &all);
+            let recorded =
+                if urgent { writer.write_urgent_lazy(record).await } else { writer.write_lazy(record).await };
+            let mut recorded = recorded?.into_iter();
+            Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
+        }
+    })
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -4,29 +4,46 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::accept;
-use super::cache::Touches;
+use super::cache::{Cache, Touches};
 use super::decide;
 use super::rows::{exec, first, notification_row};
+use super::writer::Writer;
 use crate::NotificationStore;
 use crate::StoreResult;
 use crate::records::*;
 use crate::to_ms;
 
+/// Accepts `ns` in one durable write, urgent or ordinary, and keeps what it created in the cache.
+pub(super) async fn accept_batch(
+    writer: &Writer,
+    cache: &Cache,
+    ns: Vec<NewNotification>,
+    urgent: bool,
+) -> StoreResult<Vec<AcceptOutcome>> {
+    let accept = move |c: &Connection| accept::accept_batch(c, &ns);
+    let (outcomes, created) = if urgent { writer.write_urgent(accept).await? } else { writer.write(accept).await? };
+    cache.keep_notifications(created);
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl NotificationStore for SqliteStore {
     async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
-        self.accepts.call(n).await
+        let fold = if n.class.is_urgent() { &self.urgent_accepts } else { &self.accepts };
+        fold.call(n).await
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
-        let (outcomes, created) = self.writer.write(move |c| accept::accept_batch(c, &ns)).await?;
-        self.cache.keep_notifications(created);
-        Ok(outcomes)
+        // A batch is accepted in order, as if one by one (its keys and repeats are judged in that
+        // order), so it is never split by class: it is urgent only when every notification in it
+        // is, and a mixed batch cannot take the head of the writer for its marketing part.
+        let urgent = !ns.is_empty() && ns.iter().all(|n| n.class.is_urgent());
+        accept_batch(&self.writer, &self.cache, ns, urgent).await
     }
 
     async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {

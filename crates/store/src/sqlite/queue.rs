@@ -123,7 +123,8 @@ fn release(c: &Connection, work: &Work, retry_at: Timestamp) -> StoreResult<()> 
 impl WorkQueue for SqliteStore {
     async fn claim_due(&self, now: Timestamp, lease: Duration, limit: u32) -> StoreResult<Vec<Work>> {
         let lease = Lease::starting(now, lease);
-        self.writer.write_lazy(move |c| claim_due(c, now, lease, limit)).await
+        // Claims feed every decision, urgent ones first: they never wait behind a burst of ordinary writes.
+        self.writer.write_urgent_lazy(move |c| claim_due(c, now, lease, limit)).await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {

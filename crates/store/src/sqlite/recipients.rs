@@ -112,6 +112,8 @@ impl RecipientStore for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>> {
-        self.outcomes.call(outcomes).await
+        // A lane decides urgent work in batches of its own; a batch is recorded whole, never split.
+        let fold = if outcomes.iter().any(|o| o.item.urgent) { &self.urgent_outcomes } else { &self.outcomes };
+        fold.call(outcomes).await
     }
 }

@@ -4,6 +4,14 @@
 //! threads, however many statements its jobs run: the driver is synchronous, so each statement
 //! is a plain function call on the thread that owns the connection.
 //!
+//! Jobs wait in two queues: urgent (critical and transactional work) and ordinary. The next
+//! transaction (the one under way is never cut short) takes every urgent job queued, ahead of
+//! every ordinary job queued before them, and when it holds urgent jobs it takes only a few
+//! ordinary ones beside them: an urgent commit never waits for a marketing burst, a big batch or
+//! a retry storm, which wait for the transaction after. A few, not none, so that a stream of
+//! urgent work cannot starve the ordinary queue (where the claims and attempt starts of urgent
+//! work run too).
+//!
 //! Each job runs inside its own SAVEPOINT: a job that fails is rolled back to it and answered with
 //! its own error, while the others in the transaction commit. Only when the transaction as a
 //! whole fails (its COMMIT, or an error after which SQLite dropped the transaction) is every job
@@ -17,10 +25,13 @@
 //! transaction of lazy jobs only commits with `synchronous = NORMAL`, which survives a crash of
 //! the process (the operating system has the WAL) and is made durable by the next full commit. A
 //! power loss can roll back such bookkeeping, never an accept: the work is then done again, with
-//! the same delivery ids, which is the at-least-once promise anyway.
+//! the same delivery ids, which is the at-least-once promise anyway. The queue a job waits in
+//! changes when it commits, never how.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Poll;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -29,33 +40,46 @@ use crate::{StoreError, StoreResult};
 
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 512;
+/// Most ordinary jobs in a transaction that holds urgent ones: an ordinary job can be a folded
+/// batch of thousands of rows, so each one taken along lengthens the urgent commit.
+const BESIDE_URGENT: usize = 8;
 
 /// Answers a job's caller, given the error of its transaction's COMMIT if that failed.
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// Runs a job on the connection; says how to answer it.
 type Run = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
-/// A job and whether its commit must reach the disk before it is answered.
+/// A job, whether its commit must reach the disk before it is answered, and whether it is urgent.
 struct Job {
     durable: bool,
+    urgent: bool,
     run: Run,
 }
 
 /// A handle to the writer thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    urgent: mpsc::Sender<Job>,
+    ordinary: mpsc::Sender<Job>,
+}
+
+/// The writer thread's ends of the two queues.
+struct Queues {
+    urgent: mpsc::Receiver<Job>,
+    ordinary: mpsc::Receiver<Job>,
 }
 
 impl Writer {
     /// Starts the writer thread, which owns `conn` from now on.
     pub(crate) fn spawn(conn: Connection) -> StoreResult<Self> {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (urgent, urgent_rx) = mpsc::channel(MAX_BATCH);
+        let (ordinary, ordinary_rx) = mpsc::channel(4 * MAX_BATCH);
+        let queues = Queues { urgent: urgent_rx, ordinary: ordinary_rx };
         std::thread::Builder::new()
             .name("herald-store-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, queues))
             .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self { urgent, ordinary })
     }
 
     /// Runs `f` inside the writer's transaction; resolves once it is committed to disk.
@@ -64,7 +88,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.submit(true, f).await
+        self.submit(Job::new(true, false, f)).await
     }
 
     /// Runs `f` inside the writer's transaction; resolves once it is committed, durable across a
@@ -74,10 +98,38 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.submit(false, f).await
+        self.submit(Job::new(false, false, f)).await
     }
 
-    async fn submit<T, F>(&self, durable: bool, f: F) -> StoreResult<T>
+    /// Like [`Writer::write`], in the next transaction, ahead of every ordinary job queued.
+    pub(crate) async fn write_urgent<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Job::new(true, true, f)).await
+    }
+
+    /// Like [`Writer::write_lazy`], in the next transaction, ahead of every ordinary job queued.
+    pub(crate) async fn write_urgent_lazy<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Job::new(false, true, f)).await
+    }
+
+    /// Sends `job` to its queue and waits for its answer.
+    async fn submit<T>(&self, (job, answer): (Job, oneshot::Receiver<StoreResult<T>>)) -> StoreResult<T> {
+        let queue = if job.urgent { &self.urgent } else { &self.ordinary };
+        queue.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Job {
+    /// Wraps `f` in a savepoint and an answer; returns the job and where its answer arrives.
+    fn new<T, F>(durable: bool, urgent: bool, f: F) -> (Self, oneshot::Receiver<StoreResult<T>>)
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -92,8 +144,7 @@ impl Writer {
                 });
             }) as Finish
         });
-        self.tx.send(Job { durable, run }).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        (Self { durable, urgent, run }, rx)
     }
 }
 
@@ -114,32 +165,61 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult
     result
 }
 
+/// Runs one statement without parameters.
 fn exec(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
-/// Fills the next group of jobs: waits for one unless some are left over, then takes whatever
-/// else has queued, up to the most; false once every handle is gone.
-fn next_group(rx: &mut mpsc::Receiver<Job>, jobs: &mut VecDeque<Job>) -> bool {
+impl Queues {
+    /// Blocks until a job is queued in either queue, urgent first; `None` once every handle is gone.
+    fn wait(&mut self) -> Option<Job> {
+        futures::executor::block_on(poll_fn(|cx| {
+            let urgent = self.urgent.poll_recv(cx);
+            if let Poll::Ready(Some(_)) = urgent {
+                return urgent;
+            }
+            match (urgent, self.ordinary.poll_recv(cx)) {
+                (_, Poll::Ready(Some(job))) => Poll::Ready(Some(job)),
+                (Poll::Ready(None), Poll::Ready(None)) => Poll::Ready(None),
+                // Both wakers are registered: whichever queue gets a job wakes the thread.
+                _ => Poll::Pending,
+            }
+        }))
+    }
+}
+
+/// Fills the next group of jobs: waits for one unless some are left over, then takes every
+/// urgent job queued and ordinary ones up to the most (only a few beside urgent ones); false once
+/// every handle is gone.
+fn next_group(queues: &mut Queues, jobs: &mut VecDeque<Job>) -> bool {
     if jobs.is_empty() {
-        let Some(first) = rx.blocking_recv() else { return false };
+        let Some(first) = queues.wait() else { return false };
         jobs.push_back(first);
     }
-    while jobs.len() < MAX_BATCH {
-        match rx.try_recv() {
+    take(&mut queues.urgent, jobs, MAX_BATCH);
+    let urgent = jobs.iter().filter(|j| j.urgent).count();
+    let most = if urgent > 0 { (urgent + BESIDE_URGENT).min(MAX_BATCH) } else { MAX_BATCH };
+    take(&mut queues.ordinary, jobs, most);
+    true
+}
+
+/// Moves the jobs waiting in `queue` into `jobs` without waiting, until `jobs` holds `most`.
+fn take(queue: &mut mpsc::Receiver<Job>, jobs: &mut VecDeque<Job>, most: usize) {
+    while jobs.len() < most {
+        match queue.try_recv() {
             Ok(job) => jobs.push_back(job),
             Err(_) => break,
         }
     }
-    true
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+/// The writer thread: one transaction per group until every handle is gone.
+fn run(conn: Connection, mut queues: Queues) {
     let mut jobs: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     // The connection opens with synchronous = FULL.
     let mut synced = true;
-    while next_group(&mut rx, &mut jobs) {
+    while next_group(&mut queues, &mut jobs) {
         metrics::histogram!("herald_store_group_commit_size").record(jobs.len() as f64);
         let durable = jobs.iter().any(|j| j.durable);
         if durable != synced {
@@ -190,6 +270,7 @@ fn commit_group(conn: &Connection, jobs: &mut VecDeque<Job>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -250,5 +331,50 @@ mod tests {
         assert!(matches!(panicked, Err(StoreError::Database(_))));
         w.write(|c| Ok(c.execute("INSERT INTO t (x) VALUES (1)", [])?)).await.unwrap();
         assert_eq!(w.write(rows).await.unwrap(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn an_urgent_job_commits_ahead_of_the_ordinary_jobs_queued_before_it() {
+        const ORDINARY: usize = 32;
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        // A second connection sees only what is committed: each job notes how many rows it saw,
+        // which tells whether the urgent job's transaction committed before its own began.
+        let committed = Arc::new(Mutex::new(Connection::open(dir.path().join("w.db")).unwrap()));
+        let insert = |x: i64| {
+            let committed = committed.clone();
+            move |c: &Connection| {
+                c.execute("INSERT INTO t (x) VALUES (?)", [x])?;
+                let seen = rows(&committed.lock().unwrap())?.len();
+                Ok(seen)
+            }
+        };
+        // Holds the writer inside a transaction until released, so that the jobs below queue up.
+        let (started_tx, started_rx) = oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let hold = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(move |_| {
+                    let _ = started_tx.send(());
+                    release_rx.recv().map_err(|_| StoreError::Closed)
+                })
+                .await
+            }
+        });
+        started_rx.await.unwrap();
+        let mut ordinary: Vec<_> = (1..=ORDINARY as i64).map(|x| Box::pin(w.write(insert(x)))).collect();
+        for job in &mut ordinary {
+            assert!(futures::poll!(job).is_pending());
+        }
+        assert_eq!(w.ordinary.max_capacity() - w.ordinary.capacity(), ORDINARY, "all queued before the urgent one");
+        let mut urgent = Box::pin(w.write_urgent_lazy(insert(0)));
+        assert!(futures::poll!(&mut urgent).is_pending());
+        release_tx.send(()).unwrap();
+        hold.await.unwrap().unwrap();
+        assert_eq!(urgent.await.unwrap(), 0, "the urgent job ran in the transaction right after the held one");
+        let beside = futures::future::join_all(ordinary).await.into_iter().filter(|seen| *seen.as_ref().unwrap() == 0);
+        // Without the priority all of them would have shared the urgent job's transaction.
+        assert!(beside.count() <= BESIDE_URGENT, "only a few ordinary jobs committed with the urgent one");
     }
 }
