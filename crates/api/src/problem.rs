@@ -139,7 +139,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // Only the client's `?cursor=` reaches a list; a bad one is theirs to fix.
+            StoreError::BadCursor => ApiError::field("cursor", "is not a cursor this API returned"),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -103,11 +103,11 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
     }
     let sent = sms.0.lock().unwrap()[0].clone();
     assert_eq!(sent.payload["body"], "Code 123456");
-    let recipients = store.list_recipients(id, None, 10).await.unwrap();
+    let recipients = store.list_recipients(id, None, 10).await.unwrap().items;
     let by_channel: BTreeMap<Channel, DeliveryStatus> =
         recipients[0].deliveries.iter().map(|d| (d.channel, d.status)).collect();
     assert_eq!(by_channel[&Channel::Email], DeliveryStatus::Failed);
-    let timeline = store.timeline(&ana, None, 50).await.unwrap();
+    let timeline = store.timeline(&ana, None, 50).await.unwrap().items;
     assert!(timeline.iter().any(|a| a.reason == Some(Reason::Fallback) && a.channel == Some(Channel::Sms)));
     runtime.shutdown().await;
 }

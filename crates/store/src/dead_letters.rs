@@ -6,18 +6,20 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::StoreResult;
+use crate::cursor::{Cursor, Page};
 use crate::records::*;
 
 /// Dead letters: deliveries that failed for good, and their replay.
 #[async_trait]
 pub trait DeadLetterStore: Send + Sync + 'static {
-    /// Dead letters (deliveries failed for good), newest first, after the cursor `before`.
+    /// A page of dead letters (deliveries failed for good), newest first, from `cursor` (a `next`
+    /// of this list; [`crate::StoreError::BadCursor`] for any other).
     async fn dead_letters(
         &self,
         channel: Option<Channel>,
-        before: Option<i64>,
+        cursor: Option<&Cursor>,
         limit: u32,
-    ) -> StoreResult<Vec<(i64, DeliveryRecord)>>;
+    ) -> StoreResult<Page<DeliveryRecord>>;
 
     /// Queues a dead letter again (attempts reset, same delivery id); `None` when `id` is not one.
     async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;

@@ -4,6 +4,7 @@
 //! sits beside it, chosen by [`open`] from the URL.
 
 pub mod audit;
+pub mod cursor;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod feedback;
@@ -26,6 +27,7 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 pub use audit::AuditStore;
+pub use cursor::{Cursor, Page};
 pub use dead_letters::DeadLetterStore;
 pub use deliveries::DeliveryStore;
 pub use feedback::FeedbackStore;
@@ -66,6 +68,9 @@ pub enum StoreError {
         /// The active key that has it.
         id: Uuid,
     },
+    /// A cursor that is not one this list returned (garbage, or minted by another list).
+    #[error("not a cursor this list returned")]
+    BadCursor,
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -4,13 +4,21 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::StoreResult;
+use crate::cursor::{Cursor, Page};
 use crate::records::*;
 
 /// A notification's recipients and the decisions recorded for them.
 #[async_trait]
 pub trait RecipientStore: Send + Sync + 'static {
-    /// A page of a notification's recipients with their deliveries.
-    async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>>;
+    /// A page of a notification's recipients with their deliveries, in the order they were added,
+    /// from `cursor` (a `next` of this notification's list; [`crate::StoreError::BadCursor`] for
+    /// any other).
+    async fn list_recipients(
+        &self,
+        id: Uuid,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<RecipientRecord>>;
 
     /// Counts of a notification's recipients by state and decision, and its deliveries not final
     /// yet (queued, sending, or on transactional `standby`).

@@ -175,8 +175,6 @@ pub struct RecipientCounts {
 /// One recipient of a notification with its deliveries.
 #[derive(Debug, Clone)]
 pub struct RecipientRecord {
-    /// Paging key.
-    pub seq: i64,
     /// The user.
     pub user_id: String,
     /// Where it stands in the queue.
@@ -457,8 +455,6 @@ pub struct AuditEntry {
 /// An audit line as read back.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
-    /// Paging key.
-    pub seq: i64,
     /// When.
     pub at: Timestamp,
     /// The notification.
@@ -510,12 +506,12 @@ pub struct RecipientOutcome {
 }
 
 /// Inbox listing options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct InboxQuery {
     /// Page size.
     pub limit: u32,
-    /// Only items older than this seq.
-    pub before: Option<i64>,
+    /// Where the page starts: a `next` of an earlier page; `None` for the newest items.
+    pub cursor: Option<crate::cursor::Cursor>,
     /// Only unread items.
     pub unread_only: bool,
 }
@@ -612,8 +608,40 @@ pub struct AddressBlockRecord {
     pub channel: Channel,
     /// The address as Herald stores it.
     pub address: String,
-    /// `hard_bounce` or `stop`.
-    pub kind: String,
+    /// Why nothing is sent to it.
+    pub kind: BlockKind,
     /// Since when.
     pub created_at: Timestamp,
+}
+
+/// Why an address is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// It does not exist; nothing lifts this but an operator.
+    HardBounce,
+    /// The number replied STOP; a START lifts it.
+    Stop,
+}
+
+impl BlockKind {
+    /// Every kind.
+    pub const ALL: [BlockKind; 2] = [BlockKind::HardBounce, BlockKind::Stop];
+
+    /// The stable code, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockKind::HardBounce => "hard_bounce",
+            BlockKind::Stop => "stop",
+        }
+    }
+}
+
+impl std::str::FromStr for BlockKind {
+    type Err = herald_domain::code::UnknownCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| herald_domain::code::UnknownCode { kind: "address block kind", code: s.to_owned() })
+    }
 }

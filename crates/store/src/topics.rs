@@ -6,6 +6,7 @@ use herald_domain::ids::TopicKey;
 use jiff::Timestamp;
 
 use crate::StoreResult;
+use crate::cursor::{Cursor, Page};
 
 /// Topic subscriptions.
 #[async_trait]
@@ -16,6 +17,7 @@ pub trait TopicStore: Send + Sync + 'static {
     /// Unsubscribes users; returns how many were removed.
     async fn unsubscribe(&self, topic: &TopicKey, users: &[UserId]) -> StoreResult<u64>;
 
-    /// A page of subscribers in id order.
-    async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>>;
+    /// A page of subscribers in id order, from `cursor` (a `next` of this topic's list;
+    /// [`crate::StoreError::BadCursor`] for any other).
+    async fn subscribers(&self, topic: &TopicKey, cursor: Option<&Cursor>, limit: u32) -> StoreResult<Page<UserId>>;
 }

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herald_domain::Channel;
 use herald_domain::contact::{Email, Phone};
-use herald_store::{Feedback, FeedbackKind, FeedbackOutcome};
-use serde::{Deserialize, Serialize};
+use herald_store::{BlockKind, Cursor, Feedback, FeedbackKind, FeedbackOutcome};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{IdPath, Limit, List, Page, next_cursor};
+use super::{IdPath, Limit, List, Page, list};
 use crate::AppState;
 use crate::extract::{ApiKey, JsonBody, Path, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -41,8 +41,8 @@ struct ChannelPage {
 }
 
 impl ChannelPage {
-    /// The channel asked for, the page size and the cursor position.
-    fn parse(self) -> ApiResult<(Option<Channel>, u32, Option<i64>)> {
+    /// The channel asked for, the page size and the cursor.
+    fn parse(self) -> ApiResult<(Option<Channel>, u32, Option<Cursor>)> {
         let channel = self
             .channel
             .as_deref()
@@ -50,7 +50,7 @@ impl ChannelPage {
             .map(|c| c.parse::<Channel>().map_err(|e| ApiError::field("channel", e)))
             .transpose()?;
         let page = Page { limit: self.limit, cursor: self.cursor };
-        Ok((channel, page.limit(50), page.seq()?))
+        Ok((channel, page.limit(50), page.cursor()))
     }
 }
 
@@ -83,23 +83,18 @@ async fn dead_letters(
     Query(q): Query<ChannelPage>,
 ) -> ApiResult<Json<List<DeadLetter>>> {
     let (channel, limit, cursor) = q.parse()?;
-    let rows = state.store.dead_letters(channel, cursor, limit).await?;
-    let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
-    let items = rows
-        .into_iter()
-        .map(|(_, d)| DeadLetter {
-            id: d.id,
-            notification_id: d.notification_id,
-            user_id: d.user_id,
-            channel: d.channel,
-            error: d.error,
-            attempts: d.attempts,
-            provider: d.provider,
-            created_at: d.created_at,
-            dead_lettered_at: d.dead_at.unwrap_or(d.updated_at),
-        })
-        .collect();
-    Ok(Json(List { items, next_cursor: next }))
+    let rows = state.store.dead_letters(channel, cursor.as_ref(), limit).await?;
+    Ok(Json(list(rows, |d| DeadLetter {
+        id: d.id,
+        notification_id: d.notification_id,
+        user_id: d.user_id,
+        channel: d.channel,
+        error: d.error,
+        attempts: d.attempts,
+        provider: d.provider,
+        created_at: d.created_at,
+        dead_lettered_at: d.dead_at.unwrap_or(d.updated_at),
+    })))
 }
 
 /// Accepted for another try.
@@ -214,13 +209,33 @@ async fn feedback(
     Ok(Json(FeedbackResult { users_affected, devices_removed, address_blocked, delivery_updated }))
 }
 
+/// Why an address is blocked, shown as the store's code for it.
+#[derive(Debug)]
+struct BlockKindView(BlockKind);
+
+impl Serialize for BlockKindView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for BlockKindView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let description =
+            "`hard_bounce` (the address does not exist) or `stop` (the number replied STOP; START lifts it).";
+        super::code_schema(description, BlockKind::ALL.map(BlockKind::as_str))
+    }
+}
+
+impl utoipa::ToSchema for BlockKindView {}
+
 /// An address Herald sends nothing to.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AddressBlock {
     channel: Channel,
     address: String,
-    /// `hard_bounce` (the address does not exist) or `stop` (the number replied STOP; START lifts it).
-    kind: String,
+    #[schema(inline)]
+    kind: BlockKindView,
     #[schema(value_type = String, format = DateTime)]
     created_at: jiff::Timestamp,
 }
@@ -234,13 +249,13 @@ async fn address_blocks(
     Query(q): Query<ChannelPage>,
 ) -> ApiResult<Json<List<AddressBlock>>> {
     let (channel, limit, cursor) = q.parse()?;
-    let rows = state.store.address_blocks(channel, cursor, limit).await?;
-    let next = next_cursor(&rows, limit, |(seq, _)| seq.to_string());
-    let items = rows
-        .into_iter()
-        .map(|(_, b)| AddressBlock { channel: b.channel, address: b.address, kind: b.kind, created_at: b.created_at })
-        .collect();
-    Ok(Json(List { items, next_cursor: next }))
+    let rows = state.store.address_blocks(channel, cursor.as_ref(), limit).await?;
+    Ok(Json(list(rows, |b| AddressBlock {
+        channel: b.channel,
+        address: b.address,
+        kind: BlockKindView(b.kind),
+        created_at: b.created_at,
+    })))
 }
 
 /// `{channel}/{address}` of a block.

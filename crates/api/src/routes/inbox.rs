@@ -88,13 +88,10 @@ struct InboxPage {
 
 async fn page(state: &AppState, user: &UserId, p: InboxParams) -> ApiResult<InboxPage> {
     let paging = super::Page { limit: p.limit, cursor: p.cursor };
-    let limit = paging.limit(20);
-    let before = paging.seq()?;
-    let rows =
-        state.store.list_inbox(user, InboxQuery { limit, before, unread_only: p.unread.unwrap_or(false) }).await?;
-    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
+    let query = InboxQuery { limit: paging.limit(20), cursor: paging.cursor(), unread_only: p.unread.unwrap_or(false) };
+    let super::List { items, next_cursor } = super::list(state.store.list_inbox(user, query).await?, ItemView::from);
     let unread_count = state.store.unread_count(user).await?;
-    Ok(InboxPage { items: rows.into_iter().map(ItemView::from).collect(), next_cursor, unread_count })
+    Ok(InboxPage { items, next_cursor, unread_count })
 }
 
 /// The token holder's inbox, newest first.
@@ -261,6 +258,6 @@ async fn stream(
 
 /// The newest stream position of a user's inbox (0 when empty).
 async fn latest_seq(state: &AppState, user: &UserId) -> ApiResult<i64> {
-    let newest = state.store.list_inbox(user, InboxQuery { limit: 1, before: None, unread_only: false }).await?;
-    Ok(newest.first().map_or(0, |i| i.seq))
+    let newest = state.store.list_inbox(user, InboxQuery { limit: 1, ..InboxQuery::default() }).await?;
+    Ok(newest.items.first().map_or(0, |i| i.seq))
 }

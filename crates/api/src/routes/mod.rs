@@ -16,6 +16,7 @@ use std::borrow::Cow;
 
 use herald_domain::UserId;
 use herald_domain::ids::{TemplateKey, TopicKey};
+use herald_store::Cursor;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -23,7 +24,6 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
-use crate::problem::ApiError;
 
 /// Every route with its OpenAPI description.
 pub(crate) fn all() -> OpenApiRouter<AppState> {
@@ -109,6 +109,12 @@ impl utoipa::PartialSchema for Limit {
 
 impl utoipa::ToSchema for Limit {}
 
+/// The schema of a closed set shown as its codes: a string that is one of `codes`, described
+/// here because an inlined field's own doc comment would not merge into it.
+pub(crate) fn code_schema(description: &str, codes: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::String).description(Some(description)).enum_values(Some(codes)).into()
+}
+
 /// `?limit=&cursor=` of list endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -126,19 +132,21 @@ impl Page {
         self.limit.map_or(default, |Limit(n)| n)
     }
 
-    /// The cursor as a sequence number.
-    pub(crate) fn seq(&self) -> Result<Option<i64>, ApiError> {
-        self.cursor
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .map(|c| c.parse::<i64>().map_err(|_| ApiError::field("cursor", "is not a cursor this API returned")))
-            .transpose()
+    /// The cursor the client sent back, if any (empty is none: the first page); the store says
+    /// whether it is one of its own.
+    pub(crate) fn cursor(&self) -> Option<Cursor> {
+        self.cursor.as_deref().filter(|c| !c.is_empty()).map(|c| Cursor::from_token(c.to_owned()))
     }
 }
 
-/// The cursor of the page after `rows`: the last row's key when the page was full, else none.
-pub(crate) fn next_cursor<T>(rows: &[T], limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
-    if rows.len() == limit as usize { rows.last().map(key) } else { None }
+/// A page of the store as a page of the API: its rows shown by `view`, and its next cursor.
+pub(crate) fn list<T, V>(page: herald_store::Page<T>, view: impl FnMut(T) -> V) -> List<V> {
+    List { items: page.items.into_iter().map(view).collect(), next_cursor: next_cursor(page.next) }
+}
+
+/// The token of the store's next cursor, for `next_cursor`.
+pub(crate) fn next_cursor(next: Option<Cursor>) -> Option<String> {
+    next.map(|c| c.as_str().to_owned())
 }
 
 /// The shared list shape.

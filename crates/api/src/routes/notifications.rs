@@ -7,14 +7,14 @@ use herald_domain::notification::{NotificationRequest, Recipients};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, DeliveryStatus, UserId};
 use herald_store::{AcceptOutcome, NewNotification, RecipientCounts};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::templates::render_problem;
-use super::{IdPath, Page};
+use super::{IdPath, Page, code_schema, next_cursor};
 use crate::AppState;
 use crate::extract::{ApiKey, JsonBody, Path, Query, parse_item};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -77,15 +77,15 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
         Recipients::Users(users) => users,
         Recipients::Topic(topic) => {
             let mut all: Vec<UserId> = Vec::new();
+            let mut cursor = None;
             loop {
-                let page = state.store.subscribers(&topic, all.last().map(UserId::as_str), TOPIC_PAGE).await?;
-                let done = page.len() < TOPIC_PAGE as usize;
-                all.extend(page);
-                if done {
-                    break;
+                let page = state.store.subscribers(&topic, cursor.as_ref(), TOPIC_PAGE).await?;
+                all.extend(page.items);
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break all,
                 }
             }
-            all
         }
     };
     let idempotency = idempotency_key.map(|k| {
@@ -261,12 +261,53 @@ struct DeliveryView {
     updated_at: jiff::Timestamp,
 }
 
+/// A recipient's decision as shown: pending until the store records one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecipientDecision {
+    /// Not decided yet.
+    Pending,
+    /// Decided.
+    Decided(Decision),
+}
+
+impl RecipientDecision {
+    /// The code shown for it: a decision's own, or `pending`.
+    fn as_str(self) -> &'static str {
+        match self {
+            RecipientDecision::Pending => "pending",
+            RecipientDecision::Decided(d) => d.as_str(),
+        }
+    }
+}
+
+impl From<Option<Decision>> for RecipientDecision {
+    fn from(d: Option<Decision>) -> Self {
+        d.map_or(RecipientDecision::Pending, RecipientDecision::Decided)
+    }
+}
+
+impl Serialize for RecipientDecision {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for RecipientDecision {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        let decided = Decision::ALL.map(|d| RecipientDecision::Decided(d).as_str());
+        let description = "`pending` until decided, then the decision.";
+        code_schema(description, std::iter::once(RecipientDecision::Pending.as_str()).chain(decided))
+    }
+}
+
+impl utoipa::ToSchema for RecipientDecision {}
+
 /// One recipient's decision.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RecipientView {
     user_id: String,
-    /// `pending` until decided, then `delivering | suppressed | deferred | batched | cancelled`.
-    decision: &'static str,
+    #[schema(inline)]
+    decision: RecipientDecision,
     reason: Option<Reason>,
     deliveries: Vec<DeliveryView>,
 }
@@ -342,13 +383,13 @@ async fn get_notification(
     let limit = page.limit(100);
     // Counts first: if they say everyone is decided, the rows read after them are decided too.
     let counts = state.store.recipient_counts(id).await?;
-    let rows = state.store.list_recipients(id, page.seq()?, limit).await?;
-    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
+    let rows = state.store.list_recipients(id, page.cursor().as_ref(), limit).await?;
     let recipients = rows
+        .items
         .into_iter()
         .map(|r| RecipientView {
             user_id: r.user_id,
-            decision: r.decision.map_or("pending", Decision::as_str),
+            decision: r.decision.into(),
             reason: r.reason,
             deliveries: r
                 .deliveries
@@ -376,7 +417,7 @@ async fn get_notification(
         status: NotificationStatus::of(n.cancelled_at.is_some(), &counts),
         created_at: n.created_at,
         recipients,
-        next_cursor,
+        next_cursor: next_cursor(rows.next),
         recipients_total: n.recipients_total,
         recipients_processed: counts.processed,
         counts: counts.by_decision.into_iter().map(|(d, n)| (d.as_str().to_owned(), n)).collect(),

@@ -83,7 +83,6 @@ async fn list(
     Query(page): Query<Page>,
 ) -> ApiResult<Json<List<String>>> {
     let limit = page.limit(100);
-    let ids = state.store.subscribers(&topic, page.cursor.as_deref(), limit).await?;
-    let next_cursor = super::next_cursor(&ids, limit, |u| u.to_string());
-    Ok(Json(List { items: ids.into_iter().map(String::from).collect(), next_cursor }))
+    let ids = state.store.subscribers(&topic, page.cursor().as_ref(), limit).await?;
+    Ok(Json(super::list(ids, String::from)))
 }

@@ -354,17 +354,12 @@ async fn timeline(
         return Err(ApiError::NotFound(format!("no user {id}")));
     }
     let limit = page.limit(50);
-    let rows = state.store.timeline(&id, page.seq()?, limit).await?;
-    let next_cursor = super::next_cursor(&rows, limit, |r| r.seq.to_string());
-    let items = rows
-        .into_iter()
-        .map(|r| TimelineItem {
-            at: r.at,
-            notification_id: r.notification_id,
-            decision: r.decision,
-            reason: r.reason,
-            channel: r.channel,
-        })
-        .collect();
-    Ok(Json(List { items, next_cursor }))
+    let rows = state.store.timeline(&id, page.cursor().as_ref(), limit).await?;
+    Ok(Json(super::list(rows, |r| TimelineItem {
+        at: r.at,
+        notification_id: r.notification_id,
+        decision: r.decision,
+        reason: r.reason,
+        channel: r.channel,
+    })))
 }

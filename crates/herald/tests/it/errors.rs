@@ -77,6 +77,35 @@ async fn query_and_path_parameters_are_named() {
 }
 
 #[tokio::test]
+async fn a_cursor_the_list_did_not_return_is_named() {
+    let app = spawn().await;
+    app.reply_template().await;
+    app.put("/v1/users/ana", json!({})).await;
+    app.put("/v1/topics/news/subscribers", json!({"user_ids": ["ana", "bob"]})).await;
+    let (_, subscribers) = app.get("/v1/topics/news/subscribers?limit=1").await;
+    let another_lists = subscribers["next_cursor"].as_str().expect("a second page").to_owned();
+    let id = app
+        .send(json!({"template": "new_reply", "to": ["ana"], "data": {"sender": "s", "excerpt": "x", "thread": 1}}))
+        .await;
+    let lists = [
+        "/v1/users/ana/timeline".to_owned(),
+        "/v1/users/ana/inbox".to_owned(),
+        "/v1/dead-letters".to_owned(),
+        "/v1/address-blocks".to_owned(),
+        "/v1/topics/other/subscribers".to_owned(),
+        format!("/v1/notifications/{id}"),
+    ];
+    // `12` is a bare row number, which cursors no longer are.
+    for list in &lists {
+        for cursor in ["garbage", "12", &another_lists] {
+            let (s, h, p) = get(&app, &format!("{list}?cursor={cursor}")).await;
+            assert_problem(s, &h, &p, 422, "cursor");
+            assert_eq!(p["errors"][0]["message"], "is not a cursor this API returned", "{list}: {p}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn methods_routes_and_media_types_are_problems() {
     let app = spawn().await;
     let (s, h, p) = raw(&app, Method::PATCH, "/v1/notifications", None, Vec::new()).await;

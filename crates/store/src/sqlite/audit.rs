@@ -7,8 +7,10 @@ use jiff::Timestamp;
 use rusqlite::Connection;
 
 use super::SqliteStore;
+use super::paging::{List, fetch};
 use super::rows::{all, code_at, col0, one, opt_code_at, parse_code, uuid_at};
 use crate::AuditStore;
+use crate::cursor::{Cursor, Page};
 use crate::records::*;
 use crate::{StoreError, StoreResult};
 use crate::{from_ms, to_ms};
@@ -72,17 +74,19 @@ impl AuditStore for SqliteStore {
         self.reads.read(move |c| stats(c, since)).await
     }
 
-    async fn timeline(&self, user: &UserId, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        let args = (user.as_str().to_owned(), before.unwrap_or(i64::MAX), i64::from(limit));
-        self.reads
+    async fn timeline(&self, user: &UserId, cursor: Option<&Cursor>, limit: u32) -> StoreResult<Page<AuditRecord>> {
+        let before = List::Timeline.seq(cursor, user.as_str())?;
+        let user = user.as_str().to_owned();
+        let args = (user.clone(), before.unwrap_or(i64::MAX), fetch(limit));
+        let rows = self
+            .reads
             .read(move |c| {
                 all(
                     c,
                     "SELECT seq, at, notification_id, decision, reason, channel FROM audit WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
                     args,
                     |r| {
-                        Ok(AuditRecord {
-                            seq: r.get("seq")?,
+                        let record = AuditRecord {
                             at: from_ms(r.get("at")?),
                             notification_id: uuid_at(r, "notification_id")?,
                             decision: code_at(r, "decision")?,
@@ -91,10 +95,12 @@ impl AuditStore for SqliteStore {
                                 .get::<_, Option<String>>("channel")?
                                 .map(|c| c.parse().map_err(StoreError::Corrupt))
                                 .transpose()?,
-                        })
+                        };
+                        Ok((r.get::<_, i64>("seq")?, record))
                     },
                 )
             })
-            .await
+            .await?;
+        Ok(List::Timeline.page_by_seq(rows, limit, &user))
     }
 }

@@ -8,10 +8,12 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::SqliteStore;
+use super::paging::{List, fetch};
 use super::rows::{DELIVERY_COLUMNS, all, delivery_row, first, parse_user};
 use super::writes::insert_audit;
 use crate::DeadLetterStore;
 use crate::StoreResult;
+use crate::cursor::{Cursor, Page};
 use crate::records::*;
 use crate::to_ms;
 
@@ -20,21 +22,24 @@ impl DeadLetterStore for SqliteStore {
     async fn dead_letters(
         &self,
         channel: Option<Channel>,
-        before: Option<i64>,
+        cursor: Option<&Cursor>,
         limit: u32,
-    ) -> StoreResult<Vec<(i64, DeliveryRecord)>> {
+    ) -> StoreResult<Page<DeliveryRecord>> {
+        let before = List::DeadLetters.seq(cursor, "")?;
         let sql = format!(
             "SELECT rowid, {DELIVERY_COLUMNS} FROM deliveries WHERE dead_at IS NOT NULL AND rowid < ? \
              AND (? IS NULL OR channel = ?) ORDER BY rowid DESC LIMIT ?"
         );
-        self.reads
+        let rows = self
+            .reads
             .read(move |c| {
                 let channel = channel.map(Channel::as_str);
-                all(c, &sql, params![before.unwrap_or(i64::MAX), channel, channel, i64::from(limit)], |r| {
+                all(c, &sql, params![before.unwrap_or(i64::MAX), channel, channel, fetch(limit)], |r| {
                     Ok((r.get("rowid")?, delivery_row(r)?))
                 })
             })
-            .await
+            .await?;
+        Ok(List::DeadLetters.page_by_seq(rows, limit, ""))
     }
 
     async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>> {

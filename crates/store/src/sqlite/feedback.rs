@@ -11,10 +11,13 @@ use async_trait::async_trait;
 
 use super::SqliteStore;
 use super::cache::Touches;
-use super::rows::{all, exec, first, user_at, uuid_at};
+use super::paging::{List, fetch};
+use super::rows::{all, code_at, exec, first, user_at, uuid_at};
 use super::writes::{hand_over, insert_audit, stand_down};
+use crate::cursor::{Cursor, Page};
 use crate::records::{
-    AddressBlockRecord, AuditEntry, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus, Updated,
+    AddressBlockRecord, AuditEntry, BlockKind, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus,
+    Updated,
 };
 use crate::{FeedbackStore, StoreError, StoreResult, from_ms, to_ms};
 
@@ -33,21 +36,21 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
     let mut out = FeedbackOutcome::default();
     match f.kind {
         FeedbackKind::HardBounce | FeedbackKind::Stop => {
-            let kind = if f.kind == FeedbackKind::Stop { "stop" } else { "hard_bounce" };
+            let kind = if f.kind == FeedbackKind::Stop { BlockKind::Stop } else { BlockKind::HardBounce };
             // A hard bounce outranks a STOP: a START must not unblock an address that does not exist.
             exec(
                 c,
                 "INSERT INTO address_blocks (channel, address, kind, created_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (channel, address) DO UPDATE SET kind = 'hard_bounce' WHERE ?3 = 'hard_bounce'",
-                params![f.channel.as_str(), f.address, kind, now],
+                 ON CONFLICT (channel, address) DO UPDATE SET kind = ?5 WHERE ?3 = ?5",
+                params![f.channel.as_str(), f.address, kind.as_str(), now, BlockKind::HardBounce.as_str()],
             )?;
             out.address_blocked = true;
         }
         FeedbackKind::Start => {
             let n = exec(
                 c,
-                "DELETE FROM address_blocks WHERE channel = ? AND address = ? AND kind = 'stop'",
-                params![f.channel.as_str(), f.address],
+                "DELETE FROM address_blocks WHERE channel = ? AND address = ? AND kind = ?",
+                params![f.channel.as_str(), f.address, BlockKind::Stop.as_str()],
             )?;
             out.address_unblocked = n > 0;
         }
@@ -155,29 +158,32 @@ impl FeedbackStore for SqliteStore {
     async fn address_blocks(
         &self,
         channel: Option<Channel>,
-        after: Option<i64>,
+        cursor: Option<&Cursor>,
         limit: u32,
-    ) -> StoreResult<Vec<(i64, AddressBlockRecord)>> {
-        self.reads
+    ) -> StoreResult<Page<AddressBlockRecord>> {
+        let after = List::AddressBlocks.seq(cursor, "")?;
+        let rows = self
+            .reads
             .read(move |c| {
                 all(
                     c,
                     "SELECT rowid, channel, address, kind, created_at FROM address_blocks \
                      WHERE (?1 IS NULL OR channel = ?1) AND rowid > ?2 ORDER BY rowid LIMIT ?3",
-                    params![channel.map(Channel::as_str), after.unwrap_or(0), i64::from(limit)],
+                    params![channel.map(Channel::as_str), after.unwrap_or(0), fetch(limit)],
                     |r| {
-                        let channel = r.get::<_, String>(1)?.parse().map_err(StoreError::Corrupt)?;
+                        let channel = r.get::<_, String>("channel")?.parse().map_err(StoreError::Corrupt)?;
                         let block = AddressBlockRecord {
                             channel,
-                            address: r.get(2)?,
-                            kind: r.get(3)?,
-                            created_at: from_ms(r.get(4)?),
+                            address: r.get("address")?,
+                            kind: code_at(r, "kind")?,
+                            created_at: from_ms(r.get("created_at")?),
                         };
-                        Ok((r.get(0)?, block))
+                        Ok((r.get("rowid")?, block))
                     },
                 )
             })
-            .await
+            .await?;
+        Ok(List::AddressBlocks.page_by_seq(rows, limit, ""))
     }
 
     async fn remove_address_block(&self, channel: Channel, address: &str) -> StoreResult<bool> {

@@ -7,9 +7,11 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
+use super::paging::{List, fetch, page};
 use super::rows::{INBOX_COLUMNS, all, col0, exec, first, inbox_row};
 use crate::InboxStore;
 use crate::StoreResult;
+use crate::cursor::Page;
 use crate::records::*;
 use crate::to_ms;
 
@@ -37,13 +39,14 @@ fn mark_inbox(c: &Connection, user: &UserId, target: &InboxTarget, read: bool, n
 
 #[async_trait]
 impl InboxStore for SqliteStore {
-    async fn list_inbox(&self, user: &UserId, q: InboxQuery) -> StoreResult<Vec<InboxItem>> {
+    async fn list_inbox(&self, user: &UserId, q: InboxQuery) -> StoreResult<Page<InboxItem>> {
         let sql = format!(
             "SELECT {INBOX_COLUMNS} FROM inbox WHERE user_id = ? AND seq < ? AND (? = 0 OR read_at IS NULL) ORDER BY seq DESC LIMIT ?"
         );
-        let args =
-            (user.as_str().to_owned(), q.before.unwrap_or(i64::MAX), i64::from(q.unread_only), i64::from(q.limit));
-        self.reads.read(move |c| all(c, &sql, args, inbox_row)).await
+        let before = List::Inbox.seq(q.cursor.as_ref(), user.as_str())?;
+        let args = (user.as_str().to_owned(), before.unwrap_or(i64::MAX), i64::from(q.unread_only), fetch(q.limit));
+        let rows = self.reads.read(move |c| all(c, &sql, args, inbox_row)).await?;
+        Ok(page(rows, q.limit, |i| List::Inbox.mint_seq(user.as_str(), i.seq)))
     }
 
     async fn inbox_after(&self, user: &UserId, after_seq: i64, limit: u32) -> StoreResult<Vec<InboxItem>> {

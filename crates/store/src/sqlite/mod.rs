@@ -13,6 +13,7 @@ mod hot_state;
 mod inbox;
 mod keys;
 mod notifications;
+mod paging;
 mod queue;
 mod reader;
 mod recipients;

@@ -7,13 +7,15 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
+use super::paging::{List, fetch};
 use super::rows::{DELIVERY_COLUMNS, all, code_at, col0, delivery_row, one, opt_code_at, opt_ms, parse_user};
 use crate::RecipientStore;
 use crate::StoreResult;
+use crate::cursor::{Cursor, Page};
 use crate::records::*;
 
-/// One recipient as listed, with its inbox delivery if it has one.
-fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<RecipientRecord> {
+/// One recipient as listed, with its inbox delivery if it has one, after its row number.
+fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<(i64, RecipientRecord)> {
     let user_id: String = r.get("user_id")?;
     // The inbox delivery is recorded on the recipient; it reads as any other delivery.
     let inbox = opt_ms(r.get("inbox_at")?).map(|at| -> StoreResult<DeliveryRecord> {
@@ -35,35 +37,43 @@ fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<RecipientRecord
             updated_at: at,
         })
     });
-    Ok(RecipientRecord {
-        seq: r.get("seq")?,
+    let record = RecipientRecord {
         user_id,
         state: code_at(r, "state")?,
         decision: opt_code_at(r, "decision")?,
         reason: opt_code_at(r, "reason")?,
         deliveries: inbox.transpose()?.into_iter().collect(),
-    })
+    };
+    Ok((r.get("seq")?, record))
 }
 
-fn list_recipients(c: &Connection, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>> {
-    let mut out = all(
+fn list_recipients(
+    c: &Connection,
+    id: Uuid,
+    cursor: Option<&Cursor>,
+    limit: u32,
+) -> StoreResult<Page<RecipientRecord>> {
+    let owner = id.to_string();
+    let after = List::Recipients.seq(cursor, &owner)?;
+    let rows = all(
         c,
         "SELECT seq, user_id, state, decision, reason, inbox_at FROM recipients WHERE notification_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        params![id.to_string(), after.unwrap_or(0), i64::from(limit)],
+        params![owner, after.unwrap_or(0), fetch(limit)],
         |r| recipient_row(id, r),
     )?;
-    let users: Vec<&str> = out.iter().map(|r| r.user_id.as_str()).collect();
+    let mut page = List::Recipients.page_by_seq(rows, limit, &owner);
+    let users: Vec<&str> = page.items.iter().map(|r| r.user_id.as_str()).collect();
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? \
          AND user_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, channel"
     );
     let deliveries = all(c, &sql, params![id.to_string(), serde_json::to_string(&users)?], delivery_row)?;
     for d in deliveries {
-        if let Some(r) = out.iter_mut().find(|r| r.user_id == d.user_id) {
+        if let Some(r) = page.items.iter_mut().find(|r| r.user_id == d.user_id) {
             r.deliveries.push(d);
         }
     }
-    Ok(out)
+    Ok(page)
 }
 
 fn recipient_counts(c: &Connection, id: Uuid) -> StoreResult<RecipientCounts> {
@@ -103,8 +113,14 @@ fn recipient_counts(c: &Connection, id: Uuid) -> StoreResult<RecipientCounts> {
 
 #[async_trait]
 impl RecipientStore for SqliteStore {
-    async fn list_recipients(&self, id: Uuid, after: Option<i64>, limit: u32) -> StoreResult<Vec<RecipientRecord>> {
-        self.reads.read(move |c| list_recipients(c, id, after, limit)).await
+    async fn list_recipients(
+        &self,
+        id: Uuid,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<RecipientRecord>> {
+        let cursor = cursor.cloned();
+        self.reads.read(move |c| list_recipients(c, id, cursor.as_ref(), limit)).await
     }
 
     async fn recipient_counts(&self, id: Uuid) -> StoreResult<RecipientCounts> {

@@ -7,10 +7,12 @@ use jiff::Timestamp;
 use rusqlite::params;
 
 use super::SqliteStore;
+use super::paging::{List, fetch, page};
 use super::rows::{all, col0, exec, parse_user};
 use super::writes::ensure_user;
 use crate::StoreResult;
 use crate::TopicStore;
+use crate::cursor::{Cursor, Page};
 use crate::to_ms;
 
 #[async_trait]
@@ -48,8 +50,9 @@ impl TopicStore for SqliteStore {
             .await
     }
 
-    async fn subscribers(&self, topic: &TopicKey, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserId>> {
-        let args = (topic.as_str().to_owned(), after.unwrap_or("").to_owned(), i64::from(limit));
+    async fn subscribers(&self, topic: &TopicKey, cursor: Option<&Cursor>, limit: u32) -> StoreResult<Page<UserId>> {
+        let after = cursor.map(|c| List::Subscribers.position(c, topic.as_str())).transpose()?;
+        let args = (topic.as_str().to_owned(), after.unwrap_or_default(), fetch(limit));
         let ids: Vec<String> = self
             .reads
             .read(move |c| {
@@ -61,6 +64,7 @@ impl TopicStore for SqliteStore {
                 )
             })
             .await?;
-        ids.iter().map(|s| parse_user(s)).collect()
+        let ids = ids.iter().map(|s| parse_user(s)).collect::<StoreResult<_>>()?;
+        Ok(page(ids, limit, |u: &UserId| List::Subscribers.mint(topic.as_str(), u.as_str())))
     }
 }

@@ -4,12 +4,12 @@
 
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, Class, DeliveryStatus};
-use herald_store::{RecipientOutcome, Stats};
+use herald_store::{RecipientOutcome, Stats, StoreError};
 
 use crate::backends;
 use crate::fixtures::{
-    accept, at, audit, begin, claim, claim_all, decide_with, decided, delivery_of, inbox_item, item_of, notification,
-    queued, record, result, user,
+    accept, at, audit, begin, claim, claim_all, decide_with, decided, delivery_of, every_page, foreign_cursor,
+    inbox_item, item_of, notification, queued, record, refuses_cursors, result, user,
 };
 
 /// Everything a stats call counts, sorted: the contract fixes the counts, not their order.
@@ -50,18 +50,18 @@ fn one(channel: &str, class: &str, status: &str) -> (String, String, String, u64
 
 #[tokio::test]
 async fn the_timeline_is_the_users_audit_newest_first_with_a_cursor() {
-    for b in backends().await {
-        let id = accept(&b, notification(&["ada", "bob"], at(0))).await;
-        let items = claim_all(&b, at(0)).await;
+    for b in &backends().await {
+        let id = accept(b, notification(&["ada", "bob"], at(0))).await;
+        let items = claim_all(b, at(0)).await;
         let (ada, bob) = (item_of(&items, id, "ada"), item_of(&items, id, "bob"));
         let lines = vec![
             audit(ada, None, Decision::Deferred, Some(Reason::QuietHours), at(1)),
             audit(ada, Some(Channel::Email), Decision::Delivering, None, at(2)),
             audit(ada, Some(Channel::Sms), Decision::Suppressed, Some(Reason::NoAddress), at(3)),
         ];
-        record(&b, RecipientOutcome { audit: lines, ..decided(ada, at(3)) }).await;
+        record(b, RecipientOutcome { audit: lines, ..decided(ada, at(3)) }).await;
         record(
-            &b,
+            b,
             RecipientOutcome {
                 audit: vec![audit(bob, None, Decision::Delivering, None, at(4))],
                 ..decided(bob, at(4))
@@ -69,7 +69,9 @@ async fn the_timeline_is_the_users_audit_newest_first_with_a_cursor() {
         )
         .await;
 
-        let page = b.timeline(&user("ada"), None, 2).await.unwrap();
+        let ada = &user("ada");
+        let pages = every_page(b, 2, |c| async move { b.timeline(ada, c.as_ref(), 2).await }).await;
+        let [page, rest] = &pages[..] else { panic!("{b}: two pages of ada's three lines, not {}", pages.len()) };
         let read: Vec<_> = page
             .iter()
             .map(|a| (a.at, a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str)))
@@ -80,13 +82,34 @@ async fn the_timeline_is_the_users_audit_newest_first_with_a_cursor() {
             "{b}: newest first, only ada's"
         );
         assert!(page.iter().all(|a| a.notification_id == id), "{b}: about the notification");
-        let rest = b.timeline(&user("ada"), page.last().map(|a| a.seq), 2).await.unwrap();
         let read: Vec<_> = rest
             .iter()
             .map(|a| (a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str)))
             .collect();
         assert_eq!(read, vec![("deferred", Some("quiet_hours"), None)], "{b}: older than the cursor");
-        assert!(b.timeline(&user("nobody"), None, 10).await.unwrap().is_empty(), "{b}: no trail");
+        for limit in [1, 3] {
+            let pages = every_page(b, limit, |c| async move { b.timeline(ada, c.as_ref(), limit).await }).await;
+            let ats: Vec<_> = pages.concat().iter().map(|a| a.at).collect();
+            assert_eq!(ats, vec![at(3), at(2), at(1)], "{b}: pages of {limit} hold each line once");
+        }
+        let nobody = b.timeline(&user("nobody"), None, 10).await.unwrap();
+        assert!(nobody.items.is_empty() && nobody.next.is_none(), "{b}: no trail");
+    }
+}
+
+#[tokio::test]
+async fn the_timeline_reads_only_its_own_cursors() {
+    for b in &backends().await {
+        let id = accept(b, notification(&["ada"], at(0))).await;
+        let ada = item_of(&claim_all(b, at(0)).await, id, "ada").clone();
+        let lines = (1..=2).map(|s| audit(&ada, None, Decision::Delivering, None, at(s))).collect();
+        record(b, RecipientOutcome { audit: lines, ..decided(&ada, at(2)) }).await;
+        let adas = b.timeline(&user("ada"), None, 1).await.unwrap().next.expect("a second page");
+
+        let bobs = b.timeline(&user("bob"), Some(&adas), 10).await;
+        assert!(matches!(bobs, Err(StoreError::BadCursor)), "{b}: ada's cursor is not one of bob's timeline");
+        let bob = &user("bob");
+        refuses_cursors(b, foreign_cursor(b).await, |c| async move { b.timeline(bob, Some(&c), 10).await }).await;
     }
 }
 

@@ -7,27 +7,33 @@ use herald_store::Updated;
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, begin, dead_letter, delivery, result, user};
+use crate::fixtures::{at, begin, dead_letter, delivery, every_page, foreign_cursor, refuses_cursors, result, user};
 
 #[tokio::test]
 async fn dead_letters_are_listed_newest_first_by_channel_with_a_cursor() {
-    for b in backends().await {
-        let first = dead_letter(&b, "ada", Channel::Email, at(0)).await;
-        let second = dead_letter(&b, "bob", Channel::Sms, at(1)).await;
-        let third = dead_letter(&b, "cy", Channel::Email, at(2)).await;
-        delivery(&b, "dee", Channel::Email, at(3)).await;
+    for b in &backends().await {
+        let first = dead_letter(b, "ada", Channel::Email, at(0)).await;
+        let second = dead_letter(b, "bob", Channel::Sms, at(1)).await;
+        let third = dead_letter(b, "cy", Channel::Email, at(2)).await;
+        delivery(b, "dee", Channel::Email, at(3)).await;
 
-        let ids = |page: &[(i64, herald_store::DeliveryRecord)]| page.iter().map(|(_, d)| d.id).collect::<Vec<Uuid>>();
+        let ids = |page: &[herald_store::DeliveryRecord]| page.iter().map(|d| d.id).collect::<Vec<Uuid>>();
         let all = b.dead_letters(None, None, 10).await.unwrap();
-        assert_eq!(ids(&all), vec![third.id, second.id, first.id], "{b}: newest first, live deliveries left out");
-        let dead = &all[0].1;
+        assert_eq!(ids(&all.items), vec![third.id, second.id, first.id], "{b}: newest first, live deliveries left out");
+        assert!(all.next.is_none(), "{b}: all on one page");
+        let dead = &all.items[0];
         assert_eq!((dead.status.as_str(), dead.dead_at), ("failed", Some(at(2))), "{b}: failed, and when");
 
         let email = b.dead_letters(Some(Channel::Email), None, 10).await.unwrap();
-        assert_eq!(ids(&email), vec![third.id, first.id], "{b}: by channel");
-        let page = b.dead_letters(None, None, 2).await.unwrap();
-        let next = b.dead_letters(None, page.last().map(|(cursor, _)| *cursor), 2).await.unwrap();
-        assert_eq!((ids(&page), ids(&next)), (vec![third.id, second.id], vec![first.id]), "{b}: paged");
+        assert_eq!(ids(&email.items), vec![third.id, first.id], "{b}: by channel");
+        for limit in [1, 2, 3] {
+            let pages = every_page(b, limit, |c| async move { b.dead_letters(None, c.as_ref(), limit).await }).await;
+            assert_eq!(ids(&pages.concat()), vec![third.id, second.id, first.id], "{b}: paged by {limit}");
+        }
+        let pages =
+            every_page(b, 1, |c| async move { b.dead_letters(Some(Channel::Email), c.as_ref(), 1).await }).await;
+        assert_eq!(ids(&pages.concat()), vec![third.id, first.id], "{b}: a channel paged");
+        refuses_cursors(b, foreign_cursor(b).await, |c| async move { b.dead_letters(None, Some(&c), 10).await }).await;
     }
 }
 
@@ -41,10 +47,10 @@ async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
             (d.id, "queued", 0, None),
             "{b}: same id, queued, attempts reset"
         );
-        assert!(b.dead_letters(None, None, 10).await.unwrap().is_empty(), "{b}: no longer a dead letter");
+        assert!(b.dead_letters(None, None, 10).await.unwrap().items.is_empty(), "{b}: no longer a dead letter");
         assert!(b.open_deliveries().await.unwrap().iter().any(|o| o.id == d.id), "{b}: open again to dispatch");
         assert!(b.replay_dead_letter(d.id, at(11)).await.unwrap().is_none(), "{b}: replayed once");
-        let last = &b.timeline(&user("ada"), None, 1).await.unwrap()[0];
+        let last = &b.timeline(&user("ada"), None, 1).await.unwrap().items[0];
         assert_eq!(
             (last.at, last.decision.as_str(), last.reason.map(Reason::as_str), last.channel.map(Channel::as_str)),
             (at(10), "delivering", Some("replayed"), Some("email")),

@@ -145,13 +145,17 @@ async fn an_attempt_result_is_recorded_with_its_audit_unless_the_delivery_closed
             ("sent", 2, Some("provider"), at(61)),
             "{b}: the result is recorded"
         );
-        let timeline = b.timeline(&user("ada"), None, 10).await.unwrap();
+        let timeline = b.timeline(&user("ada"), None, 10).await.unwrap().items;
         assert_eq!(timeline[0].decision, Decision::Sent, "{b}: with its audit line");
 
         let late = b.update_delivery(result(&d, DeliveryStatus::Failed, 3, at(70))).await.unwrap();
         assert!(matches!(late, Updated::Closed), "{b}: a closed delivery takes no result");
         assert_eq!(current(&b, &d).await.status, DeliveryStatus::Sent, "{b}: and keeps its status");
-        assert_eq!(b.timeline(&user("ada"), None, 10).await.unwrap().len(), timeline.len(), "{b}: nor an audit line");
+        assert_eq!(
+            b.timeline(&user("ada"), None, 10).await.unwrap().items.len(),
+            timeline.len(),
+            "{b}: nor an audit line"
+        );
     }
 }
 
@@ -169,7 +173,7 @@ async fn a_failure_hands_over_to_the_next_fallback_and_a_success_stands_the_rest
             panic!("{b}: a failure hands over to the next fallback")
         };
         assert_eq!((next.id, next.status.as_str()), (sms.id, "queued"), "{b}: the first standby, queued to dispatch");
-        let trail = b.timeline(&user("ada"), None, 10).await.unwrap();
+        let trail = b.timeline(&user("ada"), None, 10).await.unwrap().items;
         let handed = trail.iter().any(|a| {
             (a.decision.as_str(), a.reason.map(Reason::as_str), a.channel.map(Channel::as_str))
                 == ("delivering", Some("fallback"), Some("sms"))
@@ -197,7 +201,7 @@ async fn a_provider_report_settles_a_delivery_once() {
         let delivered = b.provider_status(report(&d, FinalStatus::Delivered, Some(1), 4)).await.unwrap();
         assert!(matches!(delivered, Updated::Recorded(None)), "{b}: the receipt is recorded");
         assert_eq!(current(&b, &d).await.status, DeliveryStatus::Delivered, "{b}: delivered");
-        let timeline = b.timeline(&user("ada"), None, 1).await.unwrap();
+        let timeline = b.timeline(&user("ada"), None, 1).await.unwrap().items;
         assert_eq!(timeline[0].decision, Decision::Delivered, "{b}: with an audit line");
 
         let late = b.provider_status(report(&d, FinalStatus::Failed, None, 5)).await.unwrap();
@@ -247,8 +251,8 @@ async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_lett
         begin(&b, other.id, at(11)).await;
         b.update_delivery(result(&other, DeliveryStatus::Sent, 1, at(12))).await.unwrap();
         b.provider_status(report(&other, FinalStatus::Failed, Some(1), 13)).await.unwrap();
-        let dead = b.dead_letters(None, None, 10).await.unwrap();
-        let dead: Vec<_> = dead.iter().map(|(_, x)| (x.id, x.status.as_str(), x.dead_at)).collect();
+        let dead = b.dead_letters(None, None, 10).await.unwrap().items;
+        let dead: Vec<_> = dead.iter().map(|x| (x.id, x.status.as_str(), x.dead_at)).collect();
         assert_eq!(dead, vec![(other.id, "failed", Some(at(13)))], "{b}: a reported failure is a dead letter");
     }
 }

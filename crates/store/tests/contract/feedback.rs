@@ -7,11 +7,11 @@ use herald_domain::device::DeviceSpec;
 use herald_domain::reason::Reason;
 use herald_domain::user::User;
 use herald_domain::{Channel, DeliveryStatus};
-use herald_store::{Feedback, FeedbackKind};
+use herald_store::{BlockKind, Feedback, FeedbackKind};
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, begin, current, delivery, result, user};
+use crate::fixtures::{at, begin, current, delivery, every_page, foreign_cursor, refuses_cursors, result, user};
 
 fn report(channel: Channel, address: &str, kind: FeedbackKind) -> Feedback {
     Feedback { channel, address: address.into(), kind, delivery_id: None, now: at(10) }
@@ -27,16 +27,16 @@ async fn a_hard_bounce_blocks_the_address_until_an_operator_lifts_it() {
         // Providers report again; the address stays blocked once.
         assert!(b.apply_feedback(bounce()).await.unwrap().address_blocked, "{b}: still blocked");
 
-        let blocks = b.address_blocks(None, None, 10).await.unwrap();
+        let blocks = b.address_blocks(None, None, 10).await.unwrap().items;
         let listed: Vec<_> =
-            blocks.iter().map(|(_, r)| (r.channel, r.address.as_str(), r.kind.as_str(), r.created_at)).collect();
+            blocks.iter().map(|r| (r.channel, r.address.as_str(), r.kind.as_str(), r.created_at)).collect();
         assert_eq!(listed, vec![(Channel::Email, "ada@example.com", "hard_bounce", at(10))], "{b}: listed");
         let state = &b.user_states(&[user("ada")]).await.unwrap()[0];
         assert_eq!(state.blocked.get(&Channel::Email), Some(&Reason::AddressBlocked), "{b}: the engine sees it");
 
         assert!(!b.remove_address_block(Channel::Sms, "ada@example.com").await.unwrap(), "{b}: by channel");
         assert!(b.remove_address_block(Channel::Email, "ada@example.com").await.unwrap(), "{b}: lifted");
-        assert!(b.address_blocks(None, None, 10).await.unwrap().is_empty(), "{b}: no longer listed");
+        assert!(b.address_blocks(None, None, 10).await.unwrap().items.is_empty(), "{b}: no longer listed");
         assert!(b.user_states(&[user("ada")]).await.unwrap()[0].blocked.is_empty(), "{b}: nor seen by the engine");
         assert!(!b.remove_address_block(Channel::Email, "ada@example.com").await.unwrap(), "{b}: nothing to lift");
     }
@@ -53,18 +53,18 @@ async fn a_stop_is_lifted_by_a_start_but_a_hard_bounce_is_not() {
         assert_eq!(state.blocked.get(&Channel::Sms), Some(&Reason::SmsStop), "{b}: STOP blocks SMS");
         let start = b.apply_feedback(report(Channel::Sms, phone.as_str(), FeedbackKind::Start)).await.unwrap();
         assert!(start.address_unblocked, "{b}: START lifts it");
-        assert!(b.address_blocks(None, None, 10).await.unwrap().is_empty(), "{b}: nothing blocked");
+        assert!(b.address_blocks(None, None, 10).await.unwrap().items.is_empty(), "{b}: nothing blocked");
 
         b.apply_feedback(report(Channel::Sms, "+15555550101", FeedbackKind::HardBounce)).await.unwrap();
         let start = b.apply_feedback(report(Channel::Sms, "+15555550101", FeedbackKind::Start)).await.unwrap();
         assert!(!start.address_unblocked, "{b}: START does not lift a hard bounce");
-        assert_eq!(b.address_blocks(None, None, 10).await.unwrap().len(), 1, "{b}: still blocked");
+        assert_eq!(b.address_blocks(None, None, 10).await.unwrap().items.len(), 1, "{b}: still blocked");
     }
 }
 
 #[tokio::test]
 async fn address_blocks_page_by_channel_oldest_first() {
-    for b in backends().await {
+    for b in &backends().await {
         for (channel, address, kind) in [
             (Channel::Email, "a@example.com", FeedbackKind::HardBounce),
             (Channel::Sms, "+15555550100", FeedbackKind::Stop),
@@ -72,15 +72,23 @@ async fn address_blocks_page_by_channel_oldest_first() {
         ] {
             b.apply_feedback(report(channel, address, kind)).await.unwrap();
         }
-        let addresses = |page: &[(i64, herald_store::AddressBlockRecord)]| {
-            page.iter().map(|(_, r)| r.address.clone()).collect::<Vec<_>>()
-        };
-        let first = b.address_blocks(None, None, 2).await.unwrap();
-        let rest = b.address_blocks(None, first.last().map(|(cursor, _)| *cursor), 2).await.unwrap();
-        assert_eq!(addresses(&first), vec!["a@example.com", "+15555550100"], "{b}: oldest first");
-        assert_eq!(addresses(&rest), vec!["c@example.com"], "{b}: then after the cursor");
+        let addresses =
+            |page: &[herald_store::AddressBlockRecord]| page.iter().map(|r| r.address.clone()).collect::<Vec<_>>();
+        let pages = every_page(b, 2, |c| async move { b.address_blocks(None, c.as_ref(), 2).await }).await;
+        let [first, rest] = &pages[..] else { panic!("{b}: two pages, not {}", pages.len()) };
+        assert_eq!(addresses(first), vec!["a@example.com", "+15555550100"], "{b}: oldest first");
+        assert_eq!(addresses(rest), vec!["c@example.com"], "{b}: then after the cursor");
+        for limit in [1, 3] {
+            let pages = every_page(b, limit, |c| async move { b.address_blocks(None, c.as_ref(), limit).await }).await;
+            let all = vec!["a@example.com", "+15555550100", "c@example.com"];
+            assert_eq!(addresses(&pages.concat()), all, "{b}: paged by {limit}");
+        }
         let sms = b.address_blocks(Some(Channel::Sms), None, 10).await.unwrap();
-        assert_eq!(addresses(&sms), vec!["+15555550100"], "{b}: by channel");
+        assert_eq!(addresses(&sms.items), vec!["+15555550100"], "{b}: by channel");
+        let kinds: Vec<_> = pages.concat().iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [BlockKind::HardBounce, BlockKind::Stop, BlockKind::HardBounce], "{b}: why each is blocked");
+        refuses_cursors(b, foreign_cursor(b).await, |c| async move { b.address_blocks(None, Some(&c), 10).await })
+            .await;
     }
 }
 
@@ -123,7 +131,7 @@ async fn a_report_about_a_delivery_marks_it_bounced() {
         let outcome = b.apply_feedback(bounce).await.unwrap();
         assert!(outcome.delivery_updated, "{b}: the delivery named is updated");
         assert_eq!(current(&b, &d).await.status, DeliveryStatus::Bounced, "{b}: marked bounced");
-        let timeline = b.timeline(&user("ada"), None, 1).await.unwrap();
+        let timeline = b.timeline(&user("ada"), None, 1).await.unwrap().items;
         assert_eq!(
             (timeline[0].decision.as_str(), timeline[0].reason.map(Reason::as_str)),
             ("bounced", Some("hard_bounce")),

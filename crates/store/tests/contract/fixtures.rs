@@ -194,8 +194,9 @@ pub async fn delivery(b: &Backend, user_id: &str, channel: Channel, now: Timesta
 pub async fn delivery_of(b: &Backend, item: &WorkItem, channel: Channel) -> DeliveryRecord {
     let recipients = b.list_recipients(item.notification_id, None, 100).await.expect("recipients");
     recipients
+        .items
         .into_iter()
-        .filter(|r| r.seq == item.seq)
+        .filter(|r| r.user_id == item.user_id.as_str())
         .flat_map(|r| r.deliveries)
         .find(|d| d.channel == channel)
         .unwrap_or_else(|| panic!("{b}: {} has a delivery on {channel}", item.notification_id))
@@ -204,7 +205,7 @@ pub async fn delivery_of(b: &Backend, item: &WorkItem, channel: Channel) -> Deli
 /// `d` as the store holds it now.
 pub async fn current(b: &Backend, d: &DeliveryRecord) -> DeliveryRecord {
     let recipients = b.list_recipients(d.notification_id, None, 100).await.expect("recipients");
-    recipients.into_iter().flat_map(|r| r.deliveries).find(|x| x.id == d.id).expect("the delivery")
+    recipients.items.into_iter().flat_map(|r| r.deliveries).find(|x| x.id == d.id).expect("the delivery")
 }
 
 /// Starts an attempt of delivery `id` at `now` with no limits; it must go ahead.
@@ -276,5 +277,48 @@ pub async fn claim_flush(b: &Backend, user_id: &str, now: Timestamp) -> FlushIte
     match work.as_slice() {
         [Work::Flush(f)] if f.user_id == user(user_id) => f.clone(),
         other => panic!("{b}: expected the one flush of {user_id}, claimed {other:?}"),
+    }
+}
+
+/// Every page of a list, from the first until one says it is the last, read by `list` from the
+/// cursor of the page before; asserts that each page is full but the last and that it ends.
+pub async fn every_page<T, F, Fut>(b: &Backend, limit: u32, mut list: F) -> Vec<Vec<T>>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list(cursor).await.unwrap_or_else(|e| panic!("{b}: a page: {e}"));
+        assert!(page.items.len() <= limit as usize, "{b}: a page holds at most its limit");
+        let full = page.items.len() == limit as usize;
+        pages.push(page.items);
+        match page.next {
+            Some(next) => {
+                assert!(full, "{b}: only a full page has a next one");
+                assert!(pages.len() <= 100, "{b}: paging ends");
+                cursor = Some(next);
+            }
+            None => return pages,
+        }
+    }
+}
+
+/// A cursor that only the list of subscribers of the topic `elsewhere` reads back.
+pub async fn foreign_cursor(b: &Backend) -> Cursor {
+    let topic = herald_domain::ids::TopicKey::parse("topic", "elsewhere").expect("a valid topic key");
+    b.subscribe(&topic, &[user("zed1"), user("zed2")], at(0)).await.expect("subscribe");
+    b.subscribers(&topic, None, 1).await.expect("subscribers").next.expect("a second page")
+}
+
+/// Asserts that `list` refuses a garbage cursor and `foreign`, a cursor another list minted.
+pub async fn refuses_cursors<T, F, Fut>(b: &Backend, foreign: Cursor, mut list: F)
+where
+    F: FnMut(Cursor) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
+    for (what, cursor) in [("a garbage", Cursor::from_token("not a cursor".into())), ("another list's", foreign)] {
+        assert!(matches!(list(cursor).await, Err(StoreError::BadCursor)), "{b}: {what} cursor is refused");
     }
 }

@@ -6,7 +6,7 @@ use herald_store::{InboxItem, InboxQuery, InboxTarget};
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, inbox, user};
+use crate::fixtures::{at, every_page, foreign_cursor, inbox, refuses_cursors, user};
 
 fn ids(items: &[InboxItem]) -> Vec<Uuid> {
     items.iter().map(|i| i.id).collect()
@@ -14,24 +14,38 @@ fn ids(items: &[InboxItem]) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn the_inbox_lists_newest_first_with_a_cursor_and_an_unread_filter() {
-    for b in backends().await {
-        let ada = user("ada");
-        let one = inbox(&b, "ada", "one", at(0)).await;
-        let two = inbox(&b, "ada", "two", at(1)).await;
-        let three = inbox(&b, "ada", "three", at(2)).await;
-        inbox(&b, "bob", "other", at(3)).await;
+    for b in &backends().await {
+        let ada = &user("ada");
+        let one = inbox(b, "ada", "one", at(0)).await;
+        let two = inbox(b, "ada", "two", at(1)).await;
+        let three = inbox(b, "ada", "three", at(2)).await;
+        inbox(b, "bob", "other", at(3)).await;
 
-        let page = b.list_inbox(&ada, InboxQuery { limit: 2, ..Default::default() }).await.unwrap();
-        assert_eq!(ids(&page), vec![three.id, two.id], "{b}: newest first, only ada's");
-        let before = page.last().map(|i| i.seq);
-        let rest = b.list_inbox(&ada, InboxQuery { limit: 2, before, unread_only: false }).await.unwrap();
-        assert_eq!(ids(&rest), vec![one.id], "{b}: older than the cursor");
+        let list = |limit, unread_only| {
+            move |cursor| async move { b.list_inbox(ada, InboxQuery { limit, cursor, unread_only }).await }
+        };
+        let pages = every_page(b, 2, list(2, false)).await;
+        let pages: Vec<_> = pages.iter().map(|p| ids(p)).collect();
+        assert_eq!(pages, [vec![three.id, two.id], vec![one.id]], "{b}: newest first, only ada's, then older");
+        for limit in [1, 3] {
+            let pages = every_page(b, limit, list(limit, false)).await;
+            assert_eq!(ids(&pages.concat()), [three.id, two.id, one.id], "{b}: paged by {limit}");
+        }
 
-        b.mark_inbox(&ada, InboxTarget::Ids(vec![two.id]), true, at(10)).await.unwrap();
-        let unread = b.list_inbox(&ada, InboxQuery { limit: 10, before: None, unread_only: true }).await.unwrap();
-        assert_eq!(ids(&unread), vec![three.id, one.id], "{b}: only unread");
-        let all = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
-        assert_eq!(all[1].read_at, Some(at(10)), "{b}: read when marked");
+        b.mark_inbox(ada, InboxTarget::Ids(vec![two.id]), true, at(10)).await.unwrap();
+        let unread = every_page(b, 1, list(1, true)).await;
+        assert_eq!(ids(&unread.concat()), vec![three.id, one.id], "{b}: only unread, paged");
+        let all = b.list_inbox(ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(all.items[1].read_at, Some(at(10)), "{b}: read when marked");
+
+        let bobs = b.list_inbox(&user("bob"), InboxQuery { limit: 1, ..Default::default() }).await.unwrap();
+        assert!(bobs.next.is_none(), "{b}: bob's one item is his last page");
+        let adas = b.list_inbox(ada, InboxQuery { limit: 1, ..Default::default() }).await.unwrap().next;
+        let bob = &user("bob");
+        let list_bobs =
+            |cursor| async move { b.list_inbox(bob, InboxQuery { limit: 10, cursor, ..Default::default() }).await };
+        refuses_cursors(b, adas.expect("a second page"), |c| list_bobs(Some(c))).await;
+        refuses_cursors(b, foreign_cursor(b).await, |c| list_bobs(Some(c))).await;
     }
 }
 

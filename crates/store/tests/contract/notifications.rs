@@ -38,7 +38,7 @@ async fn accepting_creates_the_notification_and_its_recipients() {
         );
         assert_eq!(got.spec, spec, "{b}: the content reads back whole");
         assert_eq!((got.fingerprint.as_deref(), got.repeated), (Some("fp"), false), "{b}: first of its content");
-        let recipients = b.list_recipients(id, None, 10).await.unwrap();
+        let recipients = b.list_recipients(id, None, 10).await.unwrap().items;
         let users: Vec<(&str, &str)> = recipients.iter().map(|r| (r.user_id.as_str(), r.state.as_str())).collect();
         assert_eq!(users, vec![("ada", "pending"), ("bob", "pending")], "{b}: recipients pending, in order");
         assert!(b.get_user(&user("bob")).await.unwrap().is_some(), "{b}: recipients become users");

@@ -9,25 +9,27 @@ use herald_store::{InboxQuery, NewInboxItem, Next, RecipientOutcome, Work};
 
 use crate::backends;
 use crate::fixtures::{
-    LEASE, accept, at, audit, claim, claim_all, decided, inbox_item, item_of, notification, queued, record, user,
+    LEASE, accept, at, audit, claim, claim_all, decided, every_page, foreign_cursor, inbox_item, item_of, notification,
+    queued, record, refuses_cursors, user,
 };
 
 #[tokio::test]
 async fn recipients_page_in_order_after_a_cursor() {
-    for b in backends().await {
-        let id = accept(&b, notification(&["u1", "u2", "u3", "u4", "u5"], at(0))).await;
-        let first = b.list_recipients(id, None, 2).await.unwrap();
-        let second = b.list_recipients(id, first.last().map(|r| r.seq), 2).await.unwrap();
-        let third = b.list_recipients(id, second.last().map(|r| r.seq), 2).await.unwrap();
+    for b in &backends().await {
+        let id = accept(b, notification(&["u1", "u2", "u3", "u4", "u5"], at(0))).await;
         let users = |page: &[herald_store::RecipientRecord]| page.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>();
-        assert_eq!(
-            (users(&first), users(&second), users(&third)),
-            (vec!["u1".into(), "u2".into()], vec!["u3".into(), "u4".into()], vec!["u5".into()]),
-            "{b}: pages in accept order"
-        );
-        let end = b.list_recipients(id, third.last().map(|r| r.seq), 2).await.unwrap();
-        assert!(end.is_empty(), "{b}: nothing after the last");
-        assert!(first[0].seq < first[1].seq && first[1].seq < second[0].seq, "{b}: seqs grow");
+        let pages = every_page(b, 2, |c| async move { b.list_recipients(id, c.as_ref(), 2).await }).await;
+        let pages: Vec<_> = pages.iter().map(|p| users(p)).collect();
+        assert_eq!(pages, [vec!["u1", "u2"], vec!["u3", "u4"], vec!["u5"]], "{b}: pages in accept order");
+        for limit in [1, 5] {
+            let pages = every_page(b, limit, |c| async move { b.list_recipients(id, c.as_ref(), limit).await }).await;
+            assert_eq!(users(&pages.concat()), ["u1", "u2", "u3", "u4", "u5"], "{b}: paged by {limit}");
+        }
+
+        let other = accept(b, notification(&["u1", "u2"], at(1))).await;
+        let others = b.list_recipients(other, None, 1).await.unwrap().next.expect("a cursor of another notification");
+        refuses_cursors(b, others, |c| async move { b.list_recipients(id, Some(&c), 10).await }).await;
+        refuses_cursors(b, foreign_cursor(b).await, |c| async move { b.list_recipients(id, Some(&c), 10).await }).await;
     }
 }
 
@@ -57,12 +59,12 @@ async fn recipient_counts_reflect_pending_waiting_and_decided() {
         );
         let by = std::collections::BTreeMap::from([(Decision::Batched, 1), (Decision::Delivering, 1)]);
         assert_eq!(counts.by_decision, by, "{b}: by decision");
-        let recipients = b.list_recipients(id, None, 10).await.unwrap();
-        let channels = |seq| {
-            let r = recipients.iter().find(|r| r.seq == seq).expect("the recipient");
+        let recipients = b.list_recipients(id, None, 10).await.unwrap().items;
+        let channels = |item: &herald_store::WorkItem| {
+            let r = recipients.iter().find(|r| r.user_id == item.user_id.as_str()).expect("the recipient");
             r.deliveries.iter().map(|d| d.channel).collect::<Vec<_>>()
         };
-        assert_eq!((channels(one.seq), channels(two.seq)), (vec![Channel::Email], vec![]), "{b}: each its own");
+        assert_eq!((channels(one), channels(two)), (vec![Channel::Email], vec![]), "{b}: each its own");
         assert_eq!(b.recipient_counts(uuid::Uuid::now_v7()).await.unwrap().pending, 0, "{b}: unknown: nothing");
     }
 }
@@ -101,10 +103,10 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
             "{b}: with its content"
         );
         assert_eq!(recorded.unread, Some(1), "{b}: the unread count with the item");
-        let listed = b.list_inbox(&user("ada"), InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
+        let listed = b.list_inbox(&user("ada"), InboxQuery { limit: 10, ..Default::default() }).await.unwrap().items;
         assert_eq!(listed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![inbox.id], "{b}: in the inbox");
 
-        let recipients = b.list_recipients(id, None, 10).await.unwrap();
+        let recipients = b.list_recipients(id, None, 10).await.unwrap().items;
         let r = &recipients[0];
         assert_eq!((r.state, r.decision), (RecipientState::Done, Some(Decision::Delivering)), "{b}: decided");
         let channels: Vec<(Channel, &str)> = r.deliveries.iter().map(|d| (d.channel, d.status.as_str())).collect();
@@ -118,7 +120,7 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
             (Channel::Email, 0, Some(Class::Social), at(1), &serde_json::json!({ "channel": "email" })),
             "{b}: the delivery carries its payload and the notification's class"
         );
-        let timeline = b.timeline(&user("ada"), None, 10).await.unwrap();
+        let timeline = b.timeline(&user("ada"), None, 10).await.unwrap().items;
         assert_eq!(timeline.len(), 2, "{b}: both audit lines");
         let spent = b.interruptions(&[user("ada")], at(0)).await.unwrap();
         let spends: Vec<Spend> = spent.get(&user("ada")).into_iter().flatten().map(|i| i.spend).collect();
@@ -148,9 +150,9 @@ async fn a_claim_lost_to_a_cancel_records_nothing_and_answers_none() {
         let ada = user("ada");
         assert_eq!(b.unread_count(&ada).await.unwrap(), 0, "{b}: no inbox item for the lost claim");
         let decisions: Vec<Decision> =
-            b.timeline(&ada, None, 10).await.unwrap().into_iter().map(|a| a.decision).collect();
+            b.timeline(&ada, None, 10).await.unwrap().items.into_iter().map(|a| a.decision).collect();
         assert_eq!(decisions, vec![Decision::Cancelled], "{b}: only the cancel is in the audit");
-        let recipients = b.list_recipients(lost_id, None, 10).await.unwrap();
+        let recipients = b.list_recipients(lost_id, None, 10).await.unwrap().items;
         assert_eq!(recipients[0].decision.map(Decision::as_str), Some("cancelled"), "{b}: the cancel stands");
         assert!(recipients[0].deliveries.is_empty(), "{b}: no deliveries for the lost claim");
     }
@@ -193,7 +195,7 @@ async fn a_newer_notification_collapses_older_ones_with_its_key() {
         record(&b, RecipientOutcome { collapse_key: Some("score".into()), ..decided(new_item, at(2)) }).await;
         let lost = b.record_outcomes(vec![decided(old_item, at(3))]).await.unwrap();
         assert!(lost[0].is_none(), "{b}: the older one lost its claim to the collapse");
-        let r = &b.list_recipients(older, None, 10).await.unwrap()[0];
+        let r = &b.list_recipients(older, None, 10).await.unwrap().items[0];
         assert_eq!(
             (r.decision.map(Decision::as_str), r.reason.map(Reason::as_str)),
             (Some("suppressed"), Some("collapsed")),

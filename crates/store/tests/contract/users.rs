@@ -72,10 +72,10 @@ async fn erasing_keeps_a_tombstone_and_removes_personal_data() {
         assert_eq!((tomb.user, tomb.erased_at), (User::bare(ada.clone()), Some(at(10))), "{b}: only the id is left");
         assert!(b.list_devices(&ada).await.unwrap().is_empty(), "{b}: devices removed");
         assert!(b.get_preferences(&ada).await.unwrap().is_none(), "{b}: preferences removed");
-        let items = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
+        let items = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap().items;
         assert!(items.is_empty(), "{b}: inbox removed");
         assert_eq!(b.unread_count(&ada).await.unwrap(), 0, "{b}: nothing unread");
-        assert!(b.subscribers(&topic, None, 10).await.unwrap().is_empty(), "{b}: subscriptions removed");
+        assert!(b.subscribers(&topic, None, 10).await.unwrap().items.is_empty(), "{b}: subscriptions removed");
 
         assert!(!b.erase_user(&user("nobody"), at(11)).await.unwrap(), "{b}: an unknown user is not erased");
         let back = b.put_user(&profile("ada", "ada@example.com", "Ada"), at(20)).await.unwrap();
@@ -160,7 +160,7 @@ async fn an_erasure_during_a_decision_wins_over_its_inbox_item() {
         // The decision was made from data read before the erasure; none of it may come back.
         let recorded = record(&b, RecipientOutcome { inbox: Some(inbox_item("Hi")), ..decided(&item, at(2)) }).await;
         assert!(recorded.inbox.is_none(), "{b}: no inbox item for an erased user");
-        let items = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap();
+        let items = b.list_inbox(&ada, InboxQuery { limit: 10, ..Default::default() }).await.unwrap().items;
         assert!(items.is_empty() && b.unread_count(&ada).await.unwrap() == 0, "{b}: the inbox stays empty");
     }
 }
