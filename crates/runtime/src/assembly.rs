@@ -305,7 +305,10 @@ mod tests {
             notification_id: n.id,
             user_id: UserId::parse("user_id", "ana").unwrap(),
             urgent: true,
-            lease: herald_store::Lease::starting(jiff::Timestamp::UNIX_EPOCH, std::time::Duration::from_secs(30)),
+            lease: herald_store::Lease {
+                token: herald_store::LeaseToken::from_stored(1),
+                until: jiff::Timestamp::UNIX_EPOCH,
+            },
         }
     }
 

@@ -15,8 +15,8 @@ use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Targ
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, DeliveryStatus, UserId};
 use herald_store::{
-    AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, Limit, Store,
-    StoreError, Updated,
+    AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, LeaseToken,
+    Limit, Store, StoreError, Updated,
 };
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
@@ -93,6 +93,8 @@ pub(crate) struct Dispatcher {
     hourly_ceiling: Option<u32>,
     unsubscribe: Option<UnsubscribeLinks>,
     clock: Arc<dyn Clock>,
+    /// Names this node in the writes of its attempts: a delivery another node adopted is not sent.
+    holder: LeaseToken,
     breakers: Breakers,
     /// Deliveries ready to be attempted or being attempted: the load that shedding watches.
     depth: AtomicUsize,
@@ -203,7 +205,12 @@ impl Drop for Held<'_> {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(store: Arc<dyn Store>, config: &RuntimeConfig, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        config: &RuntimeConfig,
+        clock: Arc<dyn Clock>,
+        holder: LeaseToken,
+    ) -> Self {
         let outlets = config
             .providers
             .iter()
@@ -226,6 +233,7 @@ impl Dispatcher {
             hourly_ceiling: config.hourly_ceiling,
             unsubscribe: config.unsubscribe.clone(),
             clock,
+            holder,
             breakers: Breakers::default(),
             depth: AtomicUsize::new(0),
             scheduled: AtomicUsize::new(0),
@@ -392,6 +400,7 @@ impl Dispatcher {
         };
         let update = DeliveryUpdate {
             id: d.id,
+            holder: self.holder,
             status,
             attempts,
             then: settled.then(),
@@ -418,6 +427,7 @@ impl Dispatcher {
     ) -> Result<bool, StoreError> {
         let update = DeliveryUpdate {
             id: d.id,
+            holder: self.holder,
             status: DeliveryStatus::Queued,
             attempts,
             provider: provider.clone(),
@@ -562,7 +572,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let per_user = self.hourly_ceiling.map(|max| Limit { since: now - SignedDuration::from_hours(1), max });
         let per_channel = settings.daily_budget.map(|max| Limit { since: start_of_utc_day(now), max });
-        self.store.begin_attempt(BeginAttempt { id: d.id, per_user, per_channel, now }).await
+        self.store.begin_attempt(BeginAttempt { id: d.id, holder: self.holder, per_user, per_channel, now }).await
     }
 
     /// One provider's send, bounded by the channel's timeout, reported to its breaker.

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
+use crate::leases::Holder;
 
 /// Items claimed per store round trip.
 const CLAIM_BATCH: u32 = 1024;
@@ -120,10 +121,11 @@ pub(crate) async fn feed(
     lanes: Lanes,
     wake: Arc<Notify>,
     clock: Arc<dyn Clock>,
-    lease: Duration,
+    holder: Holder,
 ) {
     loop {
-        match store.claim_due(clock.now(), lease, CLAIM_BATCH).await {
+        let now = clock.now();
+        match store.claim_due(now, holder.lease(now), CLAIM_BATCH).await {
             Ok(items) if !items.is_empty() => {
                 for item in items {
                     lanes.route(item).await;

@@ -26,6 +26,8 @@ use herald_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::leases::Holder;
+
 pub use breaker::BreakerSettings;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use herald_domain::overload::Thresholds;
@@ -128,12 +130,14 @@ pub struct Runtime {
     wake: Arc<Notify>,
     dispatcher: Arc<Dispatcher>,
     drain_grace: Duration,
+    holder: Holder,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
 
 impl Runtime {
-    /// Rebuilds from the store (re-dispatches open deliveries; queued work whose lease ran out is
-    /// claimed again by the feeder) and starts.
+    /// Starts as a new holder of leases: queued work and open deliveries that no live lease
+    /// holds (those a previous run left, once its leases ran out; at once after a clean stop) are
+    /// taken over by the feeder and the delivery keeper.
     pub async fn start(
         store: Arc<dyn Store>,
         config: RuntimeConfig,
@@ -141,15 +145,11 @@ impl Runtime {
     ) -> Result<Arc<Self>, RuntimeError> {
         let hub = Hub::default();
         let wake = Arc::new(Notify::new());
-        let dispatcher = Arc::new(Dispatcher::new(store.clone(), &config, clock.clone()));
-        let open = store.open_deliveries().await?;
-        if !open.is_empty() {
-            tracing::info!(count = open.len(), "resuming open deliveries");
-        }
-        for d in open {
-            dispatcher.dispatch(d);
-        }
+        let holder = Holder::mint(config.lease);
+        let dispatcher = Arc::new(Dispatcher::new(store.clone(), &config, clock.clone(), holder.token));
         let mut tasks = JoinSet::new();
+        let adopter = dispatcher.clone();
+        tasks.spawn(leases::keep_deliveries(store.clone(), clock.clone(), holder, move |d| adopter.dispatch(d)));
         let templates = Arc::new(Templates::new(store.clone()));
         let processor = process::Processor::new(
             store.clone(),
@@ -160,7 +160,7 @@ impl Runtime {
             templates.clone(),
         );
         let lanes = lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1));
-        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone(), config.lease));
+        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone(), holder));
         let drain_grace = config.drain_grace;
         Ok(Arc::new(Self {
             hub,
@@ -170,6 +170,7 @@ impl Runtime {
             wake,
             dispatcher,
             drain_grace,
+            holder,
             tasks: tokio::sync::Mutex::new(tasks),
         }))
     }
@@ -199,7 +200,8 @@ impl Runtime {
 
     /// Queues a dead letter again with the same delivery id; false when `id` is not one.
     pub async fn replay(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        match self.store.replay_dead_letter(id, self.clock.now()).await? {
+        let now = self.clock.now();
+        match self.store.replay_dead_letter(id, self.holder.lease(now), now).await? {
             Some(d) => {
                 self.dispatcher.dispatch(d);
                 Ok(true)
@@ -211,7 +213,7 @@ impl Runtime {
     /// Records a provider's late report about a delivery (a status callback) and dispatches the
     /// transactional fallback a failure activates; false when no delivery could take the report.
     pub async fn provider_status(&self, report: herald_store::ProviderStatus) -> Result<bool, StoreError> {
-        match self.store.provider_status(report).await? {
+        match self.store.provider_status(report, self.holder.lease(self.clock.now())).await? {
             herald_store::Updated::Closed => Ok(false),
             herald_store::Updated::Recorded(next) => {
                 if let Some(d) = next {
@@ -230,10 +232,24 @@ impl Runtime {
         Ok(())
     }
 
-    /// Stops claiming work (what is claimed but undecided comes back when its lease runs out), then
-    /// lets the sends in flight finish and be recorded, for up to the drain grace period.
+    /// Stops claiming work, lets the sends in flight finish and be recorded, for up to the drain
+    /// grace period, then lets go of every lease it holds, so that what is left (claims not yet
+    /// decided, deliveries waiting for a retry) is taken over at once by the next start or another
+    /// node, not only when the leases run out.
     pub async fn shutdown(&self) {
         self.tasks.lock().await.shutdown().await;
         self.dispatcher.drain(self.drain_grace).await;
+        match self.store.release_held(self.holder.token).await {
+            Ok(n) if n > 0 => tracing::info!(claims = n, "handed undecided work back to the queue"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot hand claims back; they return when their lease runs out"),
+        }
+        match self.store.release_deliveries(self.holder.token).await {
+            Ok(n) if n > 0 => tracing::info!(deliveries = n, "let go of deliveries waiting for a retry"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot let go of deliveries; they are adopted when their lease runs out")
+            }
+        }
     }
 }

@@ -383,7 +383,7 @@ impl Processor {
         let batched = self.store.batched(user).await?;
         let mut out = FlushOutcome {
             user_id: user.clone(),
-            lease: flush.lease.token,
+            lease: flush.lease,
             digests: Vec::new(),
             settled: Vec::new(),
             audit: Vec::new(),

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
+use crate::queue::Lease;
 use crate::records::*;
 
 /// Dead letters: deliveries that failed for good, and their replay.
@@ -21,6 +22,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Page<DeliveryRecord>>;
 
-    /// Queues a dead letter again (attempts reset, same delivery id); `None` when `id` is not one.
-    async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;
+    /// Queues a dead letter again (attempts reset, same delivery id), held under `lease` by the
+    /// node that will send it; `None` when `id` is not one.
+    async fn replay_dead_letter(&self, id: Uuid, lease: Lease, now: Timestamp) -> StoreResult<Option<DeliveryRecord>>;
 }

@@ -2,15 +2,16 @@
 //! leases.
 //!
 //! What every backend must guarantee:
-//! - A claim is a lease: the item is the claimer's until the lease runs out, and no one else's.
-//!   Each claim has a fresh [`LeaseToken`]; every write that finishes the work (the ack:
-//!   `RecipientStore::record_outcomes`, `HotState::record_flush`) or hands it back
-//!   ([`WorkQueue::release`]) names the token, and does nothing once the item is claimed anew.
-//!   So a node that stalled past its lease cannot overwrite the work of the node that took over.
+//! - A claim is a lease: the item is its holder's until the lease runs out, and no one else's.
+//!   A lease names its holder by a [`LeaseToken`] (one per running node); every write that
+//!   finishes the work (the ack: `RecipientStore::record_outcomes`, `HotState::record_flush`) or
+//!   hands it back ([`WorkQueue::release`]) names the lease, and does nothing once the item is
+//!   claimed anew. So a node that stalled past its lease cannot overwrite the work of the node
+//!   that took over.
 //! - An item is never lost: a claim that is neither acked nor released comes back when its lease
 //!   runs out (a crashed node's work is taken over then, and only then; a starting node does not
 //!   take back claims whose lease still runs). A holder that needs longer renews
-//!   ([`WorkQueue::renew`]).
+//!   ([`WorkQueue::renew`]); one that stops hands back all it holds ([`WorkQueue::release_held`]).
 //! - Urgent recipients (critical and transactional) are claimed before any other due item,
 //!   whatever is due before them; within each kind claims come oldest due first; nothing is
 //!   claimed before it is due.
@@ -24,12 +25,12 @@ use uuid::Uuid;
 
 use crate::StoreResult;
 
-/// Proves a claim is still the holder's: minted fresh for every claim.
+/// Names the holder of leases: a running node mints one at start and claims everything under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseToken(i64);
 
 impl LeaseToken {
-    /// A token no earlier claim is likely to have had (64 random bits).
+    /// A token no other node is likely to have (64 random bits).
     pub fn mint() -> Self {
         Self(rand::random())
     }
@@ -40,26 +41,26 @@ impl LeaseToken {
     }
 
     /// A token read back from storage.
-    pub fn from_stored(raw: i64) -> Self {
+    pub const fn from_stored(raw: i64) -> Self {
         Self(raw)
     }
 }
 
-/// A claim's lease: its token and when it runs out.
+/// A lease: who holds it and when it runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
-    /// Names the claim in every write that finishes or returns it.
+    /// The holder, named in every write that finishes or returns what it holds.
     pub token: LeaseToken,
     /// After this, anyone may claim the item again.
     pub until: Timestamp,
 }
 
 impl Lease {
-    /// A fresh lease from `now` for `length`.
-    pub fn starting(now: Timestamp, length: Duration) -> Self {
+    /// `holder`'s lease from `now` for `length`.
+    pub fn new(holder: LeaseToken, now: Timestamp, length: Duration) -> Self {
         let length = jiff::SignedDuration::try_from(length).unwrap_or(jiff::SignedDuration::MAX);
         let until = now.checked_add(length).unwrap_or(Timestamp::MAX);
-        Self { token: LeaseToken::mint(), until }
+        Self { token: holder, until }
     }
 }
 
@@ -119,10 +120,10 @@ pub struct FlushItem {
 /// The work queue (see the module for what it promises).
 #[async_trait]
 pub trait WorkQueue: Send + Sync + 'static {
-    /// Claims for `lease` up to `limit` recipients (urgent ones first) and up to `limit` digest
+    /// Claims under `lease` up to `limit` recipients (urgent ones first) and up to `limit` digest
     /// flushes due at `now`, each the oldest due first, counting a claim whose lease ran out as
     /// due (a lane decides one user's items in order, so the batch need not be).
-    async fn claim_due(&self, now: Timestamp, lease: Duration, limit: u32) -> StoreResult<Vec<Work>>;
+    async fn claim_due(&self, now: Timestamp, lease: Lease, limit: u32) -> StoreResult<Vec<Work>>;
 
     /// When the next item falls due (a pending one, or a claim whose lease runs out).
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
@@ -133,4 +134,8 @@ pub trait WorkQueue: Send + Sync + 'static {
 
     /// Returns a claim to the queue, due again at `retry_at`; nothing when it is no longer held.
     async fn release(&self, work: &Work, retry_at: Timestamp) -> StoreResult<()>;
+
+    /// Returns every claim `holder` holds to the queue, due at once (a node that stops); answers
+    /// how many.
+    async fn release_held(&self, holder: LeaseToken) -> StoreResult<u64>;
 }

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::queue::{LeaseToken, WorkItem};
+use crate::queue::{Lease, LeaseToken, WorkItem};
 
 /// An API key (the secret itself is never stored, only its SHA-256).
 #[derive(Debug, Clone)]
@@ -293,6 +293,8 @@ pub struct Limit {
 pub struct BeginAttempt {
     /// Which delivery.
     pub id: Uuid,
+    /// Who holds it (nothing is begun for a delivery held by another).
+    pub holder: LeaseToken,
     /// The hard ceiling per user on this channel.
     pub per_user: Option<Limit>,
     /// The channel's budget across all users.
@@ -397,6 +399,9 @@ pub enum FinalStatus {
 pub struct DeliveryUpdate {
     /// Which delivery.
     pub id: Uuid,
+    /// Who holds it (nothing is recorded for a delivery held by another); it holds the
+    /// fallback handed over to as well, until the end of its lease on this one.
+    pub holder: LeaseToken,
     /// New status.
     pub status: DeliveryStatus,
     /// Attempts so far.
@@ -552,8 +557,9 @@ pub struct DigestOutcome {
 pub struct FlushOutcome {
     /// The user.
     pub user_id: UserId,
-    /// The claim the flush ran under: nothing is recorded once it is someone else's.
-    pub lease: LeaseToken,
+    /// The claim the flush ran under: nothing is recorded once it is someone else's, and the
+    /// digests' deliveries are held under it.
+    pub lease: Lease,
     /// Digests sent now.
     pub digests: Vec<DigestOutcome>,
     /// Batched recipients settled without a digest (drained to the inbox, or no longer consented).

@@ -14,6 +14,7 @@ use super::writes::insert_audit;
 use crate::DeadLetterStore;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
+use crate::queue::Lease;
 use crate::records::*;
 use crate::to_ms;
 
@@ -42,25 +43,27 @@ impl DeadLetterStore for SqliteStore {
         Ok(List::DeadLetters.page_by_seq(rows, limit, ""))
     }
 
-    async fn replay_dead_letter(&self, id: Uuid, now: Timestamp) -> StoreResult<Option<DeliveryRecord>> {
+    async fn replay_dead_letter(&self, id: Uuid, lease: Lease, now: Timestamp) -> StoreResult<Option<DeliveryRecord>> {
         self.writer
             .write(move |c| {
-                    let sql = format!(
-                        "UPDATE deliveries SET status = 'queued', attempts = 0, error = NULL, next_attempt_at = NULL, \
-                         dead_at = NULL, updated_at = ? WHERE id = ? AND dead_at IS NOT NULL RETURNING {DELIVERY_COLUMNS}"
-                    );
-                    let row = first(c, &sql, params![to_ms(now), id.to_string()], delivery_row)?;
-                    let Some(d) = row else { return Ok(None) };
-                    let entry = AuditEntry {
-                        user_id: parse_user(&d.user_id)?,
-                        notification_id: d.notification_id,
-                        channel: Some(d.channel),
-                        decision: herald_domain::reason::Decision::Delivering,
-                        reason: Some(Reason::Replayed),
-                        at: now,
-                    };
-                    insert_audit(c, &entry)?;
-                    Ok(Some(d))
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'queued', attempts = 0, error = NULL, next_attempt_at = NULL, \
+                         dead_at = NULL, updated_at = ?, lease_token = ?, lease_until = ? \
+                         WHERE id = ? AND dead_at IS NOT NULL RETURNING {DELIVERY_COLUMNS}"
+                );
+                let params = params![to_ms(now), lease.token.get(), to_ms(lease.until), id.to_string()];
+                let row = first(c, &sql, params, delivery_row)?;
+                let Some(d) = row else { return Ok(None) };
+                let entry = AuditEntry {
+                    user_id: parse_user(&d.user_id)?,
+                    notification_id: d.notification_id,
+                    channel: Some(d.channel),
+                    decision: herald_domain::reason::Decision::Delivering,
+                    reason: Some(Reason::Replayed),
+                    at: now,
+                };
+                insert_audit(c, &entry)?;
+                Ok(Some(d))
             })
             .await
     }

@@ -311,17 +311,20 @@ pub(super) fn record_outcomes(c: &Connection, outcomes: &[RecipientOutcome]) -> 
                 "error": d.error,
                 "payload": serde_json::to_string(&d.payload)?,
                 "at": to_ms(o.now),
+                "lease": o.item.lease.token.get(),
+                "lease_until": to_ms(o.item.lease.until),
             }));
         }
     }
     each(
         c,
         "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, \
-         next_attempt_at, created_at, updated_at, class) \
+         next_attempt_at, created_at, updated_at, class, lease_token, lease_until) \
          SELECT value->>'$.id', value->>'$.notification_id', value->>'$.user_id', value->>'$.channel', \
          value->>'$.status', value->>'$.provider', value->>'$.error', value->>'$.payload', \
          NULL, value->>'$.at', value->>'$.at', \
-         (SELECT class FROM notifications n WHERE n.id = value->>'$.notification_id') \
+         (SELECT class FROM notifications n WHERE n.id = value->>'$.notification_id'), \
+         value->>'$.lease', value->>'$.lease_until' \
          FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
         deliveries,
     )?;

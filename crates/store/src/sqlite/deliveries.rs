@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use jiff::Timestamp;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
@@ -14,19 +15,21 @@ use super::SqliteStore;
 use super::feedback;
 use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, exec, one, parse_user};
 use super::writes::hand_over;
+use crate::queue::{Lease, LeaseToken};
 use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
-use crate::{DeliveryStore, StoreError, StoreResult, to_ms};
+use crate::{DeliveryStore, StoreError, StoreResult, from_ms, to_ms};
 
 /// Marks the deliveries `sending` and counts their attempts, unless closed or over a limit; see
 /// [`crate::Store::begin_attempt`]. Limits count first dispatches, the batch's own included.
 pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreResult<Vec<Begin>> {
-    let ids: Vec<String> = begins.iter().map(|b| b.id.to_string()).collect();
-    // id -> (user, channel, already dispatched)
+    let asks: Vec<Value> = begins.iter().map(|b| json!({"id": b.id.to_string(), "holder": b.holder.get()})).collect();
+    // id -> (user, channel, already dispatched), of those open and still held by the asker
     let open: HashMap<String, (String, String, bool)> = all(
         c,
-        "SELECT id, user_id, channel, dispatched_at FROM deliveries \
-         WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('queued', 'sending')",
-        [serde_json::to_string(&ids)?],
+        "SELECT deliveries.id, user_id, channel, dispatched_at FROM deliveries JOIN json_each(?) AS j \
+         ON deliveries.id = j.value->>'$.id' AND deliveries.lease_token = j.value->>'$.holder' \
+         WHERE status IN ('queued', 'sending')",
+        [Value::Array(asks).to_string()],
         |r| {
             let dispatched: Option<i64> = r.get("dispatched_at")?;
             Ok((r.get("id")?, (r.get("user_id")?, r.get("channel")?, dispatched.is_some())))
@@ -114,6 +117,7 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
         .map(|u| {
             json!({
                 "id": u.id.to_string(),
+                "holder": u.holder.get(),
                 "status": u.status.as_str(),
                 "attempts": u.attempts,
                 "provider": u.provider,
@@ -123,21 +127,23 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
             })
         })
         .collect();
-    // Only deliveries still open take a result: one cancelled or settled meanwhile stays so.
-    let recorded: HashSet<String> = all(
+    // Only deliveries still open and held take a result: one cancelled or settled meanwhile stays
+    // so, and one adopted by another node after this one's lease ran out is that node's now.
+    let recorded: HashMap<String, i64> = all(
         c,
         "UPDATE deliveries SET status = j.value->>'$.status', attempts = j.value->>'$.attempts', \
          provider = j.value->>'$.provider', \
          error = j.value->>'$.error', next_attempt_at = j.value->>'$.next_attempt_at', updated_at = j.value->>'$.at', \
          dead_at = CASE WHEN j.value->>'$.status' = 'failed' THEN j.value->>'$.at' END \
          FROM json_each(?) AS j WHERE deliveries.id = j.value->>'$.id' AND deliveries.status IN ('queued', 'sending') \
-         RETURNING deliveries.id",
+         AND deliveries.lease_token = j.value->>'$.holder' \
+         RETURNING deliveries.id, deliveries.lease_until",
         [Value::Array(rows).to_string()],
-        col0,
+        |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default())),
     )?
     .into_iter()
     .collect();
-    let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains(&u.id.to_string())).collect();
+    let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains_key(&u.id.to_string())).collect();
     let audit: Vec<Value> = kept
         .iter()
         .filter_map(|u| u.audit.as_ref())
@@ -184,14 +190,15 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
     }
     let mut out = Vec::with_capacity(updates.len());
     for u in updates {
-        if !recorded.contains(&u.id.to_string()) {
+        let Some(until) = recorded.get(&u.id.to_string()) else {
             out.push(Updated::Closed);
             continue;
-        }
+        };
         let next = match (u.then, &u.audit) {
             (AfterUpdate::HandOver, Some(a)) => {
                 let user = parse_user(a.user_id.as_str())?;
-                hand_over(c, a.notification_id, &user, u.now, false)?.map(Box::new)
+                let lease = Lease { token: u.holder, until: from_ms(*until) };
+                hand_over(c, a.notification_id, &user, u.now, false, lease)?.map(Box::new)
             }
             _ => None,
         };
@@ -203,21 +210,56 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
     Ok(out)
 }
 
+/// Takes open deliveries no live lease holds; see [`crate::Store::adopt_deliveries`].
+fn adopt(c: &Connection, lease: Lease, now: Timestamp, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+    let sql = format!(
+        "UPDATE deliveries SET lease_token = ?1, lease_until = ?2 WHERE id IN (SELECT id FROM deliveries \
+         WHERE status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?3) \
+         AND lease_token IS NOT ?1 ORDER BY lease_until LIMIT ?4) RETURNING {DELIVERY_COLUMNS}"
+    );
+    let params = params![lease.token.get(), to_ms(lease.until), to_ms(now), i64::from(limit)];
+    let mut adopted = all(c, &sql, params, delivery_row)?;
+    adopted.sort_by_key(|d| d.next_attempt_at);
+    Ok(adopted)
+}
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn open_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('queued', 'sending') ORDER BY next_attempt_at"
-        );
-        self.reads.read(move |c| all(c, &sql, [], delivery_row)).await
+    async fn adopt_deliveries(&self, lease: Lease, now: Timestamp, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+        self.writer.write_lazy(move |c| adopt(c, lease, now, limit)).await
+    }
+
+    async fn renew_deliveries(&self, lease: Lease) -> StoreResult<u64> {
+        self.writer
+            .write_lazy(move |c| {
+                exec(
+                    c,
+                    "UPDATE deliveries SET lease_until = ? WHERE lease_token = ? AND status IN ('queued', 'sending')",
+                    params![to_ms(lease.until), lease.token.get()],
+                )
+            })
+            .await
+    }
+
+    async fn release_deliveries(&self, holder: LeaseToken) -> StoreResult<u64> {
+        self.writer
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE deliveries SET lease_token = NULL, lease_until = NULL \
+                     WHERE lease_token = ? AND status IN ('queued', 'sending')",
+                    [holder.get()],
+                )
+            })
+            .await
     }
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
         self.begins.call(b).await
     }
 
-    async fn provider_status(&self, report: ProviderStatus) -> StoreResult<Updated> {
-        self.writer.write(move |c| feedback::provider_status(c, &report)).await
+    async fn provider_status(&self, report: ProviderStatus, lease: Lease) -> StoreResult<Updated> {
+        self.writer.write(move |c| feedback::provider_status(c, &report, lease)).await
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {

@@ -15,6 +15,7 @@ use super::paging::{List, fetch};
 use super::rows::{all, code_at, exec, first, user_at, uuid_at};
 use super::writes::{hand_over, insert_audit, stand_down};
 use crate::cursor::{Cursor, Page};
+use crate::queue::Lease;
 use crate::records::{
     AddressBlockRecord, AuditEntry, BlockKind, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus,
     Updated,
@@ -113,7 +114,7 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
 }
 
 /// Records a provider's late report on a delivery; see [`crate::Store::provider_status`].
-pub(super) fn provider_status(c: &Connection, r: &ProviderStatus) -> StoreResult<Updated> {
+pub(super) fn provider_status(c: &Connection, r: &ProviderStatus, lease: Lease) -> StoreResult<Updated> {
     let (status, decision) = match r.status {
         FinalStatus::Delivered => (DeliveryStatus::Delivered, Decision::Delivered),
         FinalStatus::Failed => (DeliveryStatus::Failed, Decision::Failed),
@@ -142,7 +143,7 @@ pub(super) fn provider_status(c: &Connection, r: &ProviderStatus) -> StoreResult
             None
         }
         FinalStatus::Failed | FinalStatus::Bounced => {
-            hand_over(c, entry.notification_id, &entry.user_id, r.now, true)?.map(Box::new)
+            hand_over(c, entry.notification_id, &entry.user_id, r.now, true, lease)?.map(Box::new)
         }
     };
     Ok(Updated::Recorded(next))

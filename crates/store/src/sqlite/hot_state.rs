@@ -14,11 +14,12 @@ use super::rows::{all, col0, exec, first, uuid_at};
 use super::writes::{insert_audit, insert_delivery, schedule};
 use crate::HotState;
 use crate::StoreResult;
+use crate::queue::Lease;
 use crate::records::*;
 use crate::to_ms;
 
 /// Writes one digest the flush sends: its notification, recipient, interruption and deliveries.
-fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64) -> StoreResult<()> {
+fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64, lease: Lease) -> StoreResult<()> {
     let n = &d.notification;
     let id = n.id.to_string();
     exec(
@@ -53,7 +54,7 @@ fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64) -> 
         )?;
     }
     for del in &d.deliveries {
-        insert_delivery(c, &id, user, del, now)?;
+        insert_delivery(c, &id, user, del, now, lease)?;
     }
     Ok(())
 }
@@ -62,13 +63,13 @@ fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<bool> {
     let held: Option<String> = first(
         c,
         "SELECT state FROM digest_timers WHERE user_id = ? AND lease_token = ?",
-        params![o.user_id.as_str(), o.lease.get()],
+        params![o.user_id.as_str(), o.lease.token.get()],
         col0,
     )?;
     let Some(state) = held else { return Ok(false) };
     let now = to_ms(o.now);
     for d in &o.digests {
-        insert_digest(c, &o.user_id, d, now)?;
+        insert_digest(c, &o.user_id, d, now, o.lease)?;
     }
     for (seq, reason) in &o.settled {
         exec(

@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_unique_key_names.sql")),
     (7, include_str!("../../migrations/sqlite/0007_urgent_claims.sql")),
     (8, include_str!("../../migrations/sqlite/0008_leases.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_delivery_leases.sql")),
 ];
 
 /// The SQLite store.

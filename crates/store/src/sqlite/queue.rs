@@ -1,8 +1,6 @@
 //! The work queue: recipients and digest flushes that fall due for a decision, claimed under
 //! leases (a claimed row names its lease's token and when it runs out).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
@@ -11,7 +9,7 @@ use super::SqliteStore;
 use super::rows::{all, col0, exec, one, user_at, uuid_at};
 use crate::StoreResult;
 use crate::WorkQueue;
-use crate::queue::{FlushItem, Lease, Work, WorkItem};
+use crate::queue::{FlushItem, Lease, LeaseToken, Work, WorkItem};
 use crate::{from_ms, to_ms};
 
 fn claim_due(c: &Connection, now: Timestamp, lease: Lease, limit: u32) -> StoreResult<Vec<Work>> {
@@ -119,10 +117,24 @@ fn release(c: &Connection, work: &Work, retry_at: Timestamp) -> StoreResult<()> 
     Ok(())
 }
 
+fn release_held(c: &Connection, holder: LeaseToken) -> StoreResult<u64> {
+    let recipients = exec(
+        c,
+        "UPDATE recipients SET state = 'pending', lease_token = NULL, lease_until = NULL \
+         WHERE state = 'claimed' AND lease_token = ?",
+        [holder.get()],
+    )?;
+    exec(
+        c,
+        "UPDATE digest_timers SET state = 'pending', lease_token = NULL, lease_until = NULL WHERE lease_token = ?",
+        [holder.get()],
+    )?;
+    Ok(recipients)
+}
+
 #[async_trait]
 impl WorkQueue for SqliteStore {
-    async fn claim_due(&self, now: Timestamp, lease: Duration, limit: u32) -> StoreResult<Vec<Work>> {
-        let lease = Lease::starting(now, lease);
+    async fn claim_due(&self, now: Timestamp, lease: Lease, limit: u32) -> StoreResult<Vec<Work>> {
         // Claims feed every decision, urgent ones first: they never wait behind a burst of ordinary writes.
         self.writer.write_urgent_lazy(move |c| claim_due(c, now, lease, limit)).await
     }
@@ -153,5 +165,9 @@ impl WorkQueue for SqliteStore {
     async fn release(&self, work: &Work, retry_at: Timestamp) -> StoreResult<()> {
         let work = work.clone();
         self.writer.write_lazy(move |c| release(c, &work, retry_at)).await
+    }
+
+    async fn release_held(&self, holder: LeaseToken) -> StoreResult<u64> {
+        self.writer.write(move |c| release_held(c, holder)).await
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::rows::{DELIVERY_COLUMNS, delivery_row, exec, first};
 use crate::StoreResult;
-use crate::queue::WorkItem;
+use crate::queue::{Lease, WorkItem};
 use crate::records::*;
 use crate::to_ms;
 
@@ -46,12 +46,13 @@ pub(super) fn insert_delivery(
     user: &UserId,
     d: &NewDelivery,
     now: i64,
+    lease: Lease,
 ) -> StoreResult<()> {
     exec(
         c,
         "INSERT INTO deliveries (id, notification_id, user_id, channel, status, provider, error, payload, next_attempt_at, \
-         created_at, updated_at, class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-         (SELECT class FROM notifications WHERE id = ?2)) ON CONFLICT (id) DO NOTHING",
+         created_at, updated_at, class, lease_token, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         (SELECT class FROM notifications WHERE id = ?2), ?12, ?13) ON CONFLICT (id) DO NOTHING",
         params![
             d.id.to_string(),
             notification_id,
@@ -63,7 +64,9 @@ pub(super) fn insert_delivery(
             serde_json::to_string(&d.payload)?,
             now,
             now,
-            now
+            now,
+            lease.token.get(),
+            to_ms(lease.until)
         ],
     )?;
     Ok(())
@@ -78,15 +81,28 @@ pub(super) fn hand_over(
     user: &UserId,
     now: Timestamp,
     stood_down: bool,
+    lease: Lease,
 ) -> StoreResult<Option<DeliveryRecord>> {
     let sql = format!(
-        "UPDATE deliveries SET status = 'queued', error = NULL, updated_at = ?1 WHERE id = (SELECT id FROM deliveries \
+        "UPDATE deliveries SET status = 'queued', error = NULL, updated_at = ?1, lease_token = ?5, lease_until = ?6 \
+         WHERE id = (SELECT id FROM deliveries \
          WHERE notification_id = ?2 AND user_id = ?3 \
          AND (status = 'standby' OR (?4 AND status = 'suppressed' AND error = 'fallback_not_needed')) \
          ORDER BY rowid LIMIT 1) RETURNING {DELIVERY_COLUMNS}"
     );
-    let row =
-        first(c, &sql, params![to_ms(now), notification_id.to_string(), user.as_str(), stood_down], delivery_row)?;
+    let row = first(
+        c,
+        &sql,
+        params![
+            to_ms(now),
+            notification_id.to_string(),
+            user.as_str(),
+            stood_down,
+            lease.token.get(),
+            to_ms(lease.until)
+        ],
+        delivery_row,
+    )?;
     let Some(d) = row else { return Ok(None) };
     let audit = AuditEntry {
         user_id: user.clone(),

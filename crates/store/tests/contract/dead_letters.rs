@@ -7,7 +7,9 @@ use herald_store::Updated;
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{at, begin, dead_letter, delivery, every_page, foreign_cursor, refuses_cursors, result, user};
+use crate::fixtures::{
+    adopted_by_other, at, begin, dead_letter, delivery, every_page, foreign_cursor, held, refuses_cursors, result, user,
+};
 
 #[tokio::test]
 async fn dead_letters_are_listed_newest_first_by_channel_with_a_cursor() {
@@ -41,15 +43,16 @@ async fn dead_letters_are_listed_newest_first_by_channel_with_a_cursor() {
 async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
     for b in backends().await {
         let d = dead_letter(&b, "ada", Channel::Email, at(0)).await;
-        let replayed = b.replay_dead_letter(d.id, at(10)).await.unwrap().expect("replayed");
+        let replayed = b.replay_dead_letter(d.id, held(at(10)), at(10)).await.unwrap().expect("replayed");
         assert_eq!(
             (replayed.id, replayed.status.as_str(), replayed.attempts, replayed.dead_at),
             (d.id, "queued", 0, None),
             "{b}: same id, queued, attempts reset"
         );
         assert!(b.dead_letters(None, None, 10).await.unwrap().items.is_empty(), "{b}: no longer a dead letter");
-        assert!(b.open_deliveries().await.unwrap().iter().any(|o| o.id == d.id), "{b}: open again to dispatch");
-        assert!(b.replay_dead_letter(d.id, at(11)).await.unwrap().is_none(), "{b}: replayed once");
+        assert!(adopted_by_other(&b, at(69)).await.is_empty(), "{b}: held by the node that replayed it");
+        begin(&b, d.id, at(12)).await;
+        assert!(b.replay_dead_letter(d.id, held(at(11)), at(11)).await.unwrap().is_none(), "{b}: replayed once");
         let last = &b.timeline(&user("ada"), None, 1).await.unwrap().items[0];
         assert_eq!(
             (last.at, last.decision.as_str(), last.reason.map(Reason::as_str), last.channel.map(Channel::as_str)),
@@ -65,9 +68,12 @@ async fn a_replayed_dead_letter_is_queued_again_under_the_same_id() {
             Updated::Recorded(_)
         ));
         assert!(
-            b.replay_dead_letter(sent.id, at(23)).await.unwrap().is_none(),
+            b.replay_dead_letter(sent.id, held(at(23)), at(23)).await.unwrap().is_none(),
             "{b}: a sent delivery is no dead letter"
         );
-        assert!(b.replay_dead_letter(Uuid::now_v7(), at(23)).await.unwrap().is_none(), "{b}: nor an unknown id");
+        assert!(
+            b.replay_dead_letter(Uuid::now_v7(), held(at(23)), at(23)).await.unwrap().is_none(),
+            "{b}: nor an unknown id"
+        );
     }
 }

@@ -16,6 +16,22 @@ use crate::Backend;
 /// How long the tests' claims last.
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The node the tests claim as, unless a test plays two.
+pub const NODE: LeaseToken = LeaseToken::from_stored(1);
+
+/// Another node, for the tests of taking over.
+pub const OTHER: LeaseToken = LeaseToken::from_stored(2);
+
+/// `NODE`'s lease from `now`.
+pub fn held(now: Timestamp) -> Lease {
+    Lease::new(NODE, now, LEASE)
+}
+
+/// What `OTHER` adopts at `now`: the open deliveries no live lease holds then.
+pub async fn adopted_by_other(b: &Backend, now: Timestamp) -> Vec<DeliveryRecord> {
+    b.adopt_deliveries(Lease::new(OTHER, now, LEASE), now, 100).await.unwrap_or_else(|e| panic!("{b}: adopt: {e}"))
+}
+
 /// `secs` seconds after a fixed origin (2026-01-01T00:00:00Z); negative is before it.
 pub fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(1_767_225_600 + secs).expect("a valid time")
@@ -73,7 +89,7 @@ pub async fn accept(b: &Backend, n: NewNotification) -> Uuid {
 /// Claims what is due at `now`, which must be exactly one decision: the one for
 /// (`notification`, `user_id`).
 pub async fn claim(b: &Backend, notification: Uuid, user_id: &str, now: Timestamp) -> WorkItem {
-    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    let work = b.claim_due(now, held(now), 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
     match work.as_slice() {
         [Work::Decide(item)] if item.notification_id == notification && item.user_id == user(user_id) => item.clone(),
         other => panic!("{b}: expected the one decision for {notification}/{user_id}, claimed {other:?}"),
@@ -82,7 +98,7 @@ pub async fn claim(b: &Backend, notification: Uuid, user_id: &str, now: Timestam
 
 /// Claims every decision due at `now` (there must be no digest flush among them).
 pub async fn claim_all(b: &Backend, now: Timestamp) -> Vec<WorkItem> {
-    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    let work = b.claim_due(now, held(now), 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
     work.into_iter()
         .map(|w| match w {
             Work::Decide(item) => item,
@@ -210,7 +226,10 @@ pub async fn current(b: &Backend, d: &DeliveryRecord) -> DeliveryRecord {
 
 /// Starts an attempt of delivery `id` at `now` with no limits; it must go ahead.
 pub async fn begin(b: &Backend, id: Uuid, now: Timestamp) {
-    let begun = b.begin_attempt(BeginAttempt { id, per_user: None, per_channel: None, now }).await.expect("begin");
+    let begun = b
+        .begin_attempt(BeginAttempt { id, holder: NODE, per_user: None, per_channel: None, now })
+        .await
+        .expect("begin");
     assert_eq!(begun, Begin::Go, "{b}: an open delivery may be attempted");
 }
 
@@ -226,6 +245,7 @@ pub fn result(d: &DeliveryRecord, status: DeliveryStatus, attempts: u32, now: Ti
     };
     DeliveryUpdate {
         id: d.id,
+        holder: NODE,
         status,
         attempts,
         provider: Some("provider".into()),
@@ -273,7 +293,7 @@ pub fn flushes(work: &[Work]) -> Vec<UserId> {
 
 /// Claims what is due at `now`, which must be exactly one digest flush: `user_id`'s.
 pub async fn claim_flush(b: &Backend, user_id: &str, now: Timestamp) -> FlushItem {
-    let work = b.claim_due(now, LEASE, 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
+    let work = b.claim_due(now, held(now), 100).await.unwrap_or_else(|e| panic!("{b}: claim_due failed: {e}"));
     match work.as_slice() {
         [Work::Flush(f)] if f.user_id == user(user_id) => f.clone(),
         other => panic!("{b}: expected the one flush of {user_id}, claimed {other:?}"),

@@ -10,7 +10,7 @@ use herald_store::{DigestOutcome, FlushOutcome, NewNotification, Next, Recipient
 use crate::Backend;
 use crate::backends;
 use crate::fixtures::{
-    LEASE, accept, at, claim, claim_flush, decided, flushes, notification, queued, record, spec, user,
+    accept, adopted_by_other, at, claim, claim_flush, decided, flushes, held, notification, queued, record, spec, user,
 };
 
 /// A notification with fingerprint `fp` for `user_id`, accepted and delivered at `secs`.
@@ -94,7 +94,7 @@ async fn a_flush_is_due_at_the_earliest_time_asked() {
         b.schedule_flush(&ada, at(90)).await.unwrap();
         assert_eq!(b.next_due().await.unwrap(), Some(at(80)), "{b}: a later time does not postpone it");
         b.schedule_flush(&ada, at(70)).await.unwrap();
-        assert!(b.claim_due(at(69), LEASE, 10).await.unwrap().is_empty(), "{b}: not before it is due");
+        assert!(b.claim_due(at(69), held(at(69)), 10).await.unwrap().is_empty(), "{b}: not before it is due");
         claim_flush(&b, "ada", at(70)).await;
     }
 }
@@ -113,7 +113,7 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
             vec![(one.seq, one.notification_id, "likes"), (two.seq, two.notification_id, "likes")],
             "{b}: the user's pending digest, oldest first"
         );
-        let claimed = b.claim_due(at(100), LEASE, 10).await.unwrap();
+        let claimed = b.claim_due(at(100), held(at(100)), 10).await.unwrap();
         assert_eq!(flushes(&claimed).len(), 2, "{b}: both users' flushes are due");
         let lease = claimed.iter().find(|w| w.user() == &ada).expect("ada's flush").lease();
 
@@ -122,7 +122,7 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
             WorkItem { seq: 0, phase: 1, notification_id: digest.id, user_id: ada.clone(), urgent: false, lease };
         let flush = FlushOutcome {
             user_id: ada.clone(),
-            lease: lease.token,
+            lease,
             digests: vec![DigestOutcome {
                 merged: vec![one.seq, two.seq],
                 deliveries: vec![queued(&digest_item, Channel::Email)],
@@ -138,13 +138,14 @@ async fn batched_recipients_wait_in_the_digest_until_a_flush_merges_them() {
         assert!(b.batched(&ada).await.unwrap().is_empty(), "{b}: merged items leave the digest");
         assert_eq!(b.batched(&user("bob")).await.unwrap().len(), 1, "{b}: another user's digest is untouched");
         assert!(b.get_notification(digest.id).await.unwrap().is_some(), "{b}: the digest is a notification");
-        let open = b.open_deliveries().await.unwrap();
+        assert!(adopted_by_other(&b, at(159)).await.is_empty(), "{b}: its delivery is held under the flush's lease");
+        let open = adopted_by_other(&b, at(160)).await;
         assert!(open.iter().any(|d| d.notification_id == digest.id), "{b}: its delivery is queued");
         let spent = b.interruptions(std::slice::from_ref(&ada), at(0)).await.unwrap();
         let spends: Vec<_> = spent.get(&ada).into_iter().flatten().map(|i| (i.at, i.spend)).collect();
         assert_eq!(spends, vec![(at(100), Spend::Cap)], "{b}: a digest interrupts on the cap");
         // Once bob's lease runs out his flush comes back; ada's, recorded with nothing next, does not.
-        let left = b.claim_due(at(1000), LEASE, 10).await.unwrap();
+        let left = b.claim_due(at(1000), held(at(1000)), 10).await.unwrap();
         assert_eq!(flushes(&left), vec![other.user_id], "{b}: a flush with nothing next is not due again");
     }
 }
@@ -158,7 +159,7 @@ async fn a_flush_can_settle_items_and_come_back_later() {
         let claimed = claim_flush(&b, "ada", at(100)).await;
         let flush = FlushOutcome {
             user_id: ada.clone(),
-            lease: claimed.lease.token,
+            lease: claimed.lease,
             digests: Vec::new(),
             settled: vec![(one.seq, Reason::DrainedToInbox)],
             audit: Vec::new(),
@@ -168,7 +169,7 @@ async fn a_flush_can_settle_items_and_come_back_later() {
         assert!(b.record_flush(flush).await.unwrap(), "{b}: recorded under its lease");
         let left: Vec<i64> = b.batched(&ada).await.unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(left, vec![two.seq], "{b}: the settled item leaves, the other waits");
-        assert!(b.claim_due(at(199), LEASE, 10).await.unwrap().is_empty(), "{b}: not due before its next time");
+        assert!(b.claim_due(at(199), held(at(199)), 10).await.unwrap().is_empty(), "{b}: not due before its next time");
         claim_flush(&b, "ada", at(200)).await;
     }
 }

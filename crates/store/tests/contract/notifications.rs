@@ -9,7 +9,7 @@ use herald_store::{AcceptOutcome, Begin, BeginAttempt, NewNotification, Recipien
 use uuid::Uuid;
 
 use crate::backends;
-use crate::fixtures::{LEASE, accept, at, decided, notification, queued, record, user};
+use crate::fixtures::{NODE, accept, at, decided, held, notification, queued, record, user};
 
 fn keyed(users: &[&str], key: &str, request: &str, secs: i64) -> NewNotification {
     NewNotification { idempotency: Some((key.into(), request.into())), ..notification(users, at(secs)) }
@@ -162,11 +162,11 @@ async fn cancelling_cancels_undecided_recipients_and_their_queued_deliveries() {
     for b in backends().await {
         let id = accept(&b, notification(&["ada", "bob", "cy"], at(0))).await;
         // One recipient is decided with a queued email, one is claimed mid-decision, one is pending.
-        let work = b.claim_due(at(0), LEASE, 1).await.unwrap();
+        let work = b.claim_due(at(0), held(at(0)), 1).await.unwrap();
         let [Work::Decide(first)] = &work[..] else { panic!("{b}: one claim, got {work:?}") };
         let email = queued(first, Channel::Email);
         record(&b, RecipientOutcome { deliveries: vec![email.clone()], ..decided(first, at(1)) }).await;
-        let work = b.claim_due(at(2), LEASE, 1).await.unwrap();
+        let work = b.claim_due(at(2), held(at(2)), 1).await.unwrap();
         let [Work::Decide(second)] = &work[..] else { panic!("{b}: one claim, got {work:?}") };
 
         assert_eq!(b.cancel_notification(id, at(5)).await.unwrap(), 2, "{b}: the claimed and the pending recipient");
@@ -183,11 +183,13 @@ async fn cancelling_cancels_undecided_recipients_and_their_queued_deliveries() {
             "{b}: the decided recipient keeps its decision"
         );
         assert_eq!(counts.open_deliveries, 0, "{b}: the queued delivery is closed");
-        let begun = b.begin_attempt(BeginAttempt { id: email.id, per_user: None, per_channel: None, now: at(6) }).await;
+        let begun = b
+            .begin_attempt(BeginAttempt { id: email.id, holder: NODE, per_user: None, per_channel: None, now: at(6) })
+            .await;
         assert_eq!(begun.unwrap(), Begin::Closed, "{b}: a cancelled delivery is not sent");
         let lost = b.record_outcomes(vec![decided(second, at(7))]).await.unwrap();
         assert!(lost[0].is_none(), "{b}: the claim mid-decision was lost to the cancel");
-        assert!(b.claim_due(at(100), LEASE, 10).await.unwrap().is_empty(), "{b}: nothing left to decide");
+        assert!(b.claim_due(at(100), held(at(100)), 10).await.unwrap().is_empty(), "{b}: nothing left to decide");
         assert_eq!(b.cancel_notification(id, at(8)).await.unwrap(), 0, "{b}: cancelling again cancels nothing");
         assert_eq!(b.cancel_notification(Uuid::now_v7(), at(8)).await.unwrap(), 0, "{b}: an unknown id: nothing");
         assert_eq!(

@@ -5,10 +5,17 @@
 
 use herald_domain::Class;
 use herald_domain::reason::Reason;
-use herald_store::{FlushOutcome, NewNotification, Work};
+use herald_store::{FlushOutcome, Lease, NewNotification, Work};
 
 use crate::backends;
-use crate::fixtures::{LEASE, accept, at, claim, claim_flush, decided, flushes, notification, record, user};
+use crate::fixtures::{
+    LEASE, NODE, OTHER, accept, at, claim, claim_flush, decided, flushes, held, notification, record, user,
+};
+
+/// `OTHER`'s lease from `now`.
+fn other(now: jiff::Timestamp) -> Lease {
+    Lease::new(OTHER, now, LEASE)
+}
 
 fn due(users: &[&str], secs: i64) -> NewNotification {
     NewNotification { due_at: at(secs), ..notification(users, at(0)) }
@@ -29,12 +36,12 @@ async fn only_due_items_are_claimed_oldest_due_first() {
         let later = accept(&b, due(&["ada"], 20)).await;
         let sooner = accept(&b, due(&["bob"], 10)).await;
         let future = accept(&b, due(&["cy"], 30)).await;
-        assert!(b.claim_due(at(9), LEASE, 10).await.unwrap().is_empty(), "{b}: nothing is due yet");
-        let first = b.claim_due(at(25), LEASE, 1).await.unwrap();
+        assert!(b.claim_due(at(9), held(at(9)), 10).await.unwrap().is_empty(), "{b}: nothing is due yet");
+        let first = b.claim_due(at(25), held(at(25)), 1).await.unwrap();
         assert_eq!(notifications_of(&first), vec![sooner], "{b}: the oldest due comes first");
-        let second = b.claim_due(at(25), LEASE, 10).await.unwrap();
+        let second = b.claim_due(at(25), held(at(25)), 10).await.unwrap();
         assert_eq!(notifications_of(&second), vec![later], "{b}: then the next; not the one due later");
-        let third = b.claim_due(at(30), LEASE, 10).await.unwrap();
+        let third = b.claim_due(at(30), held(at(30)), 10).await.unwrap();
         assert_eq!(notifications_of(&third), vec![future], "{b}: due at its time exactly");
     }
 }
@@ -44,10 +51,10 @@ async fn urgent_recipients_are_claimed_ahead_of_others_due_before_them() {
     for b in backends().await {
         let backlog = accept(&b, due(&["ada", "bob", "cy"], 10)).await;
         let critical = accept(&b, NewNotification { class: Class::Critical, ..due(&["dee"], 20) }).await;
-        let first = b.claim_due(at(25), LEASE, 1).await.unwrap();
+        let first = b.claim_due(at(25), held(at(25)), 1).await.unwrap();
         assert_eq!(notifications_of(&first), vec![critical], "{b}: the critical one first, though due later");
         assert!(matches!(&first[0], Work::Decide(i) if i.urgent), "{b}: and it says it is urgent");
-        let rest = b.claim_due(at(25), LEASE, 10).await.unwrap();
+        let rest = b.claim_due(at(25), held(at(25)), 10).await.unwrap();
         assert_eq!(notifications_of(&rest), vec![backlog; 3], "{b}: then the backlog, in due order");
     }
 }
@@ -56,15 +63,15 @@ async fn urgent_recipients_are_claimed_ahead_of_others_due_before_them() {
 async fn claims_honour_the_limit_and_are_not_handed_out_twice_while_leased() {
     for b in backends().await {
         accept(&b, notification(&["ada", "bob", "cy"], at(0))).await;
-        let first = b.claim_due(at(0), LEASE, 2).await.unwrap();
-        let second = b.claim_due(at(0), LEASE, 2).await.unwrap();
+        let first = b.claim_due(at(0), held(at(0)), 2).await.unwrap();
+        let second = b.claim_due(at(0), held(at(0)), 2).await.unwrap();
         assert_eq!((first.len(), second.len()), (2, 1), "{b}: at most the limit, the rest next");
         let mut users: Vec<_> = first.iter().chain(&second).map(|w| w.user().clone()).collect();
         users.sort();
         assert_eq!(users, vec![user("ada"), user("bob"), user("cy")], "{b}: each claimed once");
         assert!(first.iter().all(|w| w.lease().until == at(60)), "{b}: leased for the length asked");
-        assert_ne!(first[0].lease().token, second[0].lease().token, "{b}: each claim has its own token");
-        assert!(b.claim_due(at(59), LEASE, 10).await.unwrap().is_empty(), "{b}: not claimed again while leased");
+        assert!(first.iter().all(|w| w.lease().token == NODE), "{b}: held by the node that claimed");
+        assert!(b.claim_due(at(59), held(at(59)), 10).await.unwrap().is_empty(), "{b}: not claimed again while leased");
         assert_eq!(b.next_due().await.unwrap(), Some(at(60)), "{b}: due again when the lease runs out");
     }
 }
@@ -75,10 +82,10 @@ async fn a_recorded_decision_is_not_claimed_again() {
         let id = accept(&b, notification(&["ada"], at(0))).await;
         let item = claim(&b, id, "ada", at(0)).await;
         record(&b, decided(&item, at(1))).await;
-        assert!(b.claim_due(at(1000), LEASE, 10).await.unwrap().is_empty(), "{b}: decided for good");
+        assert!(b.claim_due(at(1000), held(at(1000)), 10).await.unwrap().is_empty(), "{b}: decided for good");
         // A late release (a lane that failed after all) must not bring a decided item back.
         b.release(&Work::Decide(item), at(5)).await.unwrap();
-        assert!(b.claim_due(at(1000), LEASE, 10).await.unwrap().is_empty(), "{b}: still decided");
+        assert!(b.claim_due(at(1000), held(at(1000)), 10).await.unwrap().is_empty(), "{b}: still decided");
         assert_eq!(b.next_due().await.unwrap(), None, "{b}: nothing left to look at");
     }
 }
@@ -87,7 +94,7 @@ async fn a_recorded_decision_is_not_claimed_again() {
 async fn concurrent_claimers_never_share_an_item() {
     for b in backends().await {
         accept(&b, notification(&["u1", "u2", "u3", "u4", "u5", "u6"], at(0))).await;
-        let claims = futures::future::join_all((0..8).map(|_| b.claim_due(at(0), LEASE, 2))).await;
+        let claims = futures::future::join_all((0..8).map(|_| b.claim_due(at(0), held(at(0)), 2))).await;
         let mut users: Vec<_> = claims.into_iter().flat_map(|c| c.unwrap()).map(|w| w.user().clone()).collect();
         users.sort();
         let expected: Vec<_> = ["u1", "u2", "u3", "u4", "u5", "u6"].map(user).into();
@@ -101,7 +108,7 @@ async fn a_released_claim_is_due_again_at_its_retry_time_and_not_before() {
         let id = accept(&b, notification(&["ada"], at(0))).await;
         let item = claim(&b, id, "ada", at(0)).await;
         b.release(&Work::Decide(item.clone()), at(100)).await.unwrap();
-        assert!(b.claim_due(at(99), LEASE, 10).await.unwrap().is_empty(), "{b}: not before the retry time");
+        assert!(b.claim_due(at(99), held(at(99)), 10).await.unwrap().is_empty(), "{b}: not before the retry time");
         assert_eq!(b.next_due().await.unwrap(), Some(at(100)), "{b}: due at the retry time");
         let again = claim(&b, id, "ada", at(100)).await;
         assert_eq!((again.seq, again.phase), (item.seq, item.phase), "{b}: the same item returns");
@@ -114,16 +121,21 @@ async fn a_claim_whose_lease_ran_out_is_taken_over_and_its_old_holder_is_fenced_
     for b in backends().await {
         let id = accept(&b, notification(&["ada"], at(0))).await;
         let stalled = claim(&b, id, "ada", at(0)).await;
-        let taker = claim(&b, id, "ada", at(60)).await;
+        assert!(b.claim_due(at(59), other(at(59)), 10).await.unwrap().is_empty(), "{b}: not while the lease runs");
+        let taken = b.claim_due(at(60), other(at(60)), 10).await.unwrap();
+        let [Work::Decide(taker)] = &taken[..] else { panic!("{b}: one claim taken over, got {taken:?}") };
         assert_eq!(taker.seq, stalled.seq, "{b}: the same recipient, taken over once the lease ran out");
-        assert_ne!(taker.lease.token, stalled.lease.token, "{b}: under a token of its own");
+        assert_eq!(taker.lease.token, OTHER, "{b}: held by the node that took it");
 
         let late = b.record_outcomes(vec![decided(&stalled, at(61))]).await.unwrap();
         assert!(late[0].is_none(), "{b}: the old holder's decision is not recorded");
         b.release(&Work::Decide(stalled.clone()), at(62)).await.unwrap();
-        assert!(b.claim_due(at(62), LEASE, 10).await.unwrap().is_empty(), "{b}: nor does its release free it");
-        record(&b, decided(&taker, at(63))).await;
-        assert!(b.claim_due(at(1000), LEASE, 10).await.unwrap().is_empty(), "{b}: the new holder's decision holds");
+        assert!(b.claim_due(at(62), held(at(62)), 10).await.unwrap().is_empty(), "{b}: nor does its release free it");
+        record(&b, decided(taker, at(63))).await;
+        assert!(
+            b.claim_due(at(1000), held(at(1000)), 10).await.unwrap().is_empty(),
+            "{b}: the new holder's decision holds"
+        );
     }
 }
 
@@ -131,15 +143,15 @@ async fn a_claim_whose_lease_ran_out_is_taken_over_and_its_old_holder_is_fenced_
 async fn renewing_keeps_a_claim_and_a_lost_claim_cannot_be_renewed() {
     for b in backends().await {
         let id = accept(&b, notification(&["ada", "bob"], at(0))).await;
-        let held = b.claim_due(at(0), LEASE, 10).await.unwrap();
-        let renewed = b.renew(held.clone(), at(120)).await.unwrap();
+        let mine = b.claim_due(at(0), held(at(0)), 10).await.unwrap();
+        let renewed = b.renew(mine.clone(), at(120)).await.unwrap();
         assert_eq!(renewed.len(), 2, "{b}: both still held");
         assert!(renewed.iter().all(|w| w.lease().until == at(120)), "{b}: until the new time");
-        assert!(b.claim_due(at(100), LEASE, 10).await.unwrap().is_empty(), "{b}: not taken over while renewed");
+        assert!(b.claim_due(at(100), held(at(100)), 10).await.unwrap().is_empty(), "{b}: not taken over while renewed");
 
-        let taken = b.claim_due(at(120), LEASE, 10).await.unwrap();
+        let taken = b.claim_due(at(120), other(at(120)), 10).await.unwrap();
         assert_eq!(notifications_of(&taken), vec![id; 2], "{b}: taken over once the renewed lease ran out");
-        let kept = b.renew(held, at(200)).await.unwrap();
+        let kept = b.renew(mine, at(200)).await.unwrap();
         assert!(kept.is_empty(), "{b}: claims taken over are not the old holder's to renew: {kept:?}");
     }
 }
@@ -149,8 +161,9 @@ async fn a_flush_taken_over_after_its_lease_ran_out_fences_its_old_holder_out() 
     for b in backends().await {
         b.schedule_flush(&user("cy"), at(0)).await.unwrap();
         let stalled = claim_flush(&b, "cy", at(0)).await;
-        assert!(b.claim_due(at(59), LEASE, 10).await.unwrap().is_empty(), "{b}: not claimed again while leased");
-        let taker = claim_flush(&b, "cy", at(60)).await;
+        assert!(b.claim_due(at(59), held(at(59)), 10).await.unwrap().is_empty(), "{b}: not claimed again while leased");
+        let taken = b.claim_due(at(60), other(at(60)), 10).await.unwrap();
+        let [Work::Flush(taker)] = &taken[..] else { panic!("{b}: the flush taken over, got {taken:?}") };
         let outcome = |lease| FlushOutcome {
             user_id: user("cy"),
             lease,
@@ -160,9 +173,9 @@ async fn a_flush_taken_over_after_its_lease_ran_out_fences_its_old_holder_out() 
             next_due: Some(at(500)),
             now: at(61),
         };
-        assert!(!b.record_flush(outcome(stalled.lease.token)).await.unwrap(), "{b}: the old holder records nothing");
+        assert!(!b.record_flush(outcome(stalled.lease)).await.unwrap(), "{b}: the old holder records nothing");
         assert_eq!(b.next_due().await.unwrap(), Some(at(120)), "{b}: its next time was not set; the new lease stands");
-        assert!(b.record_flush(outcome(taker.lease.token)).await.unwrap(), "{b}: the new holder's flush counts");
+        assert!(b.record_flush(outcome(taker.lease)).await.unwrap(), "{b}: the new holder's flush counts");
         assert_eq!(b.next_due().await.unwrap(), Some(at(500)), "{b}: and sets the next time");
     }
 }
@@ -173,8 +186,8 @@ async fn a_released_flush_comes_back_at_its_retry_time() {
         b.schedule_flush(&user("cy"), at(0)).await.unwrap();
         let flush = claim_flush(&b, "cy", at(0)).await;
         b.release(&Work::Flush(flush), at(30)).await.unwrap();
-        assert!(b.claim_due(at(29), LEASE, 10).await.unwrap().is_empty(), "{b}: not before the retry time");
-        let again = b.claim_due(at(30), LEASE, 10).await.unwrap();
+        assert!(b.claim_due(at(29), held(at(29)), 10).await.unwrap().is_empty(), "{b}: not before the retry time");
+        let again = b.claim_due(at(30), held(at(30)), 10).await.unwrap();
         assert_eq!(flushes(&again), vec![user("cy")], "{b}: the flush again");
     }
 }
@@ -187,7 +200,7 @@ async fn a_flush_asked_for_while_one_runs_is_kept() {
         b.schedule_flush(&user("cy"), at(5)).await.unwrap();
         let done = FlushOutcome {
             user_id: user("cy"),
-            lease: running.lease.token,
+            lease: running.lease,
             digests: Vec::new(),
             settled: Vec::new(),
             audit: Vec::new(),
@@ -208,7 +221,7 @@ async fn next_due_is_the_earliest_pending_recipient_flush_or_lease_end() {
         assert_eq!(b.next_due().await.unwrap(), Some(at(40)), "{b}: the earliest recipient");
         b.schedule_flush(&user("cy"), at(30)).await.unwrap();
         assert_eq!(b.next_due().await.unwrap(), Some(at(30)), "{b}: a digest flush counts");
-        assert_eq!(b.claim_due(at(100), LEASE, 10).await.unwrap().len(), 3, "{b}: all due by then");
+        assert_eq!(b.claim_due(at(100), held(at(100)), 10).await.unwrap().len(), 3, "{b}: all due by then");
         assert_eq!(b.next_due().await.unwrap(), Some(at(160)), "{b}: once claimed, when their lease runs out");
     }
 }

@@ -9,8 +9,8 @@ use herald_store::{InboxQuery, NewInboxItem, Next, RecipientOutcome, Work};
 
 use crate::backends;
 use crate::fixtures::{
-    LEASE, accept, at, audit, claim, claim_all, decided, every_page, foreign_cursor, inbox_item, item_of, notification,
-    queued, record, refuses_cursors, user,
+    accept, adopted_by_other, at, audit, claim, claim_all, decided, every_page, foreign_cursor, held, inbox_item,
+    item_of, notification, queued, record, refuses_cursors, user,
 };
 
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn recipient_counts_reflect_pending_waiting_and_decided() {
         let counts = b.recipient_counts(id).await.unwrap();
         assert_eq!((counts.pending, counts.processed, counts.open_deliveries), (3, 0, 0), "{b}: all pending");
 
-        let work = b.claim_due(at(0), LEASE, 2).await.unwrap();
+        let work = b.claim_due(at(0), held(at(0)), 2).await.unwrap();
         let [Work::Decide(one), Work::Decide(two)] = &work[..] else { panic!("{b}: two claims, got {work:?}") };
         let delivering = RecipientOutcome { deliveries: vec![queued(one, Channel::Email)], ..decided(one, at(1)) };
         let batched = RecipientOutcome {
@@ -113,7 +113,7 @@ async fn a_decision_is_recorded_with_its_inbox_item_deliveries_audit_and_spend()
         assert!(channels.contains(&(Channel::Email, "queued")), "{b}: the email is queued: {channels:?}");
         assert!(channels.contains(&(Channel::InApp, "delivered")), "{b}: the inbox counts as delivered: {channels:?}");
 
-        let open = b.open_deliveries().await.unwrap();
+        let open = adopted_by_other(&b, at(1000)).await;
         let email = open.iter().find(|d| d.notification_id == id).expect("the email is open");
         assert_eq!(
             (email.channel, email.attempts, email.class, email.created_at, &email.payload),
@@ -172,7 +172,10 @@ async fn a_deferred_recipient_falls_due_again_for_its_interruptions() {
             ..decided(&item, at(1))
         };
         record(&b, deferred).await;
-        assert!(b.claim_due(at(3599), LEASE, 10).await.unwrap().is_empty(), "{b}: not due before the deferral ends");
+        assert!(
+            b.claim_due(at(3599), held(at(3599)), 10).await.unwrap().is_empty(),
+            "{b}: not due before the deferral ends"
+        );
         assert_eq!(b.next_due().await.unwrap(), Some(at(3600)), "{b}: due when it ends");
         let again = claim(&b, id, "ada", at(3600)).await;
         assert_eq!((again.seq, again.phase), (item.seq, 1), "{b}: the same recipient, inbox done");
