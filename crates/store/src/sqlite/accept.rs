@@ -9,7 +9,8 @@ use herald_domain::user::User;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
-use super::rows::{all, col0, exec, uuid_at};
+use super::rows::{all, col0, uuid_at};
+use super::writes::exec_rows;
 use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
 use crate::{StoreResult, to_ms};
 
@@ -20,45 +21,18 @@ const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// it created.
 pub(super) type Accepted = (Vec<AcceptOutcome>, Vec<NotificationRecord>);
 
+/// What each idempotency key already stands for: (request hash, notification, recipients).
+type Known = HashMap<String, (String, uuid::Uuid, u64)>;
+
 /// Accepts `ns` in order, as if one by one: a key seen within 24 h, or earlier in the batch,
 /// answers with the first notification instead of creating another. A notification whose content
 /// was accepted within the duplicate window (or earlier in the batch) is marked `repeated`.
 pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResult<Accepted> {
-    let keys: Vec<&str> = ns.iter().filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())).collect();
-    // What each key already stands for: (request hash, notification, recipients).
-    let mut known: HashMap<String, (String, uuid::Uuid, u64)> = HashMap::new();
-    if !keys.is_empty() {
-        let oldest = ns.iter().map(|n| to_ms(n.now)).min().unwrap_or_default() - KEY_TTL_MS;
-        let rows = all(
-            c,
-            "SELECT k.key, k.request_hash, k.notification_id, n.recipients_total FROM idempotency_keys k \
-             JOIN notifications n ON n.id = k.notification_id \
-             WHERE k.key IN (SELECT value FROM json_each(?1)) AND k.created_at > ?2",
-            params![serde_json::to_string(&keys)?, oldest],
-            |r| {
-                let total: i64 = r.get("recipients_total")?;
-                Ok((r.get("key")?, (r.get("request_hash")?, uuid_at(r, "notification_id")?, total as u64)))
-            },
-        )?;
-        known.extend(rows);
-    }
-    let fingerprints: Vec<&str> = ns.iter().filter_map(|n| n.fingerprint.as_deref()).collect();
-    let mut seen: HashSet<String> = HashSet::new();
-    if !fingerprints.is_empty() {
-        let oldest = ns.iter().map(|n| n.now).min().unwrap_or_default() - DUPLICATE_WINDOW;
-        seen = all(
-            c,
-            "SELECT DISTINCT fingerprint FROM notifications \
-             WHERE fingerprint IN (SELECT value FROM json_each(?1)) AND created_at > ?2",
-            params![serde_json::to_string(&fingerprints)?, to_ms(oldest)],
-            col0,
-        )?
-        .into_iter()
-        .collect();
-    }
+    let mut known = known_keys(c, ns)?;
+    let mut seen = seen_fingerprints(c, ns)?;
+    let mut rows = Rows::default();
     let mut records = Vec::with_capacity(ns.len());
     let mut outcomes = Vec::with_capacity(ns.len());
-    let (mut notifications, mut users, mut recipients, mut new_keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for n in ns {
         if let Some((key, hash)) = &n.idempotency {
             if let Some((seen_hash, id, total)) = known.get(key) {
@@ -70,13 +44,69 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
                 continue;
             }
             known.insert(key.clone(), (hash.clone(), n.id, n.recipients.len() as u64));
-            new_keys.push(json!({"key": key, "hash": hash, "notification_id": n.id.to_string(), "at": to_ms(n.now)}));
+            rows.keys.push(json!({"key": key, "hash": hash, "notification_id": n.id.to_string(), "at": to_ms(n.now)}));
         }
-        let id = n.id.to_string();
         // `insert` answers false for content seen before, here or in the store.
         let repeated = n.fingerprint.as_ref().is_some_and(|fp| !seen.insert(fp.clone()));
-        notifications.push(json!({
-            "id": id,
+        records.push(rows.add(n, repeated)?);
+        outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 });
+    }
+    rows.insert(c)?;
+    Ok((outcomes, records))
+}
+
+/// Reads what the batch's idempotency keys stood for within their 24 h.
+fn known_keys(c: &Connection, ns: &[NewNotification]) -> StoreResult<Known> {
+    let keys: Vec<&str> = ns.iter().filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())).collect();
+    if keys.is_empty() {
+        return Ok(Known::new());
+    }
+    let oldest = ns.iter().map(|n| to_ms(n.now)).min().unwrap_or_default() - KEY_TTL_MS;
+    let rows = all(
+        c,
+        "SELECT k.key, k.request_hash, k.notification_id, n.recipients_total FROM idempotency_keys k \
+         JOIN notifications n ON n.id = k.notification_id \
+         WHERE k.key IN (SELECT value FROM json_each(?1)) AND k.created_at > ?2",
+        params![serde_json::to_string(&keys)?, oldest],
+        |r| {
+            let total: i64 = r.get("recipients_total")?;
+            Ok((r.get("key")?, (r.get("request_hash")?, uuid_at(r, "notification_id")?, total as u64)))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Reads which of the batch's fingerprints were accepted within the duplicate window.
+fn seen_fingerprints(c: &Connection, ns: &[NewNotification]) -> StoreResult<HashSet<String>> {
+    let fingerprints: Vec<&str> = ns.iter().filter_map(|n| n.fingerprint.as_deref()).collect();
+    if fingerprints.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let oldest = ns.iter().map(|n| n.now).min().unwrap_or_default() - DUPLICATE_WINDOW;
+    let seen = all(
+        c,
+        "SELECT DISTINCT fingerprint FROM notifications \
+         WHERE fingerprint IN (SELECT value FROM json_each(?1)) AND created_at > ?2",
+        params![serde_json::to_string(&fingerprints)?, to_ms(oldest)],
+        col0,
+    )?;
+    Ok(seen.into_iter().collect())
+}
+
+/// The rows a batch creates, one JSON array per table, each inserted in one statement.
+#[derive(Default)]
+struct Rows {
+    notifications: Vec<Value>,
+    users: Vec<Value>,
+    recipients: Vec<Value>,
+    keys: Vec<Value>,
+}
+
+impl Rows {
+    /// Adds a notification's rows (its users and recipients too), answering its record.
+    fn add(&mut self, n: &NewNotification, repeated: bool) -> StoreResult<NotificationRecord> {
+        self.notifications.push(json!({
+            "id": n.id.to_string(),
             "template": n.spec.template.as_str(),
             "class": n.class.as_str(),
             "category": n.spec.category.as_ref().map(|c| c.as_str()),
@@ -86,7 +116,8 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
             "fingerprint": n.fingerprint.as_deref(),
             "repeated": repeated,
         }));
-        records.push(NotificationRecord {
+        self.add_recipients(n)?;
+        Ok(NotificationRecord {
             id: n.id,
             template: n.spec.template.to_string(),
             class: n.class,
@@ -96,16 +127,21 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
             cancelled_at: None,
             fingerprint: n.fingerprint.clone(),
             repeated,
-        });
+        })
+    }
+
+    /// Adds a notification's recipients, and their users in case they are new.
+    fn add_recipients(&mut self, n: &NewNotification) -> StoreResult<()> {
+        let id = n.id.to_string();
         let group = n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str());
         let urgent = n.class.is_urgent();
         for user in &n.recipients {
-            users.push(json!({
+            self.users.push(json!({
                 "id": user.as_str(),
                 "profile": serde_json::to_string(&User::bare(user.clone()))?,
                 "at": to_ms(n.now),
             }));
-            recipients.push(json!({
+            self.recipients.push(json!({
                 "notification_id": id,
                 "user_id": user.as_str(),
                 "due_at": to_ms(n.due_at),
@@ -115,46 +151,41 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
                 "urgent": urgent,
             }));
         }
-        outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 });
+        Ok(())
     }
-    insert_rows(
-        c,
-        "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, fingerprint, \
-         repeated) SELECT value->>'$.id', value->>'$.template', value->>'$.class', value->>'$.category', \
-         value->>'$.spec', value->>'$.recipients', value->>'$.at', value->>'$.fingerprint', \
-         value->>'$.repeated' FROM json_each(?)",
-        notifications,
-    )?;
-    insert_rows(
-        c,
-        "INSERT INTO users (id, profile, created_at, updated_at) \
-         SELECT value->>'$.id', value->>'$.profile', value->>'$.at', \
-         value->>'$.at' FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
-        users,
-    )?;
-    insert_rows(
-        c,
-        "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, urgent) \
-         SELECT value->>'$.notification_id', value->>'$.user_id', 'pending', value->>'$.due_at', \
-         value->>'$.at', value->>'$.group_key', value->>'$.collapse_key', value->>'$.urgent' FROM json_each(?)",
-        recipients,
-    )?;
-    insert_rows(
-        c,
-        "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) \
-         SELECT value->>'$.key', value->>'$.hash', value->>'$.notification_id', \
-         value->>'$.at' FROM json_each(?) WHERE true \
-         ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
-         notification_id = excluded.notification_id, created_at = excluded.created_at",
-        new_keys,
-    )?;
-    Ok((outcomes, records))
-}
 
-/// Runs one multi-row insert over `rows`, skipped when there are none.
-fn insert_rows(c: &Connection, sql: &str, rows: Vec<Value>) -> StoreResult<()> {
-    if !rows.is_empty() {
-        exec(c, sql, [Value::Array(rows).to_string()])?;
+    /// Inserts the rows, a statement per table.
+    fn insert(self, c: &Connection) -> StoreResult<()> {
+        exec_rows(
+            c,
+            "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, \
+             fingerprint, repeated) SELECT value->>'$.id', value->>'$.template', value->>'$.class', \
+             value->>'$.category', value->>'$.spec', value->>'$.recipients', value->>'$.at', value->>'$.fingerprint', \
+             value->>'$.repeated' FROM json_each(?)",
+            self.notifications,
+        )?;
+        exec_rows(
+            c,
+            "INSERT INTO users (id, profile, created_at, updated_at) \
+             SELECT value->>'$.id', value->>'$.profile', value->>'$.at', \
+             value->>'$.at' FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
+            self.users,
+        )?;
+        exec_rows(
+            c,
+            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, \
+             urgent) SELECT value->>'$.notification_id', value->>'$.user_id', 'pending', value->>'$.due_at', \
+             value->>'$.at', value->>'$.group_key', value->>'$.collapse_key', value->>'$.urgent' FROM json_each(?)",
+            self.recipients,
+        )?;
+        exec_rows(
+            c,
+            "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) \
+             SELECT value->>'$.key', value->>'$.hash', value->>'$.notification_id', \
+             value->>'$.at' FROM json_each(?) WHERE true \
+             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
+             notification_id = excluded.notification_id, created_at = excluded.created_at",
+            self.keys,
+        )
     }
-    Ok(())
 }

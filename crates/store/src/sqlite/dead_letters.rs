@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::paging::{List, fetch};
 use super::rows::{DELIVERY_COLUMNS, all, delivery_row, first, parse_user};
-use super::writes::insert_audit;
+use super::writes::insert_audits;
 use crate::DeadLetterStore;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
@@ -62,7 +62,7 @@ impl DeadLetterStore for SqliteStore {
                     reason: Some(Reason::Replayed),
                     at: now,
                 };
-                insert_audit(c, &entry)?;
+                insert_audits(c, [&entry])?;
                 Ok(Some(d))
             })
             .await

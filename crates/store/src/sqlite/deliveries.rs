@@ -3,6 +3,7 @@
 //! transactional fallbacks they stand down or hand over to), each batch in a handful of
 //! statements whatever its size.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
@@ -14,17 +15,50 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use super::feedback;
 use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, exec, one, parse_user};
-use super::writes::hand_over;
+use super::writes::{exec_rows, hand_over, insert_audits};
 use crate::queue::{Lease, LeaseToken};
 use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
 use crate::{DeliveryStore, StoreError, StoreResult, from_ms, to_ms};
 
+/// Open deliveries a batch asks about, by id: (user, channel, already dispatched).
+type Open = HashMap<String, (String, String, bool)>;
+
+/// First dispatches counted against the limits: per (user, channel) their times, per
+/// (channel, window start) their number.
+struct Dispatched {
+    per_user: HashMap<(String, String), Vec<i64>>,
+    per_channel: HashMap<(String, i64), i64>,
+}
+
 /// Marks the deliveries `sending` and counts their attempts, unless closed or over a limit; see
 /// [`crate::Store::begin_attempt`]. Limits count first dispatches, the batch's own included.
 pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreResult<Vec<Begin>> {
+    let open = open_held(c, begins)?;
+    let mut dispatched =
+        Dispatched { per_user: user_dispatches(c, begins, &open)?, per_channel: channel_dispatches(c, begins, &open)? };
+    let mut answers = Vec::with_capacity(begins.len());
+    let mut go = Vec::new();
+    for b in begins {
+        let answer = judge(b, &open, &mut dispatched);
+        if answer == Begin::Go {
+            go.push(json!({"id": b.id.to_string(), "at": to_ms(b.now)}));
+        }
+        answers.push(answer);
+    }
+    exec_rows(
+        c,
+        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
+         dispatched_at = COALESCE(dispatched_at, j.value->>'$.at'), updated_at = j.value->>'$.at' \
+         FROM json_each(?) AS j WHERE deliveries.id = j.value->>'$.id'",
+        go,
+    )?;
+    Ok(answers)
+}
+
+/// Reads which of the asked deliveries are open and still held by the asker.
+fn open_held(c: &Connection, begins: &[BeginAttempt]) -> StoreResult<Open> {
     let asks: Vec<Value> = begins.iter().map(|b| json!({"id": b.id.to_string(), "holder": b.holder.get()})).collect();
-    // id -> (user, channel, already dispatched), of those open and still held by the asker
-    let open: HashMap<String, (String, String, bool)> = all(
+    let rows = all(
         c,
         "SELECT deliveries.id, user_id, channel, dispatched_at FROM deliveries JOIN json_each(?) AS j \
          ON deliveries.id = j.value->>'$.id' AND deliveries.lease_token = j.value->>'$.holder' \
@@ -34,32 +68,44 @@ pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreRe
             let dispatched: Option<i64> = r.get("dispatched_at")?;
             Ok((r.get("id")?, (r.get("user_id")?, r.get("channel")?, dispatched.is_some())))
         },
-    )?
-    .into_iter()
-    .collect();
-    let first: Vec<&(String, String, bool)> = open.values().filter(|(_, _, seen)| !seen).collect();
-    // First dispatches of the users and channels concerned, back to the oldest window asked about.
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Reads the first dispatches of the users and channels concerned, back to the oldest window asked about.
+fn user_dispatches(
+    c: &Connection,
+    begins: &[BeginAttempt],
+    open: &Open,
+) -> StoreResult<HashMap<(String, String), Vec<i64>>> {
+    let users: HashSet<&str> = open.values().filter(|(_, _, seen)| !seen).map(|(u, _, _)| u.as_str()).collect();
+    let since = begins.iter().filter_map(|b| b.per_user.map(|l| to_ms(l.since))).min();
+    let Some(since) = since.filter(|_| !users.is_empty()) else { return Ok(HashMap::new()) };
+    let rows: Vec<(String, String, i64)> = all(
+        c,
+        "SELECT user_id, channel, dispatched_at FROM deliveries \
+         WHERE user_id IN (SELECT value FROM json_each(?1)) AND dispatched_at >= ?2",
+        params![serde_json::to_string(&users)?, since],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let mut per_user: HashMap<(String, String), Vec<i64>> = HashMap::new();
-    if let Some(since) = begins.iter().filter_map(|b| b.per_user.map(|l| to_ms(l.since))).min()
-        && !first.is_empty()
-    {
-        let users: HashSet<&str> = first.iter().map(|(u, _, _)| u.as_str()).collect();
-        let rows: Vec<(String, String, i64)> = all(
-            c,
-            "SELECT user_id, channel, dispatched_at FROM deliveries \
-             WHERE user_id IN (SELECT value FROM json_each(?1)) AND dispatched_at >= ?2",
-            params![serde_json::to_string(&users)?, since],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        for (user, channel, at) in rows {
-            per_user.entry((user, channel)).or_default().push(at);
-        }
+    for (user, channel, at) in rows {
+        per_user.entry((user, channel)).or_default().push(at);
     }
+    Ok(per_user)
+}
+
+/// Counts the first dispatches on each channel a budget is asked about, since its window's start.
+fn channel_dispatches(
+    c: &Connection,
+    begins: &[BeginAttempt],
+    open: &Open,
+) -> StoreResult<HashMap<(String, i64), i64>> {
     let mut per_channel: HashMap<(String, i64), i64> = HashMap::new();
     for b in begins.iter().filter(|b| b.per_channel.is_some()) {
         let Some((_, channel, false)) = open.get(&b.id.to_string()) else { continue };
         let since = b.per_channel.map(|l| to_ms(l.since)).unwrap_or_default();
-        if let std::collections::hash_map::Entry::Vacant(slot) = per_channel.entry((channel.clone(), since)) {
+        if let Entry::Vacant(slot) = per_channel.entry((channel.clone(), since)) {
             let n: i64 = one(
                 c,
                 "SELECT COUNT(*) FROM deliveries WHERE channel = ? AND dispatched_at >= ?",
@@ -69,49 +115,55 @@ pub(super) fn begin_attempts(c: &Connection, begins: &[BeginAttempt]) -> StoreRe
             slot.insert(n);
         }
     }
-    let mut answers = Vec::with_capacity(begins.len());
-    let mut go = Vec::new();
-    for b in begins {
-        let Some((user, channel, seen)) = open.get(&b.id.to_string()) else {
-            answers.push(Begin::Closed);
-            continue;
-        };
-        let now = to_ms(b.now);
-        if !seen {
-            if let Some(l) = b.per_user {
-                let sent = per_user.entry((user.clone(), channel.clone())).or_default();
-                if sent.iter().filter(|at| **at >= to_ms(l.since)).count() >= l.max as usize {
-                    answers.push(Begin::UserCeiling);
-                    continue;
-                }
-                sent.push(now);
-            }
-            if let Some(l) = b.per_channel {
-                let sent = per_channel.entry((channel.clone(), to_ms(l.since))).or_default();
-                if *sent >= i64::from(l.max) {
-                    answers.push(Begin::ChannelBudget);
-                    continue;
-                }
-                *sent += 1;
-            }
+    Ok(per_channel)
+}
+
+/// Answers one ask, in batch order; a first dispatch that goes counts against the limits of
+/// the asks after it.
+fn judge(b: &BeginAttempt, open: &Open, dispatched: &mut Dispatched) -> Begin {
+    let Some((user, channel, seen)) = open.get(&b.id.to_string()) else { return Begin::Closed };
+    if *seen {
+        return Begin::Go;
+    }
+    if let Some(l) = b.per_user {
+        let sent = dispatched.per_user.entry((user.clone(), channel.clone())).or_default();
+        if sent.iter().filter(|at| **at >= to_ms(l.since)).count() >= l.max as usize {
+            return Begin::UserCeiling;
         }
-        go.push(json!({"id": b.id.to_string(), "at": now}));
-        answers.push(Begin::Go);
+        sent.push(to_ms(b.now));
     }
-    if !go.is_empty() {
-        exec(
-            c,
-            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, \
-             dispatched_at = COALESCE(dispatched_at, j.value->>'$.at'), updated_at = j.value->>'$.at' \
-             FROM json_each(?) AS j WHERE deliveries.id = j.value->>'$.id'",
-            [Value::Array(go).to_string()],
-        )?;
+    if let Some(l) = b.per_channel {
+        let sent = dispatched.per_channel.entry((channel.clone(), to_ms(l.since))).or_default();
+        if *sent >= i64::from(l.max) {
+            return Begin::ChannelBudget;
+        }
+        *sent += 1;
     }
-    Ok(answers)
+    Begin::Go
 }
 
 /// Records the results of attempts; see [`crate::Store::update_delivery`].
 pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> StoreResult<Vec<Updated>> {
+    let recorded = settle_results(c, updates)?;
+    let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains_key(&u.id.to_string())).collect();
+    insert_audits(c, kept.iter().filter_map(|u| u.audit.as_ref()))?;
+    stand_down_fallbacks(c, &kept)?;
+    let mut out = Vec::with_capacity(updates.len());
+    for u in updates {
+        let Some(until) = recorded.get(&u.id.to_string()) else {
+            out.push(Updated::Closed);
+            continue;
+        };
+        out.push(Updated::Recorded(hand_over_after(c, u, *until)?));
+    }
+    if out.len() != updates.len() {
+        return Err(StoreError::Corrupt("delivery results went missing".into()));
+    }
+    Ok(out)
+}
+
+/// Writes each result onto its delivery, answering the lease expiry of those it took, by id.
+fn settle_results(c: &Connection, updates: &[DeliveryUpdate]) -> StoreResult<HashMap<String, i64>> {
     let rows: Vec<Value> = updates
         .iter()
         .map(|u| {
@@ -129,7 +181,7 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
         .collect();
     // Only deliveries still open and held take a result: one cancelled or settled meanwhile stays
     // so, and one adopted by another node after this one's lease ran out is that node's now.
-    let recorded: HashMap<String, i64> = all(
+    let recorded = all(
         c,
         "UPDATE deliveries SET status = j.value->>'$.status', attempts = j.value->>'$.attempts', \
          provider = j.value->>'$.provider', \
@@ -140,34 +192,12 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
          RETURNING deliveries.id, deliveries.lease_until",
         [Value::Array(rows).to_string()],
         |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or_default())),
-    )?
-    .into_iter()
-    .collect();
-    let kept: Vec<&DeliveryUpdate> = updates.iter().filter(|u| recorded.contains_key(&u.id.to_string())).collect();
-    let audit: Vec<Value> = kept
-        .iter()
-        .filter_map(|u| u.audit.as_ref())
-        .map(|a| {
-            json!({
-                "at": to_ms(a.at),
-                "user_id": a.user_id.as_str(),
-                "notification_id": a.notification_id.to_string(),
-                "channel": a.channel.map(|c| c.as_str()),
-                "decision": a.decision.as_str(),
-                "reason": a.reason.map(|r| r.as_str()),
-            })
-        })
-        .collect();
-    if !audit.is_empty() {
-        exec(
-            c,
-            "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-             SELECT value->>'$.at', value->>'$.user_id', value->>'$.notification_id', value->>'$.channel', \
-             value->>'$.decision', value->>'$.reason' FROM json_each(?)",
-            [Value::Array(audit).to_string()],
-        )?;
-    }
-    // A channel that worked stands its notification's fallbacks down, all in one statement.
+    )?;
+    Ok(recorded.into_iter().collect())
+}
+
+/// Stands down the fallbacks of the notifications whose channel worked, all in one statement.
+fn stand_down_fallbacks(c: &Connection, kept: &[&DeliveryUpdate]) -> StoreResult<()> {
     let done: Vec<Value> = kept
         .iter()
         .filter(|u| u.then == AfterUpdate::StandDown)
@@ -188,26 +218,16 @@ pub(super) fn update_deliveries(c: &Connection, updates: &[DeliveryUpdate]) -> S
             params![now, Value::Array(done).to_string()],
         )?;
     }
-    let mut out = Vec::with_capacity(updates.len());
-    for u in updates {
-        let Some(until) = recorded.get(&u.id.to_string()) else {
-            out.push(Updated::Closed);
-            continue;
-        };
-        let next = match (u.then, &u.audit) {
-            (AfterUpdate::HandOver, Some(a)) => {
-                let user = parse_user(a.user_id.as_str())?;
-                let lease = Lease { token: u.holder, until: from_ms(*until) };
-                hand_over(c, a.notification_id, &user, u.now, false, lease)?.map(Box::new)
-            }
-            _ => None,
-        };
-        out.push(Updated::Recorded(next));
-    }
-    if out.len() != updates.len() {
-        return Err(StoreError::Corrupt("delivery results went missing".into()));
-    }
-    Ok(out)
+    Ok(())
+}
+
+/// Hands a recorded result over to the next fallback when it asks to, under the same holder's
+/// lease (`until` its expiry), answering the delivery now active.
+fn hand_over_after(c: &Connection, u: &DeliveryUpdate, until: i64) -> StoreResult<Option<Box<DeliveryRecord>>> {
+    let (AfterUpdate::HandOver, Some(a)) = (u.then, &u.audit) else { return Ok(None) };
+    let user = parse_user(a.user_id.as_str())?;
+    let lease = Lease { token: u.holder, until: from_ms(until) };
+    Ok(hand_over(c, a.notification_id, &user, u.now, false, lease)?.map(Box::new))
 }
 
 /// Takes open deliveries no live lease holds; see [`crate::Store::adopt_deliveries`].

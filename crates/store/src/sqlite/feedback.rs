@@ -13,7 +13,7 @@ use super::SqliteStore;
 use super::cache::Touches;
 use super::paging::{List, fetch};
 use super::rows::{all, code_at, exec, first, user_at, uuid_at};
-use super::writes::{hand_over, insert_audit, stand_down};
+use super::writes::{hand_over, insert_audits, stand_down};
 use crate::cursor::{Cursor, Page};
 use crate::queue::Lease;
 use crate::records::{
@@ -37,36 +37,11 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
     let mut out = FeedbackOutcome::default();
     match f.kind {
         FeedbackKind::HardBounce | FeedbackKind::Stop => {
-            let kind = if f.kind == FeedbackKind::Stop { BlockKind::Stop } else { BlockKind::HardBounce };
-            // A hard bounce outranks a STOP: a START must not unblock an address that does not exist.
-            exec(
-                c,
-                "INSERT INTO address_blocks (channel, address, kind, created_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (channel, address) DO UPDATE SET kind = ?5 WHERE ?3 = ?5",
-                params![f.channel.as_str(), f.address, kind.as_str(), now, BlockKind::HardBounce.as_str()],
-            )?;
+            block(c, f, now)?;
             out.address_blocked = true;
         }
-        FeedbackKind::Start => {
-            let n = exec(
-                c,
-                "DELETE FROM address_blocks WHERE channel = ? AND address = ? AND kind = ?",
-                params![f.channel.as_str(), f.address, BlockKind::Stop.as_str()],
-            )?;
-            out.address_unblocked = n > 0;
-        }
-        FeedbackKind::Complaint | FeedbackKind::Unsubscribe => {
-            let Some(path) = contact_path(f.channel) else {
-                return Err(StoreError::Database(format!("{} has no contact address to switch off", f.channel)));
-            };
-            let switch = format!("$.channels.{}", f.channel.as_str());
-            out.users_affected = exec(
-                c,
-                "UPDATE users SET preferences = json_set(COALESCE(preferences, '{}'), ?1, json('false')), updated_at = ?2 \
-                 WHERE json_extract(profile, ?3) = ?4 AND erased_at IS NULL",
-                params![switch, now, path, f.address],
-            )?;
-        }
+        FeedbackKind::Start => out.address_unblocked = unblock(c, f)?,
+        FeedbackKind::Complaint | FeedbackKind::Unsubscribe => out.users_affected = switch_off(c, f, now)?,
         FeedbackKind::InvalidToken => {
             out.devices_removed = exec(
                 c,
@@ -76,41 +51,73 @@ pub(super) fn apply(c: &Connection, f: &Feedback) -> StoreResult<FeedbackOutcome
             )?;
         }
     }
-    let about = f.delivery_id.and_then(|id| {
-        let (status, reason) = match f.kind {
-            FeedbackKind::HardBounce => (DeliveryStatus::Bounced, Reason::HardBounce),
-            FeedbackKind::InvalidToken => (DeliveryStatus::Bounced, Reason::InvalidToken),
-            // The message arrived; the recipient did not want it.
-            FeedbackKind::Complaint => (DeliveryStatus::Delivered, Reason::Complaint),
-            FeedbackKind::Unsubscribe => (DeliveryStatus::Delivered, Reason::Unsubscribed),
-            // Keywords are about the number, never about one delivery.
-            FeedbackKind::Stop | FeedbackKind::Start => return None,
-        };
-        Some((id, status, reason))
-    });
-    if let Some((id, status, reason)) = about {
-        let row = first(
-            c,
-            "UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ? AND channel = ? \
-             RETURNING notification_id, user_id",
-            params![status.as_str(), reason.as_str(), now, id.to_string(), f.channel.as_str()],
-            |r| Ok((user_at(r, "user_id")?, uuid_at(r, "notification_id")?)),
-        )?;
-        if let Some((user_id, notification_id)) = row {
-            let decision = if status == DeliveryStatus::Bounced { Decision::Bounced } else { Decision::Delivered };
-            let entry = AuditEntry {
-                user_id,
-                notification_id,
-                channel: Some(f.channel),
-                decision,
-                reason: Some(reason),
-                at: f.now,
-            };
-            insert_audit(c, &entry)?;
-            out.delivery_updated = true;
-        }
-    }
+    out.delivery_updated = settle_delivery(c, f, now)?;
     Ok(out)
+}
+
+/// Blocks the reported address, as a hard bounce or a STOP.
+fn block(c: &Connection, f: &Feedback, now: i64) -> StoreResult<()> {
+    let kind = if f.kind == FeedbackKind::Stop { BlockKind::Stop } else { BlockKind::HardBounce };
+    // A hard bounce outranks a STOP: a START must not unblock an address that does not exist.
+    exec(
+        c,
+        "INSERT INTO address_blocks (channel, address, kind, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (channel, address) DO UPDATE SET kind = ?5 WHERE ?3 = ?5",
+        params![f.channel.as_str(), f.address, kind.as_str(), now, BlockKind::HardBounce.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Lifts a STOP on the reported address, answering whether there was one.
+fn unblock(c: &Connection, f: &Feedback) -> StoreResult<bool> {
+    let n = exec(
+        c,
+        "DELETE FROM address_blocks WHERE channel = ? AND address = ? AND kind = ?",
+        params![f.channel.as_str(), f.address, BlockKind::Stop.as_str()],
+    )?;
+    Ok(n > 0)
+}
+
+/// Switches the channel off for the users with the reported address, answering how many.
+fn switch_off(c: &Connection, f: &Feedback, now: i64) -> StoreResult<u64> {
+    let Some(path) = contact_path(f.channel) else {
+        return Err(StoreError::Database(format!("{} has no contact address to switch off", f.channel)));
+    };
+    let switch = format!("$.channels.{}", f.channel.as_str());
+    exec(
+        c,
+        "UPDATE users SET preferences = json_set(COALESCE(preferences, '{}'), ?1, json('false')), updated_at = ?2 \
+         WHERE json_extract(profile, ?3) = ?4 AND erased_at IS NULL",
+        params![switch, now, path, f.address],
+    )
+}
+
+/// Records what the report says about the delivery it names, with its audit line, answering
+/// whether there was such a delivery.
+fn settle_delivery(c: &Connection, f: &Feedback, now: i64) -> StoreResult<bool> {
+    let Some(id) = f.delivery_id else { return Ok(false) };
+    let (status, reason) = match f.kind {
+        FeedbackKind::HardBounce => (DeliveryStatus::Bounced, Reason::HardBounce),
+        FeedbackKind::InvalidToken => (DeliveryStatus::Bounced, Reason::InvalidToken),
+        // The message arrived; the recipient did not want it.
+        FeedbackKind::Complaint => (DeliveryStatus::Delivered, Reason::Complaint),
+        FeedbackKind::Unsubscribe => (DeliveryStatus::Delivered, Reason::Unsubscribed),
+        // Keywords are about the number, never about one delivery.
+        FeedbackKind::Stop | FeedbackKind::Start => return Ok(false),
+    };
+    let row = first(
+        c,
+        "UPDATE deliveries SET status = ?, error = ?, updated_at = ? WHERE id = ? AND channel = ? \
+         RETURNING notification_id, user_id",
+        params![status.as_str(), reason.as_str(), now, id.to_string(), f.channel.as_str()],
+        |r| Ok((user_at(r, "user_id")?, uuid_at(r, "notification_id")?)),
+    )?;
+    let Some((user_id, notification_id)) = row else { return Ok(false) };
+    let decision = if status == DeliveryStatus::Bounced { Decision::Bounced } else { Decision::Delivered };
+    let entry =
+        AuditEntry { user_id, notification_id, channel: Some(f.channel), decision, reason: Some(reason), at: f.now };
+    insert_audits(c, [&entry])?;
+    Ok(true)
 }
 
 /// Records a provider's late report on a delivery; see [`crate::Store::provider_status`].
@@ -135,7 +142,7 @@ pub(super) fn provider_status(c: &Connection, r: &ProviderStatus, lease: Lease) 
     let Some((user_id, notification_id)) = row else { return Ok(Updated::Closed) };
     let entry =
         AuditEntry { user_id, notification_id, channel: Some(r.channel), decision, reason: r.reason, at: r.now };
-    insert_audit(c, &entry)?;
+    insert_audits(c, [&entry])?;
     let next = match r.status {
         // The report may beat the dispatcher's own record of the send, which would stand them down.
         FinalStatus::Delivered => {

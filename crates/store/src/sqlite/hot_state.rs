@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::decide;
 use super::rows::{all, col0, exec, first, uuid_at};
-use super::writes::{insert_audit, insert_delivery, schedule};
+use super::writes::{insert_audits, insert_delivery, schedule};
 use crate::HotState;
 use crate::StoreResult;
 use crate::queue::Lease;
@@ -78,9 +78,7 @@ fn record_flush(c: &Connection, o: &FlushOutcome) -> StoreResult<bool> {
             params![reason.as_str(), now, seq],
         )?;
     }
-    for a in &o.audit {
-        insert_audit(c, a)?;
-    }
+    insert_audits(c, &o.audit)?;
     // A flush asked for while this one ran (the timer is pending again) stays asked for.
     let asked_again = state == "pending";
     match (o.next_due, asked_again) {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use herald_domain::reason::{Decision, Reason};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -11,8 +12,9 @@ use super::SqliteStore;
 use super::accept;
 use super::cache::{Cache, Touches};
 use super::decide;
-use super::rows::{exec, first, notification_row};
+use super::rows::{all, exec, first, notification_row, user_at};
 use super::writer::Writer;
+use super::writes::insert_audits;
 use crate::NotificationStore;
 use crate::StoreResult;
 use crate::records::*;
@@ -58,26 +60,32 @@ impl NotificationStore for SqliteStore {
             .write(move |c| {
                 let args = params![to_ms(now), id.to_string()];
                 exec(c, "UPDATE notifications SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?", args)?;
-                exec(
-                    c,
-                    "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-                     SELECT ?, user_id, notification_id, NULL, 'cancelled', 'cancelled' FROM recipients \
-                     WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
-                    args,
-                )?;
-                let cancelled = exec(
+                // The update names the recipients it cancels, so their audit lines go through the one audit insert.
+                let cancelled = all(
                     c,
                     "UPDATE recipients SET state = 'done', decision = 'cancelled', reason = 'cancelled', updated_at = ? \
-                     WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched')",
+                     WHERE notification_id = ? AND state IN ('pending', 'claimed', 'batched') \
+                     RETURNING user_id",
                     args,
+                    |r| {
+                        Ok(AuditEntry {
+                            user_id: user_at(r, "user_id")?,
+                            notification_id: id,
+                            channel: None,
+                            decision: Decision::Cancelled,
+                            reason: Some(Reason::Cancelled),
+                            at: now,
+                        })
+                    },
                 )?;
+                insert_audits(c, &cancelled)?;
                 exec(
                     c,
                     "UPDATE deliveries SET status = 'suppressed', error = 'cancelled', updated_at = ? \
                      WHERE notification_id = ? AND status IN ('queued', 'standby')",
                     args,
                 )?;
-                Ok(cancelled)
+                Ok(cancelled.len() as u64)
             })
             .await
     }

@@ -1,14 +1,15 @@
 //! Writes that several concerns share: users made on first mention, audit entries,
 //! deliveries, transactional hand-overs, collapses and digest timers.
 
-use herald_domain::reason::Reason;
+use herald_domain::reason::{Decision, Reason};
 use herald_domain::user::User;
 use herald_domain::{Channel, UserId};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::rows::{DELIVERY_COLUMNS, delivery_row, exec, first};
+use super::rows::{DELIVERY_COLUMNS, all, delivery_row, exec, first, uuid_at};
 use crate::StoreResult;
 use crate::queue::{Lease, WorkItem};
 use crate::records::*;
@@ -24,20 +25,36 @@ pub(super) fn ensure_user(c: &Connection, id: &UserId, now: i64) -> StoreResult<
     Ok(())
 }
 
-pub(super) fn insert_audit(c: &Connection, a: &AuditEntry) -> StoreResult<()> {
-    exec(
-        c,
-        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) VALUES (?, ?, ?, ?, ?, ?)",
-        params![
-            to_ms(a.at),
-            a.user_id.as_str(),
-            a.notification_id.to_string(),
-            a.channel.map(Channel::as_str),
-            a.decision.as_str(),
-            a.reason.map(|r| r.as_str())
-        ],
-    )?;
+/// Runs one multi-row statement over `rows`, bound as a JSON array to its `?`; skipped when there are none.
+pub(super) fn exec_rows(c: &Connection, sql: &str, rows: Vec<Value>) -> StoreResult<()> {
+    if !rows.is_empty() {
+        exec(c, sql, [Value::Array(rows).to_string()])?;
+    }
     Ok(())
+}
+
+/// Appends audit lines in one multi-row statement, skipped when there are none.
+pub(super) fn insert_audits<'a>(c: &Connection, entries: impl IntoIterator<Item = &'a AuditEntry>) -> StoreResult<()> {
+    let rows = entries
+        .into_iter()
+        .map(|a| {
+            json!({
+                "at": to_ms(a.at),
+                "user_id": a.user_id.as_str(),
+                "notification_id": a.notification_id.to_string(),
+                "channel": a.channel.map(Channel::as_str),
+                "decision": a.decision.as_str(),
+                "reason": a.reason.map(|r| r.as_str()),
+            })
+        })
+        .collect();
+    exec_rows(
+        c,
+        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
+         SELECT value->>'$.at', value->>'$.user_id', value->>'$.notification_id', value->>'$.channel', \
+         value->>'$.decision', value->>'$.reason' FROM json_each(?)",
+        rows,
+    )
 }
 
 pub(super) fn insert_delivery(
@@ -108,11 +125,11 @@ pub(super) fn hand_over(
         user_id: user.clone(),
         notification_id,
         channel: Some(d.channel),
-        decision: herald_domain::reason::Decision::Delivering,
+        decision: Decision::Delivering,
         reason: Some(Reason::Fallback),
         at: now,
     };
-    insert_audit(c, &audit)?;
+    insert_audits(c, [&audit])?;
     Ok(Some(d))
 }
 
@@ -128,22 +145,26 @@ pub(super) fn stand_down(c: &Connection, notification_id: Uuid, user: &UserId, n
 }
 
 /// Supersedes the user's older notifications with the same collapse key that have not interrupted yet.
-pub(super) fn collapse(c: &Connection, item: &WorkItem, key: &str, now: i64) -> StoreResult<()> {
-    let args = params![now, item.user_id.as_str(), key, item.seq];
-    exec(
-        c,
-        "INSERT INTO audit (at, user_id, notification_id, channel, decision, reason) \
-         SELECT ?, user_id, notification_id, NULL, 'suppressed', 'collapsed' FROM recipients \
-         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'claimed', 'batched')",
-        args,
-    )?;
-    exec(
+pub(super) fn collapse(c: &Connection, item: &WorkItem, key: &str, now: Timestamp) -> StoreResult<()> {
+    // The update names the recipients it supersedes, so their audit lines go through the one audit insert.
+    let superseded = all(
         c,
         "UPDATE recipients SET state = 'done', decision = 'suppressed', reason = 'collapsed', updated_at = ? \
-         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'claimed', 'batched')",
-        args,
+         WHERE user_id = ? AND collapse_key = ? AND seq < ? AND state IN ('pending', 'claimed', 'batched') \
+         RETURNING notification_id",
+        params![to_ms(now), item.user_id.as_str(), key, item.seq],
+        |r| {
+            Ok(AuditEntry {
+                user_id: item.user_id.clone(),
+                notification_id: uuid_at(r, "notification_id")?,
+                channel: None,
+                decision: Decision::Suppressed,
+                reason: Some(Reason::Collapsed),
+                at: now,
+            })
+        },
     )?;
-    Ok(())
+    insert_audits(c, &superseded)
 }
 
 /// Makes the user's digest due no later than `at` (an earlier existing time stands).
