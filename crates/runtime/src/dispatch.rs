@@ -20,70 +20,15 @@ use herald_store::{
 };
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::breaker::{Breakers, Verdict};
 use crate::clock::Clock;
+use crate::outlet::Outlet;
 use crate::ratelimit::Limiter;
 use crate::targets::targets;
 use crate::{ChannelSettings, RuntimeConfig};
-
-/// Where one channel's deliveries leave: its providers, rate limits and send slots ("lane" is
-/// kept for the per-user lanes that decide).
-struct Outlet {
-    /// Providers in failover order, each with its own rate limiter.
-    providers: Vec<(Arc<dyn Provider>, Option<Limiter>)>,
-    /// Per-recipient-domain limiter (email).
-    domains: Option<Limiter>,
-    permits: Semaphore,
-    /// Slots only critical and transactional sends may take, so that a flood of marketing
-    /// filling `permits` never makes them wait.
-    urgent: Semaphore,
-    settings: ChannelSettings,
-}
-
-impl Outlet {
-    /// Waits for the provider's and the recipient domain's rates and for a send slot (critical and
-    /// transactional sends may also take the slots kept for them); whether it had to wait.
-    async fn wait_turn(
-        &self,
-        provider: &str,
-        limiter: Option<&Limiter>,
-        cmd: &SendCommand,
-    ) -> Result<(SemaphorePermit<'_>, bool), StoreError> {
-        let mut waited = false;
-        let channel = cmd.channel.as_str();
-        if let Some(l) = limiter
-            && l.acquire(provider).await
-        {
-            waited = true;
-            metrics::counter!("herald_rate_limited_total", "channel" => channel, "scope" => "provider").increment(1);
-        }
-        if let (Some(l), Some(domain)) = (&self.domains, cmd.targets.iter().find_map(email_domain))
-            && l.acquire(domain).await
-        {
-            waited = true;
-            metrics::counter!("herald_rate_limited_total", "channel" => channel, "scope" => "domain").increment(1);
-        }
-        if let Ok(permit) = self.permits.try_acquire() {
-            return Ok((permit, waited));
-        }
-        let urgent = cmd.class.is_urgent();
-        if urgent && let Ok(permit) = self.urgent.try_acquire() {
-            return Ok((permit, waited));
-        }
-        let permit = if urgent {
-            tokio::select! {
-                p = self.permits.acquire() => p,
-                p = self.urgent.acquire() => p,
-            }
-        } else {
-            self.permits.acquire().await
-        };
-        Ok((permit.map_err(|_| StoreError::Closed)?, true))
-    }
-}
 
 /// Dispatches deliveries to providers.
 pub(crate) struct Dispatcher {
@@ -216,14 +161,7 @@ impl Dispatcher {
             .iter()
             .map(|(channel, providers)| {
                 let settings = config.channels.get(channel).cloned().unwrap_or_default();
-                let outlet = Outlet {
-                    providers: providers.iter().map(|p| (p.clone(), settings.rate_limit.map(Limiter::new))).collect(),
-                    domains: settings.domain_rate_limit.filter(|_| *channel == Channel::Email).map(Limiter::new),
-                    permits: Semaphore::new(settings.max_in_flight.max(1)),
-                    urgent: Semaphore::new((settings.max_in_flight / 4).max(1)),
-                    settings,
-                };
-                (*channel, outlet)
+                (*channel, Outlet::new(*channel, providers, settings))
             })
             .collect();
         Self {
@@ -457,17 +395,17 @@ impl Dispatcher {
                 None,
             ));
         };
-        let suppress = |reason: Reason| Ok((Attempt::Done(Settled::suppressed(reason)), None));
         let user_id = UserId::parse("user_id", &d.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let targets = match self.consent(d, &user_id).await? {
             Ok(targets) => targets,
-            Err(reason) => return suppress(reason),
+            Err(reason) => return Ok((Attempt::Done(Settled::suppressed(reason)), None)),
         };
         let cmd = self.command(d, targets);
         let settings = &outlet.settings;
         let mut in_flight: Option<InFlight<'_>> = None;
+        // The send slot is held until the attempt returns, whichever provider ends it.
         let mut _permit = None;
-        let mut transient: Option<(String, Option<u64>, &'static str)> = None;
+        let mut transient: Option<Transient> = None;
         let mut reopen: Option<Timestamp> = None;
         for (provider, limiter) in &outlet.providers {
             let circuit = provider.circuit(&cmd);
@@ -477,48 +415,62 @@ impl Dispatcher {
                 continue;
             }
             if in_flight.is_none() {
-                let (permit, waited) = outlet.wait_turn(provider.name(), limiter.as_ref(), &cmd).await?;
-                _permit = Some(permit);
-                if self.closing.load(Ordering::SeqCst) {
-                    return Ok((Attempt::Leave, None));
-                }
-                // A STOP or a switched-off channel may have arrived while the send waited its turn.
-                if waited && let Err(reason) = self.consent(d, &user_id).await? {
-                    return suppress(reason);
-                }
-                let mark = InFlight::new(self);
-                match self.begin(d, settings).await? {
-                    Begin::Go => in_flight = Some(mark),
-                    Begin::Closed => return Ok((Attempt::Leave, None)),
-                    Begin::UserCeiling => return suppress(Reason::HourlyCeiling),
-                    Begin::ChannelBudget => return suppress(Reason::SmsBudget),
-                }
-                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await?;
-                if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
-                    return Ok((done, in_flight));
+                match self.start(d, &user_id, outlet, provider.name(), limiter.as_ref(), &cmd).await? {
+                    Ok((permit, mark)) => {
+                        _permit = Some(permit);
+                        in_flight = Some(mark);
+                    }
+                    Err(end) => return Ok((end, None)),
                 }
             } else {
                 // Failover within the same attempt: the next provider gets it at once.
                 tracing::info!(provider = provider.name(), "failing over to the next provider");
-                let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await?;
-                if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
-                    return Ok((done, in_flight));
-                }
+            }
+            let result = self.send(provider.as_ref(), &cmd, &circuit, settings).await?;
+            if let Some(done) = self.settle(d, provider.name(), result, &mut transient) {
+                return Ok((done, in_flight));
             }
         }
-        let Some((message, retry_after, provider)) = transient else {
-            // Every circuit is open: wait for the first to half-open, without using up an attempt.
-            let until = reopen.unwrap_or_else(|| self.clock.now() + SignedDuration::from_secs(1));
-            return Ok((Attempt::Wait { until, error: "circuit open".into() }, None));
-        };
-        let next = match settings.retry_schedule.get(d.attempts as usize) {
-            Some(base) => {
-                let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
-                Attempt::Retry { after: jitter(base), error: message, provider: Some(provider.into()) }
-            }
-            None => Attempt::Done(Settled::failed(Reason::RetriesExhausted, message, Some(provider.into()))),
-        };
-        Ok((next, in_flight))
+        match transient {
+            Some(failure) => Ok((retry(d, settings, failure), in_flight)),
+            // No provider was tried, so nothing is in flight.
+            None => Ok((self.circuits_open(reopen), None)),
+        }
+    }
+
+    /// Takes the first provider's turn and records the attempt's start: the send slot and the
+    /// in-flight mark to hold while sending, or how the attempt ends without a send.
+    async fn start<'a>(
+        &'a self,
+        d: &DeliveryRecord,
+        user_id: &UserId,
+        outlet: &'a Outlet,
+        provider: &str,
+        limiter: Option<&Limiter>,
+        cmd: &SendCommand,
+    ) -> Result<Result<(SemaphorePermit<'a>, InFlight<'a>), Attempt>, StoreError> {
+        let suppress = |reason: Reason| Ok(Err(Attempt::Done(Settled::suppressed(reason))));
+        let (permit, waited) = outlet.wait_turn(provider, limiter, cmd).await?;
+        if self.closing.load(Ordering::SeqCst) {
+            return Ok(Err(Attempt::Leave));
+        }
+        // A STOP or a switched-off channel may have arrived while the send waited its turn.
+        if waited && let Err(reason) = self.consent(d, user_id).await? {
+            return suppress(reason);
+        }
+        let mark = InFlight::new(self);
+        match self.begin(d, &outlet.settings).await? {
+            Begin::Go => Ok(Ok((permit, mark))),
+            Begin::Closed => Ok(Err(Attempt::Leave)),
+            Begin::UserCeiling => suppress(Reason::HourlyCeiling),
+            Begin::ChannelBudget => suppress(Reason::SmsBudget),
+        }
+    }
+
+    /// Every circuit is open: wait for the first to half-open, without using up an attempt.
+    fn circuits_open(&self, reopen: Option<Timestamp>) -> Attempt {
+        let until = reopen.unwrap_or_else(|| self.clock.now() + SignedDuration::from_secs(1));
+        Attempt::Wait { until, error: "circuit open".into() }
     }
 
     /// What the providers are asked to send for `d`.
@@ -587,55 +539,52 @@ impl Dispatcher {
             Ok(r) => r,
             Err(_) => Err(SendError::Transient { message: "timed out".into(), retry_after: None }),
         };
-        let kind = match &result {
-            Ok(_) => "ok",
-            Err(SendError::Transient { .. }) => "transient",
-            Err(SendError::Permanent(_)) => "permanent",
-            Err(SendError::Gone { .. }) => "gone",
-            Err(SendError::Unreachable { .. }) => "unreachable",
-        };
-        // Tokens and subscriptions the provider says are dead are removed at once.
-        let gone = match &result {
-            Ok(sent) => sent.gone.as_slice(),
-            Err(SendError::Gone { devices, .. }) => devices.as_slice(),
-            Err(_) => &[],
-        };
-        if !gone.is_empty() {
-            let user = UserId::parse("user_id", &cmd.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for device in gone {
-                tracing::info!(%device, "the provider says the device is gone; removing it");
-                self.store.delete_device(&user, *device).await?;
-            }
-        }
-        // An address the provider says is dead or opted out is blocked before anything else is tried.
-        if let Err(SendError::Unreachable { block, .. }) = &result
-            && let Some(address) = cmd.targets.iter().find_map(contact_address)
-        {
-            let kind = match block {
-                AddressBlock::HardBounce => FeedbackKind::HardBounce,
-                AddressBlock::Stopped => FeedbackKind::Stop,
-            };
-            tracing::info!(?block, "the provider says the address will not take messages; blocking it");
-            self.store
-                .apply_feedback(Feedback {
-                    channel: cmd.channel,
-                    address: address.to_owned(),
-                    kind,
-                    delivery_id: None,
-                    now: self.clock.now(),
-                })
-                .await?;
-        }
-        metrics::counter!("herald_delivery_attempts_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "outcome" => kind)
-            .increment(1);
-        if kind != "ok" {
-            metrics::counter!("herald_provider_errors_total", "channel" => cmd.channel.as_str(), "provider" => provider.name(), "kind" => kind)
-                .increment(1);
-        }
+        self.forget_gone(cmd, &result).await?;
+        self.block_unreachable(cmd, &result).await?;
+        count_attempt(cmd.channel, provider.name(), &result);
         // A permanent refusal is about the recipient, not the provider's health.
         let healthy = !matches!(result, Err(SendError::Transient { .. }));
         self.breakers.report(cmd.channel, circuit, healthy, settings.breaker, self.clock.now());
         Ok(result)
+    }
+
+    /// Removes at once the tokens and subscriptions the provider says are dead.
+    async fn forget_gone(&self, cmd: &SendCommand, result: &Result<Sent, SendError>) -> Result<(), StoreError> {
+        let gone = match result {
+            Ok(sent) => sent.gone.as_slice(),
+            Err(SendError::Gone { devices, .. }) => devices.as_slice(),
+            Err(_) => &[],
+        };
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let user = UserId::parse("user_id", &cmd.user_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for device in gone {
+            tracing::info!(%device, "the provider says the device is gone; removing it");
+            self.store.delete_device(&user, *device).await?;
+        }
+        Ok(())
+    }
+
+    /// Blocks an address the provider says is dead or opted out, before anything else is tried.
+    async fn block_unreachable(&self, cmd: &SendCommand, result: &Result<Sent, SendError>) -> Result<(), StoreError> {
+        let Err(SendError::Unreachable { block, .. }) = result else { return Ok(()) };
+        let Some(address) = cmd.targets.iter().find_map(contact_address) else { return Ok(()) };
+        let kind = match block {
+            AddressBlock::HardBounce => FeedbackKind::HardBounce,
+            AddressBlock::Stopped => FeedbackKind::Stop,
+        };
+        tracing::info!(?block, "the provider says the address will not take messages; blocking it");
+        self.store
+            .apply_feedback(Feedback {
+                channel: cmd.channel,
+                address: address.to_owned(),
+                kind,
+                delivery_id: None,
+                now: self.clock.now(),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Turns a send's result into the attempt's end, or remembers a transient failure and lets
@@ -645,7 +594,7 @@ impl Dispatcher {
         d: &DeliveryRecord,
         provider: &'static str,
         result: Result<Sent, SendError>,
-        transient: &mut Option<(String, Option<u64>, &'static str)>,
+        transient: &mut Option<Transient>,
     ) -> Option<Attempt> {
         let settled = match result {
             Ok(_) => Settled::accepted(d.channel, provider),
@@ -693,11 +642,36 @@ fn contact_address(t: &Target) -> Option<&str> {
     }
 }
 
-/// The recipient's domain, for per-domain email limits.
-fn email_domain(t: &Target) -> Option<&str> {
-    match t {
-        Target::Email(a) => a.rsplit_once('@').map(|(_, domain)| domain),
-        _ => None,
+/// A transient failure kept while the next provider tries: its message, the provider's
+/// Retry-After in seconds, and the provider.
+type Transient = (String, Option<u64>, &'static str);
+
+/// After a transient failure: a retry on the channel's schedule (no sooner than the provider
+/// asked), or a dead letter once the schedule is used up.
+fn retry(d: &DeliveryRecord, settings: &ChannelSettings, (message, retry_after, provider): Transient) -> Attempt {
+    match settings.retry_schedule.get(d.attempts as usize) {
+        Some(base) => {
+            let base = (*base).max(Duration::from_secs(retry_after.unwrap_or(0)));
+            Attempt::Retry { after: jitter(base), error: message, provider: Some(provider.into()) }
+        }
+        None => Attempt::Done(Settled::failed(Reason::RetriesExhausted, message, Some(provider.into()))),
+    }
+}
+
+/// Counts a provider's send by outcome, and its errors by kind.
+fn count_attempt(channel: Channel, provider: &'static str, result: &Result<Sent, SendError>) {
+    let kind = match result {
+        Ok(_) => "ok",
+        Err(SendError::Transient { .. }) => "transient",
+        Err(SendError::Permanent(_)) => "permanent",
+        Err(SendError::Gone { .. }) => "gone",
+        Err(SendError::Unreachable { .. }) => "unreachable",
+    };
+    metrics::counter!("herald_delivery_attempts_total", "channel" => channel.as_str(), "provider" => provider, "outcome" => kind)
+        .increment(1);
+    if kind != "ok" {
+        metrics::counter!("herald_provider_errors_total", "channel" => channel.as_str(), "provider" => provider, "kind" => kind)
+            .increment(1);
     }
 }
 

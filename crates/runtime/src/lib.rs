@@ -9,6 +9,7 @@ mod dispatch;
 pub mod hub;
 mod lanes;
 mod leases;
+mod outlet;
 mod process;
 mod ratelimit;
 mod targets;

@@ -2,10 +2,12 @@
 //! outcome atomically, then feed the live hub and the dispatcher. Also flushes pending digests.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use herald_domain::decision::{Ask, Interruption, Outcome, Plan, RecipientState, Spend, decide, digest_due};
+use herald_domain::decision::{
+    Ask, ChannelDecision, Interruption, Outcome, Plan, RecipientState, Spend, decide, digest_due,
+};
 use herald_domain::ids::{Category, delivery_id};
 use herald_domain::notification::{DUPLICATE_WINDOW, NotificationSpec};
 use herald_domain::overload::Shedding;
@@ -16,7 +18,7 @@ use herald_domain::template::{Compiled, Rendered, TemplateSpec, render_context};
 use herald_domain::{Channel, Class, UserId};
 use herald_store::{
     AuditEntry, BatchedRecipient, DeliveryRecord, DigestOutcome, FlushItem, FlushOutcome, NewNotification, Next,
-    NotificationRecord, RecipientOutcome, Store, StoreError, UserRecord, Work, WorkItem,
+    NotificationRecord, RecipientOutcome, Recorded, Store, StoreError, UserRecord, Work, WorkItem,
 };
 use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
@@ -36,6 +38,35 @@ const RETRY_AFTER: SignedDuration = SignedDuration::from_secs(30);
 
 /// A batched recipient (its row) with its notification.
 type Member = (i64, Arc<NotificationRecord>);
+
+/// Notifications by id.
+type Notes = HashMap<Uuid, Arc<NotificationRecord>>;
+
+/// What a run's items are decided with, read together before the first is decided.
+struct Run<'a> {
+    notes: &'a Notes,
+    templates: &'a HashMap<&'a str, Option<Arc<Compiled>>>,
+    /// The seqs of items that repeat what their user got within the duplicate window.
+    seen: &'a HashSet<i64>,
+    now: Timestamp,
+}
+
+/// What one recipient's channels are rendered from.
+struct Render<'a> {
+    compiled: &'a Compiled,
+    locale: Option<String>,
+    context: serde_json::Value,
+}
+
+/// What became of one digest group in a flush.
+enum Group {
+    /// Its digest goes out with these deliveries.
+    Sent(Vec<DeliveryRecord>),
+    /// Its members were settled without a digest.
+    Settled,
+    /// The cap or quiet hours hold it, and the groups after it, back until then.
+    Held(Timestamp),
+}
 
 /// Decides work items; shared by all lanes.
 pub(crate) struct Processor {
@@ -162,9 +193,8 @@ impl Processor {
     }
 
     /// The notifications by id, read together (the store keeps those just accepted in memory).
-    async fn notifications(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<NotificationRecord>>, StoreError> {
-        let found: HashMap<Uuid, Arc<NotificationRecord>> =
-            self.store.notifications(ids).await?.into_iter().map(|n| (n.id, n)).collect();
+    async fn notifications(&self, ids: &[Uuid]) -> Result<Notes, StoreError> {
+        let found: Notes = self.store.notifications(ids).await?.into_iter().map(|n| (n.id, n)).collect();
         match ids.iter().find(|id| !found.contains_key(id)) {
             Some(id) => Err(StoreError::Corrupt(format!("notification {id} is missing"))),
             None => Ok(found),
@@ -228,45 +258,62 @@ impl Processor {
         let now = self.clock.now();
         let ids: Vec<Uuid> = items.iter().map(|i| i.notification_id).collect();
         let notes = self.notifications(&ids).await?;
-        let mut users: Vec<UserId> = Vec::with_capacity(items.len());
-        for item in items {
-            if !users.contains(&item.user_id) {
-                users.push(item.user_id.clone());
-            }
-        }
-        let mut contexts = self.contexts(&users, now).await?;
+        let mut contexts = self.contexts(&distinct_users(items), now).await?;
+        let templates = self.templates_of(&notes).await?;
+        let seen = self.duplicates(items, &notes, now).await?;
+        let run = Run { notes: &notes, templates: &templates, seen: &seen, now };
+        let (outcomes, sends) = self.decide_each(items, &run, &mut contexts)?;
+        let recorded = self.store.record_outcomes(outcomes).await?;
+        self.send_recorded(items, recorded, sends);
+        Ok(())
+    }
+
+    /// Each notification's compiled template (none when it is gone), read once per template.
+    async fn templates_of<'n>(&self, notes: &'n Notes) -> Result<HashMap<&'n str, Option<Arc<Compiled>>>, StoreError> {
         let mut templates: HashMap<&str, Option<Arc<Compiled>>> = HashMap::new();
         for n in notes.values() {
             if !templates.contains_key(n.spec.template.as_str()) {
                 templates.insert(n.spec.template.as_str(), self.templates.get(&n.spec.template).await?);
             }
         }
-        // A collapse key already says how repeats behave: the newer replaces the older.
-        let fingerprint = |item: &WorkItem| {
-            let n = &notes[&item.notification_id];
-            n.fingerprint.as_deref().filter(|_| n.repeated && item.phase == 0 && n.spec.collapse_key.is_none())
-        };
-        let asks: Vec<(UserId, String, i64)> =
-            items.iter().filter_map(|i| fingerprint(i).map(|fp| (i.user_id.clone(), fp.to_owned(), i.seq))).collect();
-        let seen = self.store.seen_recently(&asks, now - DUPLICATE_WINDOW).await?;
+        Ok(templates)
+    }
+
+    /// Which items repeat what their user got within the duplicate window, by seq.
+    async fn duplicates(&self, items: &[WorkItem], notes: &Notes, now: Timestamp) -> Result<HashSet<i64>, StoreError> {
+        let asks: Vec<(UserId, String, i64)> = items
+            .iter()
+            .filter_map(|i| fingerprint(i, notes).map(|fp| (i.user_id.clone(), fp.to_owned(), i.seq)))
+            .collect();
+        self.store.seen_recently(&asks, now - DUPLICATE_WINDOW).await
+    }
+
+    /// Decides the run's items in order, each seeing what the earlier ones spent and reached;
+    /// their outcomes to record and the deliveries each dispatches once recorded.
+    fn decide_each(
+        &self,
+        items: &[WorkItem],
+        run: &Run<'_>,
+        contexts: &mut HashMap<UserId, UserContext>,
+    ) -> Result<(Vec<RecipientOutcome>, Vec<Vec<DeliveryRecord>>), StoreError> {
         // What reached each user earlier in this run, which the store cannot know yet.
         let mut reached: HashMap<&UserId, BTreeSet<&str>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(items.len());
         let mut sends = Vec::with_capacity(items.len());
         for item in items {
-            let n = &notes[&item.notification_id];
+            let n = &run.notes[&item.notification_id];
             let ctx = contexts
                 .get_mut(&item.user_id)
                 .ok_or_else(|| StoreError::Corrupt(format!("no state for user {}", item.user_id)))?;
-            let fp = fingerprint(item);
+            let fp = fingerprint(item, run.notes);
             ctx.duplicate = fp.is_some_and(|fp| {
-                seen.contains(&item.seq) || reached.get(&item.user_id).is_some_and(|r| r.contains(fp))
+                run.seen.contains(&item.seq) || reached.get(&item.user_id).is_some_and(|r| r.contains(fp))
             });
-            let template = templates.get(n.spec.template.as_str()).cloned().flatten();
+            let template = run.templates.get(n.spec.template.as_str()).cloned().flatten();
             let span = tracing::info_span!("decide", notification_id = %n.id, user_id = %item.user_id);
-            let (outcome, to_dispatch) = span.in_scope(|| self.decide_one(item, n, template.as_deref(), ctx, now));
+            let (outcome, to_dispatch) = span.in_scope(|| self.decide_one(item, n, template.as_deref(), ctx, run.now));
             if let Some(spend) = outcome.spend {
-                ctx.interruptions.push(Interruption { at: now, spend });
+                ctx.interruptions.push(Interruption { at: run.now, spend });
             }
             if let Some(fp) = fp
                 && matches!(outcome.decision, Decision::Delivering | Decision::Deferred | Decision::Batched)
@@ -276,7 +323,12 @@ impl Processor {
             outcomes.push(outcome);
             sends.push(to_dispatch);
         }
-        let recorded = self.store.record_outcomes(outcomes).await?;
+        Ok((outcomes, sends))
+    }
+
+    /// Dispatches what the recorded items send and feeds the live hub their inbox items, then
+    /// each user's unread count once.
+    fn send_recorded(&self, items: &[WorkItem], recorded: Vec<Option<Recorded>>, sends: Vec<Vec<DeliveryRecord>>) {
         let mut unread: HashMap<&UserId, u64> = HashMap::new();
         for ((item, recorded), to_dispatch) in items.iter().zip(recorded).zip(sends) {
             // Cancelled or collapsed while it was being decided: nothing may go out.
@@ -297,7 +349,6 @@ impl Processor {
         for (user, n) in unread {
             self.hub.publish(user.as_str(), LiveEvent::UnreadCount(n));
         }
-        Ok(())
     }
 
     /// Decides one work item: the engine's plan, rendered into an inbox item, deliveries and
@@ -314,12 +365,7 @@ impl Processor {
             return Assembly::new(item, n, None, now).unrenderable();
         };
         let template = compiled.spec();
-        let mut template_channels = template.channels();
-        // The webhook reuses the in-app block for users who registered an endpoint; for the rest,
-        // who never asked for webhooks, it is no channel at all (nothing to explain, nothing to store).
-        if template.channels.webhook.is_none() && !ctx.reachable.contains(&Channel::Webhook) {
-            template_channels.retain(|c| *c != Channel::Webhook);
-        }
+        let template_channels = offered_channels(template, ctx);
         let category = category_of(n, template);
         let category = category.as_deref();
         let ask = Ask {
@@ -331,8 +377,11 @@ impl Processor {
         };
         let state = ctx.state(&ctx.interruptions);
         let plan = decide(&ask, &state, now);
-        let render_ctx = render_context(&n.spec.data, ctx.template_user(&item.user_id));
-        let locale = ctx.locale();
+        let render = Render {
+            compiled,
+            locale: ctx.locale(),
+            context: render_context(&n.spec.data, ctx.template_user(&item.user_id)),
+        };
         let mut assembly = Assembly::new(item, n, category, now);
         if plan.decisions.is_empty() {
             assembly.nothing_to_send();
@@ -342,26 +391,42 @@ impl Processor {
             if d.channel == Channel::InApp && item.phase > 0 {
                 continue;
             }
-            let render = || {
-                compiled.render(d.channel, locale.as_deref(), &render_ctx).map(|c| self.fit(d.channel, c)).map_err(
-                    |e| {
-                        tracing::warn!(channel = %d.channel, error = %e, "render failed");
-                        Reason::RenderError
-                    },
-                )
-            };
-            match d.outcome {
-                Outcome::Send => assembly.send(d.channel, render()),
-                Outcome::Standby => assembly.stand_by(d.channel, render()),
-                Outcome::Suppress(reason) => assembly.suppress(d.channel, reason, false),
-                Outcome::Defer { until, reason } => assembly.hold(Decision::Deferred, reason, Next::Defer(until)),
-                Outcome::Batch(reason) => {
-                    assembly.hold(Decision::Batched, reason, Next::Batch);
-                    assembly.flush_at(digest_due(&state, now));
-                }
-            }
+            self.assemble(&mut assembly, d, &render, &state, now);
         }
         assembly.finish(plan.spend)
+    }
+
+    /// Adds one channel's decision to the assembly, rendering only what goes out or stands by.
+    fn assemble(
+        &self,
+        assembly: &mut Assembly<'_>,
+        d: &ChannelDecision,
+        render: &Render<'_>,
+        state: &RecipientState<'_>,
+        now: Timestamp,
+    ) {
+        match d.outcome {
+            Outcome::Send => assembly.send(d.channel, self.render(render, d.channel)),
+            Outcome::Standby => assembly.stand_by(d.channel, self.render(render, d.channel)),
+            Outcome::Suppress(reason) => assembly.suppress(d.channel, reason, false),
+            Outcome::Defer { until, reason } => assembly.hold(Decision::Deferred, reason, Next::Defer(until)),
+            Outcome::Batch(reason) => {
+                assembly.hold(Decision::Batched, reason, Next::Batch);
+                assembly.flush_at(digest_due(state, now));
+            }
+        }
+    }
+
+    /// A channel's content for the recipient, fitted to the channel's size rule.
+    fn render(&self, render: &Render<'_>, channel: Channel) -> Result<Rendered, Reason> {
+        render
+            .compiled
+            .render(channel, render.locale.as_deref(), &render.context)
+            .map(|c| self.fit(channel, c))
+            .map_err(|e| {
+                tracing::warn!(channel = %channel, error = %e, "render failed");
+                Reason::RenderError
+            })
     }
 
     /// Applies the channel's size rule: an SMS body is shortened to the configured most segments.
@@ -396,57 +461,7 @@ impl Processor {
         let mut contexts = self.contexts(std::slice::from_ref(user), now).await?;
         let ctx = contexts.remove(user).ok_or_else(|| StoreError::Corrupt(format!("no state for user {user}")))?;
         let groups = self.groups(batched).await?;
-        let mut log = ctx.interruptions.clone();
-        let mut to_dispatch = Vec::new();
-        for members in groups {
-            let first = members[0].1.clone();
-            let Some(compiled) = self.templates.get(&first.spec.template).await? else {
-                settle(&mut out, &members, Decision::Suppressed, Reason::RenderError);
-                continue;
-            };
-            let template = compiled.spec();
-            if ctx.online {
-                // The inbox already holds these; without an inbox block there is nothing to drain into.
-                match template.channels.in_app {
-                    Some(_) => settle(&mut out, &members, Decision::Delivered, Reason::DrainedToInbox),
-                    None => settle(&mut out, &members, Decision::Suppressed, Reason::UserOnline),
-                }
-                continue;
-            }
-            let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
-            let category = category_of(&first, template);
-            let category = category.as_deref();
-            let ask = Ask {
-                class: first.class,
-                category,
-                template_channels: &channels,
-                requested: first.spec.channels.as_deref(),
-                time_sensitive: false,
-            };
-            let state = ctx.state(&log);
-            let plan = decide(&ask, &state, now);
-            if plan.spend.is_none() {
-                match held_until(&plan, &state, now) {
-                    // The cap or quiet hours still hold: this group and the rest wait.
-                    Some(at) => {
-                        out.next_due = Some(at);
-                        break;
-                    }
-                    None => settle(&mut out, &members, Decision::Suppressed, suppression(&plan)),
-                }
-                continue;
-            }
-            let digest =
-                self.digest(&ctx, user, &members, &compiled, category.map(|c| c.as_str()), &plan, now, &mut out.audit);
-            match digest {
-                Ok((d, records)) => {
-                    log.push(Interruption { at: now, spend: Spend::Cap });
-                    out.digests.push(d);
-                    to_dispatch.extend(records);
-                }
-                Err(reason) => settle(&mut out, &members, Decision::Suppressed, reason),
-            }
-        }
+        let to_dispatch = self.flush_groups(&ctx, groups, &mut out).await?;
         if !self.store.record_flush(out).await? {
             tracing::info!(user_id = %user, "the flush was taken over after its lease ran out; its result is dropped");
             return Ok(());
@@ -455,6 +470,85 @@ impl Processor {
             self.dispatcher.dispatch(d);
         }
         Ok(())
+    }
+
+    /// Settles or digests the groups in order until one is held back (then it and the rest
+    /// wait); the digests' deliveries, to dispatch once the flush is recorded.
+    async fn flush_groups(
+        &self,
+        ctx: &UserContext,
+        groups: Vec<Vec<Member>>,
+        out: &mut FlushOutcome,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // Each digest sent counts against the cap of the groups after it.
+        let mut log = ctx.interruptions.clone();
+        let mut to_dispatch = Vec::new();
+        for members in groups {
+            let Some(compiled) = self.templates.get(&members[0].1.spec.template).await? else {
+                settle(out, &members, Decision::Suppressed, Reason::RenderError);
+                continue;
+            };
+            if ctx.online {
+                drain(out, &members, compiled.spec());
+                continue;
+            }
+            match self.flush_group(ctx, &log, &members, &compiled, out) {
+                Group::Sent(records) => {
+                    log.push(Interruption { at: out.now, spend: Spend::Cap });
+                    to_dispatch.extend(records);
+                }
+                Group::Settled => {}
+                Group::Held(at) => {
+                    out.next_due = Some(at);
+                    break;
+                }
+            }
+        }
+        Ok(to_dispatch)
+    }
+
+    /// Plans one group's digest against the interruptions so far (`log`): builds it, settles the
+    /// members without one, or holds the group back.
+    fn flush_group(
+        &self,
+        ctx: &UserContext,
+        log: &[Interruption],
+        members: &[Member],
+        compiled: &Compiled,
+        out: &mut FlushOutcome,
+    ) -> Group {
+        let (first, template, now) = (&members[0].1, compiled.spec(), out.now);
+        let channels: Vec<Channel> = template.channels().into_iter().filter(|c| c.interrupts()).collect();
+        let category = category_of(first, template);
+        let category = category.as_deref();
+        let ask = Ask {
+            class: first.class,
+            category,
+            template_channels: &channels,
+            requested: first.spec.channels.as_deref(),
+            time_sensitive: false,
+        };
+        let state = ctx.state(log);
+        let plan = decide(&ask, &state, now);
+        if plan.spend.is_none() {
+            // The cap or quiet hours may still hold: this group and the rest wait.
+            if let Some(at) = held_until(&plan, &state, now) {
+                return Group::Held(at);
+            }
+            settle(out, members, Decision::Suppressed, suppression(&plan));
+            return Group::Settled;
+        }
+        let category = category.map(|c| c.as_str());
+        match self.digest(ctx, &out.user_id, members, compiled, category, &plan, now, &mut out.audit) {
+            Ok((d, records)) => {
+                out.digests.push(d);
+                Group::Sent(records)
+            }
+            Err(reason) => {
+                settle(out, members, Decision::Suppressed, reason);
+                Group::Settled
+            }
+        }
     }
 
     /// The pending digest's members, grouped as their digests will be (by group key, else template).
@@ -483,73 +577,37 @@ impl Processor {
         members: &[Member],
         template: &Compiled,
         category: Option<&str>,
-        plan: &herald_domain::decision::Plan,
+        plan: &Plan,
         now: Timestamp,
         audit: &mut Vec<AuditEntry>,
     ) -> Result<(DigestOutcome, Vec<DeliveryRecord>), Reason> {
-        let first = &members[0].1;
         let items: Vec<serde_json::Value> =
             members.iter().map(|(_, n)| serde_json::Value::Object(n.spec.data.clone())).collect();
-        let render_ctx = serde_json::json!({
-            "count": items.len(),
-            "items": items,
-            "first": items[0],
-            "user": ctx.template_user(user),
-        });
-        let rendered = template.render_digest(ctx.locale().as_deref(), &render_ctx).map_err(|e| {
-            tracing::warn!(error = %e, "digest render failed");
-            Reason::RenderError
-        })?;
-        let spec = NotificationSpec {
-            data: serde_json::Map::new(),
-            channels: first.spec.channels.clone(),
-            send_at: None,
-            time_sensitive: false,
-            ttl_seconds: None,
-            collapse_key: None,
-            ..first.spec.clone()
-        };
-        let id = Uuid::now_v7();
-        let header = NotificationRecord {
-            id,
-            template: first.template.clone(),
-            class: first.class,
-            spec: spec.clone(),
-            recipients_total: 1,
-            created_at: now,
-            cancelled_at: None,
-            fingerprint: None,
-            repeated: false,
-        };
+        let rendered = render_digest(template, ctx, user, &items)?;
+        let header = digest_header(&members[0].1, now);
         let digest_info = serde_json::json!({"count": items.len(), "items": items});
         let mut deliveries = Vec::new();
         let mut records = Vec::new();
         for d in &plan.decisions {
-            let delivery = delivery_id(id, user, d.channel);
+            let delivery = delivery_id(header.id, user, d.channel);
             match d.outcome {
                 Outcome::Send => {
                     let content = self.fit(d.channel, for_channel(d.channel, &rendered));
-                    let payload = payload(&header, &spec, user, category, d.channel, content, Some(&digest_info));
+                    let payload =
+                        payload(&header, &header.spec, user, category, d.channel, content, Some(&digest_info));
                     let (record, new) = queued(delivery, &header, user, d.channel, payload, now);
                     records.push(record);
                     deliveries.push(new);
-                    audit.push(AuditEntry {
-                        user_id: user.clone(),
-                        notification_id: id,
-                        channel: Some(d.channel),
-                        decision: Decision::Delivering,
-                        reason: Some(Reason::Digest),
-                        at: now,
-                    });
+                    audit.push(digest_audit(user, header.id, d.channel, now));
                 }
                 Outcome::Suppress(r) => deliveries.push(suppressed(delivery, d.channel, r)),
                 _ => {}
             }
         }
         let notification = NewNotification {
-            id,
-            spec,
-            class: first.class,
+            id: header.id,
+            spec: header.spec,
+            class: header.class,
             recipients: vec![user.clone()],
             idempotency: None,
             fingerprint: None,
@@ -560,6 +618,24 @@ impl Processor {
     }
 }
 
+/// The run's users, each once, in the order of their first item.
+fn distinct_users(items: &[WorkItem]) -> Vec<UserId> {
+    let mut users: Vec<UserId> = Vec::with_capacity(items.len());
+    for item in items {
+        if !users.contains(&item.user_id) {
+            users.push(item.user_id.clone());
+        }
+    }
+    users
+}
+
+/// The fingerprint an item is checked for duplicates by, if any. A collapse key already says
+/// how repeats behave (the newer replaces the older), so those are not checked.
+fn fingerprint<'n>(item: &WorkItem, notes: &'n Notes) -> Option<&'n str> {
+    let n = &notes[&item.notification_id];
+    n.fingerprint.as_deref().filter(|_| n.repeated && item.phase == 0 && n.spec.collapse_key.is_none())
+}
+
 /// The notification's category: its own, else its template's, else `marketing` for marketing,
 /// else one named after the template. Every notification is in a category, so a user can switch
 /// any of them off and every email's unsubscribe link unsubscribes from what it came with.
@@ -568,6 +644,82 @@ fn category_of<'a>(n: &'a NotificationRecord, template: &'a TemplateSpec) -> Opt
     match explicit.or((n.class == Class::Marketing).then(Category::marketing)) {
         Some(c) => Some(Cow::Borrowed(c)),
         None => Category::parse("category", &n.template).ok().map(Cow::Owned),
+    }
+}
+
+/// The template's channels offered to this recipient. The webhook reuses the in-app block for
+/// users who registered an endpoint; for the rest, who never asked for webhooks, it is no channel
+/// at all (nothing to explain, nothing to store).
+fn offered_channels(template: &TemplateSpec, ctx: &UserContext) -> Vec<Channel> {
+    let mut channels = template.channels();
+    if template.channels.webhook.is_none() && !ctx.reachable.contains(&Channel::Webhook) {
+        channels.retain(|c| *c != Channel::Webhook);
+    }
+    channels
+}
+
+/// Settles a group for a user who is online: the inbox already holds its members; without an
+/// inbox block there is nothing to drain into.
+fn drain(out: &mut FlushOutcome, members: &[Member], template: &TemplateSpec) {
+    match template.channels.in_app {
+        Some(_) => settle(out, members, Decision::Delivered, Reason::DrainedToInbox),
+        None => settle(out, members, Decision::Suppressed, Reason::UserOnline),
+    }
+}
+
+/// A digest of `items` rendered for the user; a failed render suppresses the digest.
+fn render_digest(
+    template: &Compiled,
+    ctx: &UserContext,
+    user: &UserId,
+    items: &[serde_json::Value],
+) -> Result<Rendered, Reason> {
+    let render_ctx = serde_json::json!({
+        "count": items.len(),
+        "items": items,
+        "first": items[0],
+        "user": ctx.template_user(user),
+    });
+    template.render_digest(ctx.locale().as_deref(), &render_ctx).map_err(|e| {
+        tracing::warn!(error = %e, "digest render failed");
+        Reason::RenderError
+    })
+}
+
+/// A digest's own notification: sent like its first member, but with no data, schedule,
+/// expiry or collapse key of its own.
+fn digest_header(first: &NotificationRecord, now: Timestamp) -> NotificationRecord {
+    let spec = NotificationSpec {
+        data: serde_json::Map::new(),
+        channels: first.spec.channels.clone(),
+        send_at: None,
+        time_sensitive: false,
+        ttl_seconds: None,
+        collapse_key: None,
+        ..first.spec.clone()
+    };
+    NotificationRecord {
+        id: Uuid::now_v7(),
+        template: first.template.clone(),
+        class: first.class,
+        spec,
+        recipients_total: 1,
+        created_at: now,
+        cancelled_at: None,
+        fingerprint: None,
+        repeated: false,
+    }
+}
+
+/// The audit line of a digest delivery that goes out.
+fn digest_audit(user: &UserId, notification_id: Uuid, channel: Channel, now: Timestamp) -> AuditEntry {
+    AuditEntry {
+        user_id: user.clone(),
+        notification_id,
+        channel: Some(channel),
+        decision: Decision::Delivering,
+        reason: Some(Reason::Digest),
+        at: now,
     }
 }
 
