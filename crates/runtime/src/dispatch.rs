@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald_channels::unsubscribe::UnsubscribeLinks;
 use herald_channels::{AddressBlock, Provider, SendCommand, SendError, Sent, Target};
 use herald_domain::reason::{Decision, Reason};
-use herald_domain::{Channel, DeliveryStatus, UserId};
+use herald_domain::{Channel, Class, DeliveryStatus, UserId};
 use herald_store::{
     AfterUpdate, AuditEntry, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, Feedback, FeedbackKind, LeaseToken,
     Limit, Store, StoreError, Updated,
@@ -339,6 +339,7 @@ impl Dispatcher {
         let update = DeliveryUpdate {
             id: d.id,
             holder: self.holder,
+            urgent: d.class.is_some_and(Class::is_urgent),
             status,
             attempts,
             then: settled.then(),
@@ -366,6 +367,7 @@ impl Dispatcher {
         let update = DeliveryUpdate {
             id: d.id,
             holder: self.holder,
+            urgent: d.class.is_some_and(Class::is_urgent),
             status: DeliveryStatus::Queued,
             attempts,
             provider: provider.clone(),
@@ -524,7 +526,16 @@ impl Dispatcher {
         let now = self.clock.now();
         let per_user = self.hourly_ceiling.map(|max| Limit { since: now - SignedDuration::from_hours(1), max });
         let per_channel = settings.daily_budget.map(|max| Limit { since: start_of_utc_day(now), max });
-        self.store.begin_attempt(BeginAttempt { id: d.id, holder: self.holder, per_user, per_channel, now }).await
+        self.store
+            .begin_attempt(BeginAttempt {
+                id: d.id,
+                holder: self.holder,
+                urgent: d.class.is_some_and(Class::is_urgent),
+                per_user,
+                per_channel,
+                now,
+            })
+            .await
     }
 
     /// One provider's send, bounded by the channel's timeout, reported to its breaker.

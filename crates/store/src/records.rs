@@ -295,6 +295,8 @@ pub struct BeginAttempt {
     pub id: Uuid,
     /// Who holds it (nothing is begun for a delivery held by another).
     pub holder: LeaseToken,
+    /// Of a critical or transactional notification: written ahead of other bookkeeping.
+    pub urgent: bool,
     /// The hard ceiling per user on this channel.
     pub per_user: Option<Limit>,
     /// The channel's budget across all users.
@@ -402,6 +404,8 @@ pub struct DeliveryUpdate {
     /// Who holds it (nothing is recorded for a delivery held by another); it holds the
     /// fallback handed over to as well, until the end of its lease on this one.
     pub holder: LeaseToken,
+    /// Of a critical or transactional notification: written ahead of other bookkeeping.
+    pub urgent: bool,
     /// New status.
     pub status: DeliveryStatus,
     /// Attempts so far.

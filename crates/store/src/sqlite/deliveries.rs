@@ -275,7 +275,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
-        self.begins.call(b).await
+        if b.urgent { self.urgent_begins.call(b).await } else { self.begins.call(b).await }
     }
 
     async fn provider_status(&self, report: ProviderStatus, lease: Lease) -> StoreResult<Updated> {
@@ -283,6 +283,6 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
-        self.results.call(u).await
+        if u.urgent { self.urgent_results.call(u).await } else { self.results.call(u).await }
     }
 }

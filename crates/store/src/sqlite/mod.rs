@@ -73,8 +73,12 @@ pub struct SqliteStore {
     urgent_accepts: Fold<NewNotification, AcceptOutcome>,
     /// Attempt starts.
     begins: Fold<BeginAttempt, Begin>,
+    /// Attempt starts of urgent deliveries, written ahead of the rest.
+    urgent_begins: Fold<BeginAttempt, Begin>,
     /// Attempt results.
     results: Fold<DeliveryUpdate, Updated>,
+    /// Attempt results of urgent deliveries, written ahead of the rest.
+    urgent_results: Fold<DeliveryUpdate, Updated>,
     /// The lanes' decisions.
     outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
     /// The lanes' decisions of urgent work, recorded ahead of the rest.
@@ -137,30 +141,18 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))??;
         let cache = Arc::new(Cache::default());
-        let begins = {
-            let writer = writer.clone();
-            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |bs: Vec<BeginAttempt>| {
-                let writer = writer.clone();
-                async move { writer.write_lazy(move |c| deliveries::begin_attempts(c, &bs)).await }
-            })
-        };
-        let results = {
-            let writer = writer.clone();
-            Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |us: Vec<DeliveryUpdate>| {
-                let writer = writer.clone();
-                async move { writer.write_lazy(move |c| deliveries::update_deliveries(c, &us)).await }
-            })
-        };
         Ok(Self {
             accepts: accept_fold(&writer, &cache, false),
             urgent_accepts: accept_fold(&writer, &cache, true),
             outcomes: outcome_fold(&writer, false),
             urgent_outcomes: outcome_fold(&writer, true),
+            begins: bookkeeping_fold(&writer, false, deliveries::begin_attempts),
+            urgent_begins: bookkeeping_fold(&writer, true, deliveries::begin_attempts),
+            results: bookkeeping_fold(&writer, false, deliveries::update_deliveries),
+            urgent_results: bookkeeping_fold(&writer, true, deliveries::update_deliveries),
             reads,
             writer,
             cache,
-            begins,
-            results,
         })
     }
 }
@@ -188,6 +180,27 @@ fn outcome_fold(writer: &Writer, urgent: bool) -> Fold<Vec<RecipientOutcome>, Ve
                 if urgent { writer.write_urgent_lazy(record).await } else { writer.write_lazy(record).await };
             let mut recorded = recorded?.into_iter();
             Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
+        }
+    })
+}
+
+/// Folds single bookkeeping writes of the sends (attempt starts, results) into batches, each
+/// written lazily as urgent or ordinary.
+fn bookkeeping_fold<I, O>(
+    writer: &Writer,
+    urgent: bool,
+    write: fn(&Connection, &[I]) -> StoreResult<Vec<O>>,
+) -> Fold<I, O>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+{
+    let writer = writer.clone();
+    Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |items: Vec<I>| {
+        let writer = writer.clone();
+        async move {
+            let run = move |c: &Connection| write(c, &items);
+            if urgent { writer.write_urgent_lazy(run).await } else { writer.write_lazy(run).await }
         }
     })
 }

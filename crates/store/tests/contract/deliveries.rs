@@ -66,12 +66,20 @@ async fn open_deliveries_are_adopted_once_no_live_lease_holds_them_and_the_old_h
         assert_eq!(status_of(&open, sent.id), None, "{b}: a sent delivery is not open");
         assert!(adopted_by_other(&b, at(500)).await.is_empty(), "{b}: a node does not adopt what it holds");
 
-        let lost = BeginAttempt { id: queued.id, holder: NODE, per_user: None, per_channel: None, now: at(63) };
+        let lost =
+            BeginAttempt { id: queued.id, holder: NODE, urgent: false, per_user: None, per_channel: None, now: at(63) };
         assert_eq!(b.begin_attempt(lost).await.unwrap(), Begin::Closed, "{b}: the old holder may not send it");
         let late = b.update_delivery(result(&sending, DeliveryStatus::Sent, 1, at(63))).await.unwrap();
         assert!(matches!(late, Updated::Closed), "{b}: nor record a result for it");
         assert_eq!(current(&b, &sending).await.status, DeliveryStatus::Sending, "{b}: which changed nothing");
-        let mine = BeginAttempt { id: queued.id, holder: OTHER, per_user: None, per_channel: None, now: at(63) };
+        let mine = BeginAttempt {
+            id: queued.id,
+            holder: OTHER,
+            urgent: false,
+            per_user: None,
+            per_channel: None,
+            now: at(63),
+        };
         assert_eq!(b.begin_attempt(mine).await.unwrap(), Begin::Go, "{b}: the new holder sends it");
     }
 }
@@ -112,12 +120,19 @@ async fn an_attempt_is_counted_marks_sending_and_is_refused_once_closed() {
         assert_eq!((again.attempts, again.dispatched_at), (2, Some(at(10))), "{b}: a second attempt");
 
         b.update_delivery(result(&d, DeliveryStatus::Sent, 2, at(21))).await.unwrap();
-        let closed =
-            b.begin_attempt(BeginAttempt { id: d.id, holder: NODE, per_user: None, per_channel: None, now: at(30) });
+        let closed = b.begin_attempt(BeginAttempt {
+            id: d.id,
+            holder: NODE,
+            urgent: false,
+            per_user: None,
+            per_channel: None,
+            now: at(30),
+        });
         assert_eq!(closed.await.unwrap(), Begin::Closed, "{b}: a settled delivery is not sent again");
         let unknown = b.begin_attempt(BeginAttempt {
             id: Uuid::now_v7(),
             holder: NODE,
+            urgent: false,
             per_user: None,
             per_channel: None,
             now: at(30),
@@ -134,7 +149,7 @@ async fn send_limits_count_first_dispatches_within_their_windows() {
         let other = delivery(&b, "bob", Channel::Sms, at(2)).await;
         let per_user = Some(Limit { since: at(-3600), max: 1 });
         let per_channel = Some(Limit { since: at(-3600), max: 2 });
-        let start = |id, secs| BeginAttempt { id, holder: NODE, per_user, per_channel, now: at(secs) };
+        let start = |id, secs| BeginAttempt { id, holder: NODE, urgent: false, per_user, per_channel, now: at(secs) };
 
         assert_eq!(b.begin_attempt(start(first.id, 10)).await.unwrap(), Begin::Go, "{b}: within both limits");
         assert_eq!(b.begin_attempt(start(second.id, 11)).await.unwrap(), Begin::UserCeiling, "{b}: ada's ceiling");
@@ -149,6 +164,7 @@ async fn send_limits_count_first_dispatches_within_their_windows() {
         let later = BeginAttempt {
             id: second.id,
             holder: NODE,
+            urgent: false,
             per_user: Some(Limit { since: at(11), max: 1 }),
             per_channel: None,
             now: at(16),
@@ -291,8 +307,14 @@ async fn a_provider_report_stops_a_pending_retry_and_a_failure_makes_a_dead_lett
         b.update_delivery(retry).await.unwrap();
         let delivered = b.provider_status(report(&d, FinalStatus::Delivered, None, 3), held(at(0))).await.unwrap();
         assert!(matches!(delivered, Updated::Recorded(None)), "{b}: recorded");
-        let begun =
-            b.begin_attempt(BeginAttempt { id: d.id, holder: NODE, per_user: None, per_channel: None, now: at(60) });
+        let begun = b.begin_attempt(BeginAttempt {
+            id: d.id,
+            holder: NODE,
+            urgent: false,
+            per_user: None,
+            per_channel: None,
+            now: at(60),
+        });
         assert_eq!(begun.await.unwrap(), Begin::Closed, "{b}: the retry does not send it twice");
 
         let other = delivery(&b, "bob", Channel::Email, at(10)).await;

@@ -227,7 +227,7 @@ pub async fn current(b: &Backend, d: &DeliveryRecord) -> DeliveryRecord {
 /// Starts an attempt of delivery `id` at `now` with no limits; it must go ahead.
 pub async fn begin(b: &Backend, id: Uuid, now: Timestamp) {
     let begun = b
-        .begin_attempt(BeginAttempt { id, holder: NODE, per_user: None, per_channel: None, now })
+        .begin_attempt(BeginAttempt { id, holder: NODE, urgent: false, per_user: None, per_channel: None, now })
         .await
         .expect("begin");
     assert_eq!(begun, Begin::Go, "{b}: an open delivery may be attempted");
@@ -246,6 +246,7 @@ pub fn result(d: &DeliveryRecord, status: DeliveryStatus, attempts: u32, now: Ti
     DeliveryUpdate {
         id: d.id,
         holder: NODE,
+        urgent: false,
         status,
         attempts,
         provider: Some("provider".into()),

@@ -184,7 +184,14 @@ async fn cancelling_cancels_undecided_recipients_and_their_queued_deliveries() {
         );
         assert_eq!(counts.open_deliveries, 0, "{b}: the queued delivery is closed");
         let begun = b
-            .begin_attempt(BeginAttempt { id: email.id, holder: NODE, per_user: None, per_channel: None, now: at(6) })
+            .begin_attempt(BeginAttempt {
+                id: email.id,
+                holder: NODE,
+                urgent: false,
+                per_user: None,
+                per_channel: None,
+                now: at(6),
+            })
             .await;
         assert_eq!(begun.unwrap(), Begin::Closed, "{b}: a cancelled delivery is not sent");
         let lost = b.record_outcomes(vec![decided(second, at(7))]).await.unwrap();
