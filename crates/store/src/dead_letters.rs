@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
 use crate::queue::Lease;
-use crate::records::*;
+use crate::*;
 
 /// Dead letters: deliveries that failed for good, and their replay.
 #[async_trait]

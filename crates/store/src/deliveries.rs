@@ -14,7 +14,10 @@ use jiff::Timestamp;
 
 use crate::StoreResult;
 use crate::queue::{Lease, LeaseToken};
-use crate::records::*;
+use crate::*;
+use herald_domain::reason::Reason;
+use herald_domain::{Channel, Class, DeliveryStatus};
+use uuid::Uuid;
 
 /// Deliveries and their attempts.
 #[async_trait]
@@ -48,4 +51,174 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// holder), atomically; nothing is recorded when the delivery is no longer open (cancelled
     /// meanwhile) or no longer held by `update.holder`.
     async fn update_delivery(&self, update: DeliveryUpdate) -> StoreResult<Updated>;
+}
+
+/// A delivery to create on an interrupting channel.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// Deterministic id (notification, user, channel).
+    pub id: Uuid,
+    /// Channel.
+    pub channel: Channel,
+    /// `Queued` to dispatch, `Standby` as a fallback; `Suppressed` when decided on the spot.
+    pub status: DeliveryStatus,
+    /// Provider, when known already.
+    pub provider: Option<String>,
+    /// Reason code or error.
+    pub error: Option<String>,
+    /// What to send: rendered content, channel specific.
+    pub payload: serde_json::Value,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// Deterministic id.
+    pub id: Uuid,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// The user.
+    pub user_id: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Provider of the last attempt.
+    pub provider: Option<String>,
+    /// Last error.
+    pub error: Option<String>,
+    /// What to send.
+    pub payload: serde_json::Value,
+    /// When to try next.
+    pub next_attempt_at: Option<Timestamp>,
+    /// The notification's class.
+    pub class: Option<Class>,
+    /// When it was decided.
+    pub created_at: Timestamp,
+    /// When it first went to a provider.
+    pub dispatched_at: Option<Timestamp>,
+    /// When it became a dead letter (failed for good), if it is one.
+    pub dead_at: Option<Timestamp>,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A sliding count limit: at most `max` since `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Start of the window.
+    pub since: Timestamp,
+    /// Most allowed in it.
+    pub max: u32,
+}
+
+/// Marks a delivery `sending` before an attempt, checking the send limits atomically.
+#[derive(Debug, Clone)]
+pub struct BeginAttempt {
+    /// Which delivery.
+    pub id: Uuid,
+    /// Who holds it (nothing is begun for a delivery held by another).
+    pub holder: LeaseToken,
+    /// Of a critical or transactional notification: written ahead of other bookkeeping.
+    pub urgent: bool,
+    /// The hard ceiling per user on this channel.
+    pub per_user: Option<Limit>,
+    /// The channel's budget across all users.
+    pub per_channel: Option<Limit>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What [`crate::Store::begin_attempt`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Marked `sending`: go ahead.
+    Go,
+    /// No longer open (cancelled, settled): do not send.
+    Closed,
+    /// The user's hard ceiling on this channel is reached.
+    UserCeiling,
+    /// The channel's budget is spent.
+    ChannelBudget,
+}
+
+/// What a provider reported later about a delivery it accepted (a status callback).
+#[derive(Debug, Clone)]
+pub struct ProviderStatus {
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Its channel, which the report must match.
+    pub channel: Channel,
+    /// The attempt the report is about, when the provider says (a failure of an earlier attempt
+    /// than the delivery's last does not count; a delivery from any attempt does).
+    pub attempt: Option<u32>,
+    /// What became of it.
+    pub status: FinalStatus,
+    /// The provider's error, for a failure.
+    pub error: Option<String>,
+    /// The reason recorded in the audit, for a failure.
+    pub reason: Option<Reason>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// The final outcomes a provider can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalStatus {
+    /// It reached the recipient.
+    Delivered,
+    /// It did not, for good: a dead letter an operator may replay.
+    Failed,
+    /// The address will not take messages (it does not exist, or opted out).
+    Bounced,
+}
+
+/// An attempt's result.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    /// Which delivery.
+    pub id: Uuid,
+    /// Who holds it (nothing is recorded for a delivery held by another); it holds the
+    /// fallback handed over to as well, until the end of its lease on this one.
+    pub holder: LeaseToken,
+    /// Of a critical or transactional notification: written ahead of other bookkeeping.
+    pub urgent: bool,
+    /// New status.
+    pub status: DeliveryStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Provider used.
+    pub provider: Option<String>,
+    /// Error, if any.
+    pub error: Option<String>,
+    /// Next try, if retrying.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Audit entry to add with it.
+    pub audit: Option<AuditEntry>,
+    /// What to do with the transactional fallbacks of the same notification and user, atomically.
+    pub then: AfterUpdate,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// Fallback handling that goes with a delivery update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUpdate {
+    /// Leave them.
+    Nothing,
+    /// The channel succeeded: stand the fallbacks down.
+    StandDown,
+    /// The channel failed for good: activate the next fallback.
+    HandOver,
+}
+
+/// What [`crate::Store::update_delivery`] did.
+#[derive(Debug, Clone)]
+pub enum Updated {
+    /// The delivery was no longer open (cancelled meanwhile): nothing recorded.
+    Closed,
+    /// Recorded; with the fallback delivery it activated, if any, to dispatch.
+    Recorded(Option<Box<DeliveryRecord>>),
 }

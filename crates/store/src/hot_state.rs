@@ -10,11 +10,12 @@
 //! one atomic step keyed by user (a transaction or a script), whatever node runs it.
 
 use async_trait::async_trait;
-use herald_domain::UserId;
 use jiff::Timestamp;
 
 use crate::StoreResult;
-use crate::records::*;
+use crate::*;
+use herald_domain::UserId;
+use uuid::Uuid;
 
 /// Per-user hot state the engine decides with (see the module for the atomicity it promises).
 #[async_trait]
@@ -45,4 +46,46 @@ pub trait HotState: Send + Sync + 'static {
 
     /// Makes the user's digest due no later than `at`.
     async fn schedule_flush(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
+}
+
+/// A recipient waiting in a pending digest.
+#[derive(Debug, Clone)]
+pub struct BatchedRecipient {
+    /// Recipient row.
+    pub seq: i64,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Digest group (the notification's group key, else its template).
+    pub group_key: String,
+}
+
+/// A digest to send: a notification of its own that merges batched ones.
+#[derive(Debug, Clone)]
+pub struct DigestOutcome {
+    /// The digest's own notification (one recipient, decided).
+    pub notification: NewNotification,
+    /// Recipient rows it merges.
+    pub merged: Vec<i64>,
+    /// Its deliveries.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// The result of flushing a user's pending digest, written atomically.
+#[derive(Debug, Clone)]
+pub struct FlushOutcome {
+    /// The user.
+    pub user_id: UserId,
+    /// The claim the flush ran under: nothing is recorded once it is someone else's, and the
+    /// digests' deliveries are held under it.
+    pub lease: Lease,
+    /// Digests sent now.
+    pub digests: Vec<DigestOutcome>,
+    /// Batched recipients settled without a digest (drained to the inbox, or no longer consented).
+    pub settled: Vec<(i64, herald_domain::reason::Reason)>,
+    /// Audit lines.
+    pub audit: Vec<AuditEntry>,
+    /// When to flush again, if anything remains.
+    pub next_due: Option<Timestamp>,
+    /// When.
+    pub now: Timestamp,
 }

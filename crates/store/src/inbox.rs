@@ -1,12 +1,13 @@
 //! The in-app inbox and its read state.
 
 use async_trait::async_trait;
-use herald_domain::UserId;
 use jiff::Timestamp;
 
 use crate::StoreResult;
 use crate::cursor::Page;
-use crate::records::*;
+use herald_domain::UserId;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// The in-app inbox and its read state.
 #[async_trait]
@@ -23,4 +24,64 @@ pub trait InboxStore: Send + Sync + 'static {
 
     /// Marks items (or all) read or unread; returns how many changed.
     async fn mark_inbox(&self, user: &UserId, target: InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// An inbox item to create.
+#[derive(Debug, Clone)]
+pub struct NewInboxItem {
+    /// Item id.
+    pub id: Uuid,
+    /// Title.
+    pub title: Option<String>,
+    /// Body.
+    pub body: Option<String>,
+    /// Click target.
+    pub action_url: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+}
+
+/// An inbox item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Stream position (the SSE event id).
+    pub seq: i64,
+    /// Item id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// The notification.
+    pub notification_id: Uuid,
+    /// Title.
+    pub title: Option<String>,
+    /// Body.
+    pub body: Option<String>,
+    /// Click target.
+    pub action_url: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Arrival.
+    pub created_at: Timestamp,
+    /// When read.
+    pub read_at: Option<Timestamp>,
+}
+
+/// Inbox listing options.
+#[derive(Debug, Clone, Default)]
+pub struct InboxQuery {
+    /// Page size.
+    pub limit: u32,
+    /// Where the page starts: a `next` of an earlier page; `None` for the newest items.
+    pub cursor: Option<crate::cursor::Cursor>,
+    /// Only unread items.
+    pub unread_only: bool,
+}
+
+/// Which inbox items a read/unread call touches.
+#[derive(Debug, Clone)]
+pub enum InboxTarget {
+    /// These item ids.
+    Ids(Vec<Uuid>),
+    /// Everything.
+    All,
 }

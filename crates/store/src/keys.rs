@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::StoreResult;
-use crate::records::*;
+use uuid::Uuid;
 
 /// API keys, server settings (the secrets Herald makes at first start) and the store's health.
 #[async_trait]
@@ -26,4 +26,21 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// The active key with this hash, if any.
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
+}
+
+/// An API key (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    /// Key id.
+    pub id: Uuid,
+    /// Human name.
+    pub name: String,
+    /// First characters of the key, to recognise it.
+    pub prefix: String,
+    /// SHA-256 of the key.
+    pub hash: Vec<u8>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<Timestamp>,
 }

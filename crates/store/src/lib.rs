@@ -14,7 +14,6 @@ pub mod keys;
 pub mod notifications;
 pub mod queue;
 pub mod recipients;
-pub mod records;
 pub mod sqlite;
 pub mod templates;
 pub mod topics;
@@ -26,21 +25,20 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-pub use audit::AuditStore;
+pub use audit::*;
 pub use cursor::{Cursor, Page};
 pub use dead_letters::DeadLetterStore;
-pub use deliveries::DeliveryStore;
-pub use feedback::FeedbackStore;
-pub use hot_state::HotState;
-pub use inbox::InboxStore;
-pub use keys::KeyStore;
-pub use notifications::NotificationStore;
+pub use deliveries::*;
+pub use feedback::*;
+pub use hot_state::*;
+pub use inbox::*;
+pub use keys::*;
+pub use notifications::*;
 pub use queue::{FlushItem, Lease, LeaseToken, Work, WorkItem, WorkQueue};
-pub use recipients::RecipientStore;
-pub use records::*;
-pub use templates::TemplateStore;
+pub use recipients::*;
+pub use templates::*;
 pub use topics::TopicStore;
-pub use users::UserStore;
+pub use users::*;
 
 /// Errors the store reports.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -6,7 +6,6 @@ use herald_domain::template::TemplateSpec;
 use jiff::Timestamp;
 
 use crate::StoreResult;
-use crate::records::*;
 
 /// Templates by key.
 #[async_trait]
@@ -17,4 +16,19 @@ pub trait TemplateStore: Send + Sync + 'static {
 
     /// A template by key.
     async fn get_template(&self, key: &TemplateKey) -> StoreResult<Option<TemplateRecord>>;
+}
+
+/// A template as stored.
+#[derive(Debug, Clone)]
+pub struct TemplateRecord {
+    /// Key.
+    pub key: String,
+    /// Content.
+    pub spec: TemplateSpec,
+    /// Incremented on each PUT.
+    pub version: i64,
+    /// First PUT.
+    pub created_at: Timestamp,
+    /// Last PUT.
+    pub updated_at: Timestamp,
 }

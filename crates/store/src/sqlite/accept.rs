@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::rows::{all, col0, uuid_at};
 use super::writes::exec_rows;
-use crate::records::{AcceptOutcome, NewNotification, NotificationRecord};
+use crate::{AcceptOutcome, NewNotification, NotificationRecord};
 use crate::{StoreResult, to_ms};
 
 /// How long an idempotency key is remembered.

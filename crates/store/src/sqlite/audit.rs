@@ -11,7 +11,7 @@ use super::paging::{List, fetch};
 use super::rows::{all, code_at, col0, one, opt_code_at, parse_code, uuid_at};
 use crate::AuditStore;
 use crate::cursor::{Cursor, Page};
-use crate::records::*;
+use crate::*;
 use crate::{StoreError, StoreResult};
 use crate::{from_ms, to_ms};
 

@@ -15,7 +15,7 @@ use herald_domain::ids::TemplateKey;
 
 use uuid::Uuid;
 
-use crate::records::{NotificationRecord, TemplateRecord, UserState};
+use crate::{NotificationRecord, TemplateRecord, UserState};
 
 /// Users kept at most.
 const MAX_USERS: usize = 100_000;
@@ -173,7 +173,7 @@ mod tests {
     fn state(id: &str) -> UserState {
         let id = UserId::parse("u", id).unwrap();
         UserState {
-            user: Some(crate::records::UserRecord {
+            user: Some(crate::UserRecord {
                 user: herald_domain::user::User::bare(id.clone()),
                 created_at: jiff::Timestamp::UNIX_EPOCH,
                 updated_at: jiff::Timestamp::UNIX_EPOCH,

@@ -15,8 +15,8 @@ use crate::DeadLetterStore;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
 use crate::queue::Lease;
-use crate::records::*;
 use crate::to_ms;
+use crate::*;
 
 #[async_trait]
 impl DeadLetterStore for SqliteStore {

@@ -16,9 +16,7 @@ use uuid::Uuid;
 use super::rows::{INBOX_COLUMNS, all, col0, device_row, inbox_row, notification_row, opt_ms, user_at};
 use super::writes::{collapse, exec_rows, insert_audits, schedule};
 use crate::from_ms;
-use crate::records::{
-    DeviceRecord, InboxItem, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState,
-};
+use crate::{DeviceRecord, InboxItem, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState};
 use crate::{StoreError, StoreResult, to_ms};
 
 /// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.

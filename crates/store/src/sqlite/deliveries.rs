@@ -17,7 +17,7 @@ use super::feedback;
 use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, exec, one, parse_user};
 use super::writes::{exec_rows, hand_over, insert_audits};
 use crate::queue::{Lease, LeaseToken};
-use crate::records::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
+use crate::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
 use crate::{DeliveryStore, StoreError, StoreResult, from_ms, to_ms};
 
 /// Open deliveries a batch asks about, by id: (user, channel, already dispatched).

@@ -16,7 +16,7 @@ use super::rows::{all, code_at, exec, first, user_at, uuid_at};
 use super::writes::{hand_over, insert_audits, stand_down};
 use crate::cursor::{Cursor, Page};
 use crate::queue::Lease;
-use crate::records::{
+use crate::{
     AddressBlockRecord, AuditEntry, BlockKind, Feedback, FeedbackKind, FeedbackOutcome, FinalStatus, ProviderStatus,
     Updated,
 };

@@ -15,8 +15,8 @@ use super::writes::{insert_audits, insert_delivery, schedule};
 use crate::HotState;
 use crate::StoreResult;
 use crate::queue::Lease;
-use crate::records::*;
 use crate::to_ms;
+use crate::*;
 
 /// Writes one digest the flush sends: its notification, recipient, interruption and deliveries.
 fn insert_digest(c: &Connection, user: &UserId, d: &DigestOutcome, now: i64, lease: Lease) -> StoreResult<()> {

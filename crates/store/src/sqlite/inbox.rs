@@ -12,8 +12,8 @@ use super::rows::{INBOX_COLUMNS, all, col0, exec, first, inbox_row};
 use crate::InboxStore;
 use crate::StoreResult;
 use crate::cursor::Page;
-use crate::records::*;
 use crate::to_ms;
+use crate::*;
 
 fn mark_inbox(c: &Connection, user: &UserId, target: &InboxTarget, read: bool, now: Timestamp) -> StoreResult<u64> {
     let (every, ids) = match target {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::SqliteStore;
 use super::rows::{all, api_key_row, col0, exec, first, one, parse_uuid};
-use crate::records::ApiKeyRecord;
+use crate::ApiKeyRecord;
 use crate::{KeyStore, StoreError, StoreResult, to_ms};
 
 /// Inserts `key`, unless an active key has its name: then that key's id, and nothing is written.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, params};
 
-use crate::records::*;
+use crate::*;
 use crate::{OpenMode, StoreError, StoreResult, to_ms};
 use cache::Cache;
 use fold::Fold;

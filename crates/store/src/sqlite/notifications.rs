@@ -17,8 +17,8 @@ use super::writer::Writer;
 use super::writes::insert_audits;
 use crate::NotificationStore;
 use crate::StoreResult;
-use crate::records::*;
 use crate::to_ms;
+use crate::*;
 
 /// Accepts `ns` in one durable write, urgent or ordinary, and keeps what it created in the cache.
 pub(super) async fn accept_batch(

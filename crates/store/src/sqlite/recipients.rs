@@ -12,7 +12,7 @@ use super::rows::{DELIVERY_COLUMNS, all, code_at, col0, delivery_row, one, opt_c
 use crate::RecipientStore;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
-use crate::records::*;
+use crate::*;
 
 /// One recipient as listed, with its inbox delivery if it has one, after its row number.
 fn recipient_row(id: Uuid, r: &rusqlite::Row<'_>) -> StoreResult<(i64, RecipientRecord)> {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, Params, Row};
 use uuid::Uuid;
 
 use crate::StoreResult;
-use crate::records::*;
+use crate::*;
 use crate::{StoreError, from_ms};
 
 pub(super) fn parse_uuid(s: &str) -> StoreResult<Uuid> {

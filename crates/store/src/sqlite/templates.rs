@@ -11,7 +11,7 @@ use super::cache::Touches;
 use super::rows::{first, one};
 use crate::StoreResult;
 use crate::TemplateStore;
-use crate::records::*;
+use crate::*;
 use crate::{from_ms, to_ms};
 
 #[async_trait]

@@ -16,7 +16,7 @@ use super::rows::{all, col0, device_row, exec, first, one, opt_ms};
 use super::writes::ensure_user;
 use crate::StoreResult;
 use crate::UserStore;
-use crate::records::*;
+use crate::*;
 use crate::{StoreError, from_ms, to_ms};
 
 #[async_trait]

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::rows::{DELIVERY_COLUMNS, all, delivery_row, exec, first, uuid_at};
 use crate::StoreResult;
 use crate::queue::{Lease, WorkItem};
-use crate::records::*;
 use crate::to_ms;
+use crate::*;
 
 pub(super) fn ensure_user(c: &Connection, id: &UserId, now: i64) -> StoreResult<()> {
     let profile = serde_json::to_string(&User::bare(id.clone()))?;
