@@ -1,5 +1,5 @@
 //! Herald's source of truth, as one small contract per concern: each module at this level holds
-//! one (its trait and what it promises), and [`Store`] is all of them together. The embedded
+//! one (its trait, what it promises, and the records it takes and returns), and [`Store`] is all of them together. The embedded
 //! SQLite backend lives in [`sqlite`], one file per concern with the same names; another backend
 //! sits beside it, chosen by [`open`] from the URL.
 
