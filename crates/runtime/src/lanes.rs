@@ -59,7 +59,8 @@ impl Lanes {
         (self.hasher.hash_one(user) % self.senders.len() as u64) as usize
     }
 
-    async fn route(&self, item: Work) {
+    /// Hands `item` to its user's lane, waiting while that lane is full.
+    pub(crate) async fn route(&self, item: Work) {
         let lane = self.lane_of(item.user().as_str());
         metrics::gauge!("herald_queue_depth", "queue" => "lanes").increment(1.0);
         let (urgent, rest) = &self.senders[lane];
@@ -118,7 +119,7 @@ fn fill(batch: &mut Vec<Work>, first: Work, rx: &mut mpsc::Receiver<Work>) {
 /// Claims due work and routes it, sleeping until woken or until the next scheduled item.
 pub(crate) async fn feed(
     store: Arc<dyn Store>,
-    lanes: Lanes,
+    lanes: Arc<Lanes>,
     wake: Arc<Notify>,
     clock: Arc<dyn Clock>,
     holder: Holder,

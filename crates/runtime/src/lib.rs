@@ -132,6 +132,7 @@ pub struct Runtime {
     dispatcher: Arc<Dispatcher>,
     drain_grace: Duration,
     holder: Holder,
+    lanes: Arc<lanes::Lanes>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
 
@@ -160,8 +161,8 @@ impl Runtime {
             clock.clone(),
             templates.clone(),
         );
-        let lanes = lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1));
-        tasks.spawn(lanes::feed(store.clone(), lanes, wake.clone(), clock.clone(), holder));
+        let lanes = Arc::new(lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1)));
+        tasks.spawn(lanes::feed(store.clone(), lanes.clone(), wake.clone(), clock.clone(), holder));
         let drain_grace = config.drain_grace;
         Ok(Arc::new(Self {
             hub,
@@ -172,6 +173,7 @@ impl Runtime {
             dispatcher,
             drain_grace,
             holder,
+            lanes,
             tasks: tokio::sync::Mutex::new(tasks),
         }))
     }
@@ -184,6 +186,27 @@ impl Runtime {
     /// Compiled templates, shared with the API's accept-time check.
     pub fn templates(&self) -> &Templates {
         &self.templates
+    }
+
+    /// A lease for this node from now: notifications accepted with it (`NewNotification::claim`)
+    /// come back with their recipients claimed, to be handed over with [`Runtime::decide`].
+    pub fn lease(&self) -> herald_store::Lease {
+        self.holder.lease(self.clock.now())
+    }
+
+    /// Decides recipients this node claimed with their accept, without a claim write or a trip
+    /// through the feeder: they go to their users' lanes (in the background, as a full lane makes
+    /// them wait). Were the node to stop first, they come back when the lease runs out.
+    pub fn decide(&self, claimed: Vec<herald_store::WorkItem>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let lanes = self.lanes.clone();
+        tokio::spawn(async move {
+            for item in claimed {
+                lanes.route(herald_store::Work::Decide(item)).await;
+            }
+        });
     }
 
     /// Tells the runtime that new work was committed: the feeder looks for it. Deliveries waiting

@@ -613,6 +613,7 @@ impl Processor {
             fingerprint: None,
             now,
             due_at: now,
+            claim: None,
         };
         Ok((DigestOutcome { notification, merged: members.iter().map(|(s, _)| *s).collect(), deliveries }, records))
     }

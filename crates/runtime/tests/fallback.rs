@@ -71,6 +71,7 @@ async fn a_permanent_failure_hands_over_to_the_next_channel() {
             fingerprint: None,
             now,
             due_at: now,
+            claim: None,
         })
         .await
         .unwrap();

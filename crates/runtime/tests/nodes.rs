@@ -99,6 +99,7 @@ async fn send(store: &Arc<dyn Store>, first: usize, count: usize) -> uuid::Uuid 
         fingerprint: None,
         now,
         due_at: now,
+        claim: None,
     };
     store.accept(n).await.unwrap();
     id

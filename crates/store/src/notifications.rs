@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::StoreResult;
+use crate::queue::{Lease, WorkItem};
 use herald_domain::notification::NotificationSpec;
 use herald_domain::{Class, UserId};
 
@@ -49,6 +50,9 @@ pub struct NewNotification {
     pub now: Timestamp,
     /// When recipients fall due.
     pub due_at: Timestamp,
+    /// Claims the recipients for this lease at once when they are due by `now`: the accepting
+    /// node decides them without a claim write of its own (`None`: they wait in the queue).
+    pub claim: Option<Lease>,
 }
 
 /// What [`crate::Store::accept`] did.
@@ -60,6 +64,8 @@ pub enum AcceptOutcome {
         id: Uuid,
         /// How many recipients.
         recipients: u64,
+        /// The recipients claimed with the accept (see [`NewNotification::claim`]), to decide.
+        claimed: Vec<WorkItem>,
     },
     /// The idempotency key was seen within 24 h with the same request.
     Existing {

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use herald_domain::notification::{NotificationRequest, Recipients};
 use herald_domain::reason::{Decision, Reason};
 use herald_domain::{Channel, DeliveryStatus, UserId};
-use herald_store::{AcceptOutcome, NewNotification, RecipientCounts};
+use herald_store::{AcceptOutcome, NewNotification, RecipientCounts, WorkItem};
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
@@ -97,7 +97,9 @@ async fn prepare(state: &AppState, req: NotificationRequest, header_key: Option<
     let content = serde_json::to_string(&(&spec.template, class, &spec.category, &spec.group_key, &spec.data))
         .unwrap_or_default();
     let fingerprint = Some(format!("{:x}", Sha256::digest(content.as_bytes())));
-    Ok(NewNotification { id: Uuid::now_v7(), spec, class, recipients, idempotency, fingerprint, now, due_at })
+    // Recipients due at once are claimed by this node with the accept and decided here.
+    let claim = Some(state.runtime.lease());
+    Ok(NewNotification { id: Uuid::now_v7(), spec, class, recipients, idempotency, fingerprint, now, due_at, claim })
 }
 
 /// What makes two requests "the same" for idempotency: content and recipients.
@@ -118,10 +120,13 @@ fn header_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         .transpose()
 }
 
-fn accepted(outcome: AcceptOutcome) -> ApiResult<(bool, Accepted)> {
+/// The answer to an accept, with the recipients it claimed when it created the notification.
+fn accepted(outcome: AcceptOutcome) -> ApiResult<(Option<Vec<WorkItem>>, Accepted)> {
     match outcome {
-        AcceptOutcome::Created { id, recipients } => Ok((true, Accepted { id, status: "accepted", recipients })),
-        AcceptOutcome::Existing { id, recipients } => Ok((false, Accepted { id, status: "accepted", recipients })),
+        AcceptOutcome::Created { id, recipients, claimed } => {
+            Ok((Some(claimed), Accepted { id, status: "accepted", recipients }))
+        }
+        AcceptOutcome::Existing { id, recipients } => Ok((None, Accepted { id, status: "accepted", recipients })),
         AcceptOutcome::KeyConflict { id } => Err(ApiError::Conflict(format!(
             "this Idempotency-Key was used within 24 h for a different request (notification {id})"
         ))),
@@ -143,13 +148,23 @@ async fn send(
     let new = prepare(&state, req, key).await?;
     let (created, body) = accepted(state.store.accept(new).await?)?;
     let mut out = HeaderMap::new();
-    if created {
+    if let Some(claimed) = created {
         metrics::counter!("herald_notifications_accepted_total").increment(1);
-        state.runtime.wake();
+        start(&state, claimed);
     } else {
         out.insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }
     Ok((StatusCode::ACCEPTED, out, Json(body)))
+}
+
+/// Sets a created notification going: its claimed recipients are decided at once; one due later
+/// (nothing claimed) makes the feeder look again at when to wake.
+fn start(state: &AppState, claimed: Vec<WorkItem>) {
+    if claimed.is_empty() {
+        state.runtime.wake();
+    } else {
+        state.runtime.decide(claimed);
+    }
 }
 
 /// A batch of notifications.
@@ -205,19 +220,24 @@ async fn send_batch(
     }
     if !valid.is_empty() {
         let outcomes = state.store.accept_many(valid).await?;
-        let mut any_created = false;
+        let mut claimed = Vec::new();
+        let mut scheduled = false;
         for (slot, outcome) in slots.into_iter().zip(outcomes) {
             results[slot] = Some(match accepted(outcome) {
                 Ok((created, a)) => {
-                    any_created |= created;
+                    if let Some(mine) = created {
+                        scheduled |= mine.is_empty();
+                        claimed.extend(mine);
+                    }
                     BatchResult::Ok(a)
                 }
                 Err(e) => BatchResult::Err { error: e.problem() },
             });
         }
-        if any_created {
+        if scheduled {
             state.runtime.wake();
         }
+        state.runtime.decide(claimed);
     }
     let results = results.into_iter().map(|r| r.expect("every slot is filled")).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchResponse { results })))

@@ -9,10 +9,10 @@ use herald_domain::user::User;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
-use super::rows::{all, col0, uuid_at};
+use super::rows::{all, col0, user_at, uuid_at};
 use super::writes::exec_rows;
 use crate::{AcceptOutcome, NewNotification, NotificationRecord};
-use crate::{StoreResult, to_ms};
+use crate::{Lease, LeaseToken, StoreResult, WorkItem, from_ms, to_ms};
 
 /// How long an idempotency key is remembered.
 const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -49,9 +49,14 @@ pub(super) fn accept_batch(c: &Connection, ns: &[NewNotification]) -> StoreResul
         // `insert` answers false for content seen before, here or in the store.
         let repeated = n.fingerprint.as_ref().is_some_and(|fp| !seen.insert(fp.clone()));
         records.push(rows.add(n, repeated)?);
-        outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64 });
+        outcomes.push(AcceptOutcome::Created { id: n.id, recipients: n.recipients.len() as u64, claimed: Vec::new() });
     }
-    rows.insert(c)?;
+    let mut claimed = rows.insert(c)?;
+    for outcome in &mut outcomes {
+        if let AcceptOutcome::Created { id, claimed: mine, .. } = outcome {
+            *mine = claimed.remove(id).unwrap_or_default();
+        }
+    }
     Ok((outcomes, records))
 }
 
@@ -135,6 +140,8 @@ impl Rows {
         let id = n.id.to_string();
         let group = n.spec.group_key.as_deref().unwrap_or(n.spec.template.as_str());
         let urgent = n.class.is_urgent();
+        // Claimed with the accept when due at once and the accepting node asked for them.
+        let lease = n.claim.filter(|_| n.due_at <= n.now);
         for user in &n.recipients {
             self.users.push(json!({
                 "id": user.as_str(),
@@ -149,13 +156,17 @@ impl Rows {
                 "group_key": group,
                 "collapse_key": n.spec.collapse_key.as_deref(),
                 "urgent": urgent,
+                "state": if lease.is_some() { "claimed" } else { "pending" },
+                "lease": lease.map(|l| l.token.get()),
+                "lease_until": lease.map(|l| to_ms(l.until)),
             }));
         }
         Ok(())
     }
 
-    /// Inserts the rows, a statement per table.
-    fn insert(self, c: &Connection) -> StoreResult<()> {
+    /// Inserts the rows, a statement per table; answers the recipients claimed with them, by
+    /// notification, in order.
+    fn insert(self, c: &Connection) -> StoreResult<HashMap<uuid::Uuid, Vec<WorkItem>>> {
         exec_rows(
             c,
             "INSERT INTO notifications (id, template, class, category, spec, recipients_total, created_at, \
@@ -171,13 +182,7 @@ impl Rows {
              value->>'$.at' FROM json_each(?) WHERE true ON CONFLICT (id) DO NOTHING",
             self.users,
         )?;
-        exec_rows(
-            c,
-            "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, \
-             urgent) SELECT value->>'$.notification_id', value->>'$.user_id', 'pending', value->>'$.due_at', \
-             value->>'$.at', value->>'$.group_key', value->>'$.collapse_key', value->>'$.urgent' FROM json_each(?)",
-            self.recipients,
-        )?;
+        let claimed = claimed_recipients(c, self.recipients)?;
         exec_rows(
             c,
             "INSERT INTO idempotency_keys (key, request_hash, notification_id, created_at) \
@@ -186,6 +191,44 @@ impl Rows {
              ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
              notification_id = excluded.notification_id, created_at = excluded.created_at",
             self.keys,
-        )
+        )?;
+        Ok(claimed)
     }
+}
+
+/// Inserts the recipients; answers those claimed with the accept as work items, by notification.
+fn claimed_recipients(c: &Connection, recipients: Vec<Value>) -> StoreResult<HashMap<uuid::Uuid, Vec<WorkItem>>> {
+    let mut claimed: HashMap<uuid::Uuid, Vec<WorkItem>> = HashMap::new();
+    if recipients.is_empty() {
+        return Ok(claimed);
+    }
+    let rows = all(
+        c,
+        "INSERT INTO recipients (notification_id, user_id, state, due_at, updated_at, group_key, collapse_key, \
+         urgent, lease_token, lease_until) SELECT value->>'$.notification_id', value->>'$.user_id', value->>'$.state', \
+         value->>'$.due_at', value->>'$.at', value->>'$.group_key', value->>'$.collapse_key', value->>'$.urgent', \
+         value->>'$.lease', value->>'$.lease_until' FROM json_each(?) \
+         RETURNING seq, notification_id, user_id, urgent, lease_token, lease_until",
+        [Value::Array(recipients).to_string()],
+        |r| {
+            let token: Option<i64> = r.get("lease_token")?;
+            let until: Option<i64> = r.get("lease_until")?;
+            let Some((token, until)) = token.zip(until) else { return Ok(None) };
+            Ok(Some(WorkItem {
+                seq: r.get("seq")?,
+                phase: 0,
+                notification_id: uuid_at(r, "notification_id")?,
+                user_id: user_at(r, "user_id")?,
+                urgent: r.get("urgent")?,
+                lease: Lease { token: LeaseToken::from_stored(token), until: from_ms(until) },
+            }))
+        },
+    )?;
+    for item in rows.into_iter().flatten() {
+        claimed.entry(item.notification_id).or_default().push(item);
+    }
+    for items in claimed.values_mut() {
+        items.sort_by_key(|i| i.seq);
+    }
+    Ok(claimed)
 }

@@ -74,6 +74,7 @@ pub fn notification(users: &[&str], now: Timestamp) -> NewNotification {
         fingerprint: None,
         now,
         due_at: now,
+        claim: None,
     }
 }
 
@@ -82,7 +83,11 @@ pub async fn accept(b: &Backend, n: NewNotification) -> Uuid {
     let id = n.id;
     let recipients = n.recipients.len() as u64;
     let outcome = b.accept(n).await.unwrap_or_else(|e| panic!("{b}: accept failed: {e}"));
-    assert_eq!(outcome, AcceptOutcome::Created { id, recipients }, "{b}: a new notification is created");
+    assert_eq!(
+        outcome,
+        AcceptOutcome::Created { id, recipients, claimed: vec![] },
+        "{b}: a new notification is created"
+    );
     id
 }
 

@@ -28,7 +28,11 @@ async fn accepting_creates_the_notification_and_its_recipients() {
         n.spec.send_at = Some(at(10));
         let (id, spec) = (n.id, n.spec.clone());
         let outcome = b.accept(n).await.unwrap();
-        assert_eq!(outcome, AcceptOutcome::Created { id, recipients: 2 }, "{b}: created with its recipient count");
+        assert_eq!(
+            outcome,
+            AcceptOutcome::Created { id, recipients: 2, claimed: vec![] },
+            "{b}: created with its recipient count"
+        );
 
         let got = b.get_notification(id).await.unwrap().expect("the notification");
         assert_eq!(
@@ -68,7 +72,7 @@ async fn the_same_idempotency_key_answers_with_the_first_notification_for_24_hou
         let id = next_day.id;
         assert_eq!(
             b.accept(next_day).await.unwrap(),
-            AcceptOutcome::Created { id, recipients: 1 },
+            AcceptOutcome::Created { id, recipients: 1, claimed: vec![] },
             "{b}: a key is forgotten after 24 h"
         );
     }
@@ -84,8 +88,8 @@ async fn accept_many_keeps_order_and_honours_keys_within_and_across_batches() {
         assert_eq!(
             outcomes,
             vec![
-                AcceptOutcome::Created { id: a_id, recipients: 1 },
-                AcceptOutcome::Created { id: plain_id, recipients: 1 },
+                AcceptOutcome::Created { id: a_id, recipients: 1, claimed: vec![] },
+                AcceptOutcome::Created { id: plain_id, recipients: 1, claimed: vec![] },
                 AcceptOutcome::Existing { id: a_id, recipients: 1 },
             ],
             "{b}: one outcome per input in order; a key repeated in the batch answers with the first"

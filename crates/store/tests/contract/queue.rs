@@ -5,7 +5,7 @@
 
 use herald_domain::Class;
 use herald_domain::reason::Reason;
-use herald_store::{FlushOutcome, Lease, NewNotification, Work};
+use herald_store::{AcceptOutcome, FlushOutcome, Lease, NewNotification, Work};
 
 use crate::backends;
 use crate::fixtures::{
@@ -223,5 +223,29 @@ async fn next_due_is_the_earliest_pending_recipient_flush_or_lease_end() {
         assert_eq!(b.next_due().await.unwrap(), Some(at(30)), "{b}: a digest flush counts");
         assert_eq!(b.claim_due(at(100), held(at(100)), 10).await.unwrap().len(), 3, "{b}: all due by then");
         assert_eq!(b.next_due().await.unwrap(), Some(at(160)), "{b}: once claimed, when their lease runs out");
+    }
+}
+
+#[tokio::test]
+async fn recipients_due_at_once_are_claimed_with_the_accept_when_asked() {
+    for b in backends().await {
+        let n = NewNotification { claim: Some(held(at(0))), ..notification(&["ada", "bob"], at(0)) };
+        let id = n.id;
+        let AcceptOutcome::Created { claimed, .. } = b.accept(n).await.unwrap() else {
+            panic!("{b}: a new notification is created")
+        };
+        let users: Vec<_> = claimed.iter().map(|i| (i.notification_id, i.user_id.clone(), i.lease)).collect();
+        let lease = held(at(0));
+        assert_eq!(users, vec![(id, user("ada"), lease), (id, user("bob"), lease)], "{b}: both, under the lease");
+        assert!(claimed[0].seq < claimed[1].seq, "{b}: in order");
+        assert!(b.claim_due(at(59), other(at(59)), 10).await.unwrap().is_empty(), "{b}: no one else's to claim");
+        record(&b, decided(&claimed[0], at(1))).await;
+        let taken = b.claim_due(at(60), other(at(60)), 10).await.unwrap();
+        assert_eq!(notifications_of(&taken), vec![id], "{b}: the undecided one returns once the lease runs out");
+
+        let later = NewNotification { claim: Some(held(at(0))), ..due(&["cy"], 30) };
+        let AcceptOutcome::Created { claimed, .. } = b.accept(later).await.unwrap() else { panic!("{b}: created") };
+        assert!(claimed.is_empty(), "{b}: recipients due later wait in the queue");
+        assert_eq!(b.next_due().await.unwrap(), Some(at(30)), "{b}: until they are due");
     }
 }
