@@ -35,7 +35,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Accepted {
     id: Uuid,
-    status: &'static str,
+    /// Always `accepted` in this answer.
+    status: NotificationStatus,
     recipients: u64,
 }
 
@@ -124,9 +125,9 @@ fn header_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 fn accepted(outcome: AcceptOutcome) -> ApiResult<(Option<Vec<WorkItem>>, Accepted)> {
     match outcome {
         AcceptOutcome::Created { id, recipients, claimed } => {
-            Ok((Some(claimed), Accepted { id, status: "accepted", recipients }))
+            Ok((Some(claimed), Accepted { id, status: NotificationStatus::Accepted, recipients }))
         }
-        AcceptOutcome::Existing { id, recipients } => Ok((None, Accepted { id, status: "accepted", recipients })),
+        AcceptOutcome::Existing { id, recipients } => Ok((None, Accepted { id, status: NotificationStatus::Accepted, recipients })),
         AcceptOutcome::KeyConflict { id } => Err(ApiError::Conflict(format!(
             "this Idempotency-Key was used within 24 h for a different request (notification {id})"
         ))),

@@ -1,8 +1,12 @@
+//! The runtime (feeder, lanes, processing, dispatch) on a real store, without the HTTP app.
+//!
 //! Two nodes on one store, as in a scale-out deployment: each holds work only under its lease.
 //! Running side by side they send every delivery once; when one dies mid-send, the other takes
-//! its work over once the lease runs out, and the dead node's late result changes nothing.
+//! its work over once the lease runs out. And time through an injected clock: a scheduled
+//! notification is decided when the clock reaches it, a retry waits for its time on the clock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,20 +17,27 @@ use herald_domain::preferences::PreferenceDefaults;
 use herald_domain::template::TemplateSpec;
 use herald_domain::user::User;
 use herald_domain::{Channel, Class, DeliveryStatus, UserId};
-use herald_runtime::{ChannelSettings, Runtime, RuntimeConfig, SystemClock};
-use herald_store::{NewNotification, Store};
+use herald_runtime::{ChannelSettings, Clock, ManualClock, Runtime, RuntimeConfig, SystemClock};
+use herald_store::{DeliveryRecord, NewNotification, Store};
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Semaphore;
 
-/// Counts the sends of each delivery; with a gate, holds every send until it is opened.
+/// Counts the sends of each delivery; with a gate, holds every send until it is opened; refuses
+/// the first `failing` sends as a transient error.
 #[derive(Clone, Default)]
 struct Email {
     sends: Arc<Mutex<HashMap<uuid::Uuid, u32>>>,
     gate: Option<Arc<Semaphore>>,
+    failing: Arc<AtomicU32>,
 }
 
 impl Email {
     fn gated() -> Self {
         Self { gate: Some(Arc::new(Semaphore::new(0))), ..Self::default() }
+    }
+
+    fn failing_once() -> Self {
+        Self { failing: Arc::new(AtomicU32::new(1)), ..Self::default() }
     }
 
     fn total(&self) -> u32 {
@@ -44,12 +55,16 @@ impl Provider for Email {
         if let Some(gate) = &self.gate {
             let _open = gate.acquire().await;
         }
+        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(SendError::Transient { message: "try again later".into(), retry_after: None });
+        }
         Ok(Sent::default())
     }
 }
 
 fn config(dir: &std::path::Path, email: Email, lease: Duration) -> RuntimeConfig {
-    let settings = ChannelSettings { retry_schedule: vec![], timeout: Duration::from_secs(30), ..Default::default() };
+    let retry_schedule = vec![Duration::from_secs(60)];
+    let settings = ChannelSettings { retry_schedule, timeout: Duration::from_secs(30), ..Default::default() };
     RuntimeConfig {
         data_dir: dir.to_path_buf(),
         defaults: PreferenceDefaults::default(),
@@ -80,10 +95,19 @@ async fn store(dir: &std::path::Path, users: usize) -> Arc<dyn Store> {
     store
 }
 
-/// Sends the receipt to users `u{first}` to `u{first + count - 1}`.
+/// Sends the receipt to users `u{first}` to `u{first + count - 1}`, now.
 async fn send(store: &Arc<dyn Store>, first: usize, count: usize) -> uuid::Uuid {
-    let now = jiff::Timestamp::now();
-    let users = first..first + count;
+    let now = Timestamp::now();
+    send_at(store, first..first + count, now, now).await
+}
+
+/// Sends the receipt to `users`, accepted at `now` and due at `due_at`.
+async fn send_at(
+    store: &Arc<dyn Store>,
+    users: std::ops::Range<usize>,
+    now: Timestamp,
+    due_at: Timestamp,
+) -> uuid::Uuid {
     let to: Vec<String> = users.clone().map(|i| format!("u{i}")).collect();
     let req: NotificationRequest =
         serde_json::from_value(serde_json::json!({"template": "receipt", "to": to})).unwrap();
@@ -98,22 +122,22 @@ async fn send(store: &Arc<dyn Store>, first: usize, count: usize) -> uuid::Uuid 
         idempotency: None,
         fingerprint: None,
         now,
-        due_at: now,
+        due_at,
         claim: None,
     };
     store.accept(n).await.unwrap();
     id
 }
 
+/// The email deliveries of notification `id`.
+async fn deliveries(store: &Arc<dyn Store>, id: uuid::Uuid) -> Vec<DeliveryRecord> {
+    let page = store.list_recipients(id, None, 100).await.unwrap();
+    page.items.into_iter().flat_map(|r| r.deliveries).filter(|d| d.channel == Channel::Email).collect()
+}
+
 /// The email deliveries of notification `id`: their statuses and attempts.
 async fn emails(store: &Arc<dyn Store>, id: uuid::Uuid) -> Vec<(DeliveryStatus, u32)> {
-    let page = store.list_recipients(id, None, 100).await.unwrap();
-    page.items
-        .iter()
-        .flat_map(|r| &r.deliveries)
-        .filter(|d| d.channel == Channel::Email)
-        .map(|d| (d.status, d.attempts))
-        .collect()
+    deliveries(store, id).await.iter().map(|d| (d.status, d.attempts)).collect()
 }
 
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
@@ -184,4 +208,50 @@ async fn a_dead_nodes_delivery_is_taken_over_once_its_lease_runs_out() {
     .await;
     node_b.shutdown().await;
     assert_eq!(b.total(), 1, "node B sent it once, as a second attempt with the same delivery id");
+}
+
+#[tokio::test]
+async fn a_scheduled_notification_is_decided_when_the_clock_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path(), 1).await;
+    let t0: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(t0));
+    let email = Email::default();
+    let runtime =
+        Runtime::start(store.clone(), config(dir.path(), email.clone(), Duration::from_secs(30)), clock.clone());
+    let runtime = runtime.await.unwrap();
+    let id = send_at(&store, 0..1, t0, t0 + SignedDuration::from_hours(1)).await;
+    runtime.wake();
+    let counts = store.recipient_counts(id).await.unwrap();
+    assert_eq!((counts.pending, counts.processed), (1, 0), "not decided before its time");
+
+    clock.advance(SignedDuration::from_hours(1));
+    runtime.clock_moved();
+    until("the scheduled email is sent", async || emails(&store, id).await == vec![(DeliveryStatus::Sent, 1)]).await;
+    assert_eq!(email.total(), 1);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_at_its_time_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path(), 1).await;
+    let t0: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(t0));
+    let email = Email::failing_once();
+    let runtime =
+        Runtime::start(store.clone(), config(dir.path(), email.clone(), Duration::from_secs(30)), clock.clone());
+    let runtime = runtime.await.unwrap();
+    let id = send_at(&store, 0..1, t0, t0).await;
+    runtime.wake();
+    until("the first attempt fails", async || emails(&store, id).await == vec![(DeliveryStatus::Queued, 1)]).await;
+    let next = deliveries(&store, id).await[0].next_attempt_at.expect("a retry time");
+    let (earliest, latest) = (t0 + SignedDuration::from_secs(60), t0 + SignedDuration::from_secs(66));
+    assert!(earliest <= next && next <= latest, "the schedule's 60 s with up to 10% jitter: {next}");
+
+    clock.advance(next.duration_since(clock.now()));
+    runtime.clock_moved();
+    until("the retry is sent", async || emails(&store, id).await == vec![(DeliveryStatus::Sent, 2)]).await;
+    assert_eq!(email.total(), 2, "one failed attempt, one that went through");
+    runtime.shutdown().await;
 }
