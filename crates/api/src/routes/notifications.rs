@@ -127,7 +127,9 @@ fn accepted(outcome: AcceptOutcome) -> ApiResult<(Option<Vec<WorkItem>>, Accepte
         AcceptOutcome::Created { id, recipients, claimed } => {
             Ok((Some(claimed), Accepted { id, status: NotificationStatus::Accepted, recipients }))
         }
-        AcceptOutcome::Existing { id, recipients } => Ok((None, Accepted { id, status: NotificationStatus::Accepted, recipients })),
+        AcceptOutcome::Existing { id, recipients } => {
+            Ok((None, Accepted { id, status: NotificationStatus::Accepted, recipients }))
+        }
         AcceptOutcome::KeyConflict { id } => Err(ApiError::Conflict(format!(
             "this Idempotency-Key was used within 24 h for a different request (notification {id})"
         ))),
