@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use super::feedback;
 use super::rows::{DELIVERY_COLUMNS, all, col0, delivery_row, exec, one, parse_user};
+use super::writer::Priority;
 use super::writes::{exec_rows, hand_over, insert_audits};
 use crate::queue::{Lease, LeaseToken};
 use crate::{AfterUpdate, Begin, BeginAttempt, DeliveryRecord, DeliveryUpdate, ProviderStatus, Updated};
@@ -275,7 +276,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn begin_attempt(&self, b: BeginAttempt) -> StoreResult<Begin> {
-        if b.urgent { self.urgent_begins.call(b).await } else { self.begins.call(b).await }
+        self.begins.call(Priority::of(b.urgent), b).await
     }
 
     async fn provider_status(&self, report: ProviderStatus, lease: Lease) -> StoreResult<Updated> {
@@ -283,6 +284,6 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn update_delivery(&self, u: DeliveryUpdate) -> StoreResult<Updated> {
-        if u.urgent { self.urgent_results.call(u).await } else { self.results.call(u).await }
+        self.results.call(Priority::of(u.urgent), u).await
     }
 }

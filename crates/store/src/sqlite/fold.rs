@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::writer::Priority;
 use crate::{StoreError, StoreResult};
 
 type Pending<I, O> = (I, oneshot::Sender<StoreResult<O>>);
@@ -58,6 +59,28 @@ impl<I: Send + 'static, O: Send + 'static> Fold<I, O> {
         let (tx, rx) = oneshot::channel();
         self.tx.send((item, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// A fold per queue of the writer: urgent work is folded apart, so it never waits in a batch of
+/// ordinary work.
+pub(super) struct Folds<I, O> {
+    ordinary: Fold<I, O>,
+    urgent: Fold<I, O>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Folds<I, O> {
+    /// The two folds `make` starts, one for each priority.
+    pub(super) fn spawn(make: impl Fn(Priority) -> Fold<I, O>) -> Self {
+        Self { ordinary: make(Priority::Ordinary), urgent: make(Priority::Urgent) }
+    }
+
+    /// Submits `item` to the fold of `priority`; see [`Fold::call`].
+    pub(super) async fn call(&self, priority: Priority, item: I) -> StoreResult<O> {
+        match priority {
+            Priority::Ordinary => self.ordinary.call(item).await,
+            Priority::Urgent => self.urgent.call(item).await,
+        }
     }
 }
 

@@ -34,9 +34,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::*;
 use crate::{OpenMode, StoreError, StoreResult, to_ms};
 use cache::Cache;
-use fold::Fold;
+use fold::{Fold, Folds};
 use reader::Readers;
-use writer::Writer;
+use writer::{Priority, Writer};
 
 /// Most single requests folded into one batch.
 const FOLD_MAX: usize = 2048;
@@ -67,22 +67,15 @@ pub struct SqliteStore {
     reads: Readers,
     writer: Writer,
     cache: Arc<Cache>,
-    /// Concurrent single accepts, attempt starts and attempt results, folded into batches.
-    accepts: Fold<NewNotification, AcceptOutcome>,
-    /// Critical and transactional accepts: a fold of their own, never behind a marketing burst.
-    urgent_accepts: Fold<NewNotification, AcceptOutcome>,
-    /// Attempt starts.
-    begins: Fold<BeginAttempt, Begin>,
-    /// Attempt starts of urgent deliveries, written ahead of the rest.
-    urgent_begins: Fold<BeginAttempt, Begin>,
-    /// Attempt results.
-    results: Fold<DeliveryUpdate, Updated>,
-    /// Attempt results of urgent deliveries, written ahead of the rest.
-    urgent_results: Fold<DeliveryUpdate, Updated>,
-    /// The lanes' decisions.
-    outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
-    /// The lanes' decisions of urgent work, recorded ahead of the rest.
-    urgent_outcomes: Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
+    /// Concurrent single accepts, folded into batches (critical and transactional ones apart,
+    /// never behind a marketing burst, and written ahead of the rest).
+    accepts: Folds<NewNotification, AcceptOutcome>,
+    /// Attempt starts, likewise.
+    begins: Folds<BeginAttempt, Begin>,
+    /// Attempt results, likewise.
+    results: Folds<DeliveryUpdate, Updated>,
+    /// The lanes' decisions, likewise.
+    outcomes: Folds<Vec<RecipientOutcome>, Vec<Option<Recorded>>>,
 }
 
 /// The file a `sqlite:` URL names.
@@ -142,14 +135,10 @@ impl SqliteStore {
         .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))??;
         let cache = Arc::new(Cache::default());
         Ok(Self {
-            accepts: accept_fold(&writer, &cache, false),
-            urgent_accepts: accept_fold(&writer, &cache, true),
-            outcomes: outcome_fold(&writer, false),
-            urgent_outcomes: outcome_fold(&writer, true),
-            begins: bookkeeping_fold(&writer, false, deliveries::begin_attempts),
-            urgent_begins: bookkeeping_fold(&writer, true, deliveries::begin_attempts),
-            results: bookkeeping_fold(&writer, false, deliveries::update_deliveries),
-            urgent_results: bookkeeping_fold(&writer, true, deliveries::update_deliveries),
+            accepts: Folds::spawn(|p| accept_fold(&writer, &cache, p)),
+            outcomes: Folds::spawn(|p| outcome_fold(&writer, p)),
+            begins: Folds::spawn(|p| bookkeeping_fold(&writer, p, deliveries::begin_attempts)),
+            results: Folds::spawn(|p| bookkeeping_fold(&writer, p, deliveries::update_deliveries)),
             reads,
             writer,
             cache,
@@ -157,18 +146,18 @@ impl SqliteStore {
     }
 }
 
-/// Folds single accepts into batches, each written as urgent or ordinary.
-fn accept_fold(writer: &Writer, cache: &Arc<Cache>, urgent: bool) -> Fold<NewNotification, AcceptOutcome> {
+/// Folds single accepts into batches, each written in the queue of `priority`.
+fn accept_fold(writer: &Writer, cache: &Arc<Cache>, priority: Priority) -> Fold<NewNotification, AcceptOutcome> {
     let (writer, cache) = (writer.clone(), cache.clone());
     Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |ns: Vec<NewNotification>| {
         let (writer, cache) = (writer.clone(), cache.clone());
-        async move { notifications::accept_batch(&writer, &cache, ns, urgent).await }
+        async move { notifications::accept_batch(&writer, &cache, ns, priority).await }
     })
 }
 
-/// Folds the lanes' decisions into one record per batch, written as urgent or ordinary; each
-/// lane's batch is recorded whole, in order.
-fn outcome_fold(writer: &Writer, urgent: bool) -> Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>> {
+/// Folds the lanes' decisions into one record per batch, written in the queue of `priority`;
+/// each lane's batch is recorded whole, in order.
+fn outcome_fold(writer: &Writer, priority: Priority) -> Fold<Vec<RecipientOutcome>, Vec<Option<Recorded>>> {
     let writer = writer.clone();
     Fold::spawn(FOLD_MAX, FOLD_IN_FLIGHT, move |batches: Vec<Vec<RecipientOutcome>>| {
         let writer = writer.clone();
@@ -176,8 +165,7 @@ fn outcome_fold(writer: &Writer, urgent: bool) -> Fold<Vec<RecipientOutcome>, Ve
             let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
             let all: Vec<RecipientOutcome> = batches.into_iter().flatten().collect();
             let record = move |c: &Connection| decide::record_outcomes(c, &all);
-            let recorded =
-                if urgent { writer.write_urgent_lazy(record).await } else { writer.write_lazy(record).await };
+            let recorded = writer.write_lazy_at(priority, record).await;
             let mut recorded = recorded?.into_iter();
             Ok(sizes.into_iter().map(|n| recorded.by_ref().take(n).collect()).collect())
         }
@@ -185,10 +173,10 @@ fn outcome_fold(writer: &Writer, urgent: bool) -> Fold<Vec<RecipientOutcome>, Ve
 }
 
 /// Folds single bookkeeping writes of the sends (attempt starts, results) into batches, each
-/// written lazily as urgent or ordinary.
+/// written lazily in the queue of `priority`.
 fn bookkeeping_fold<I, O>(
     writer: &Writer,
-    urgent: bool,
+    priority: Priority,
     write: fn(&Connection, &[I]) -> StoreResult<Vec<O>>,
 ) -> Fold<I, O>
 where
@@ -200,7 +188,7 @@ where
         let writer = writer.clone();
         async move {
             let run = move |c: &Connection| write(c, &items);
-            if urgent { writer.write_urgent_lazy(run).await } else { writer.write_lazy(run).await }
+            writer.write_lazy_at(priority, run).await
         }
     })
 }

@@ -13,22 +13,23 @@ use super::accept;
 use super::cache::{Cache, Touches};
 use super::decide;
 use super::rows::{all, exec, first, notification_row, user_at};
-use super::writer::Writer;
+use super::writer::{Priority, Writer};
 use super::writes::insert_audits;
 use crate::NotificationStore;
 use crate::StoreResult;
 use crate::to_ms;
 use crate::*;
 
-/// Accepts `ns` in one durable write, urgent or ordinary, and keeps what it created in the cache.
+/// Accepts `ns` in one durable write in the queue of `priority`, and keeps what it created in the
+/// cache.
 pub(super) async fn accept_batch(
     writer: &Writer,
     cache: &Cache,
     ns: Vec<NewNotification>,
-    urgent: bool,
+    priority: Priority,
 ) -> StoreResult<Vec<AcceptOutcome>> {
     let accept = move |c: &Connection| accept::accept_batch(c, &ns);
-    let (outcomes, created) = if urgent { writer.write_urgent(accept).await? } else { writer.write(accept).await? };
+    let (outcomes, created) = writer.write_at(priority, accept).await?;
     cache.keep_notifications(created);
     Ok(outcomes)
 }
@@ -36,8 +37,7 @@ pub(super) async fn accept_batch(
 #[async_trait]
 impl NotificationStore for SqliteStore {
     async fn accept(&self, n: NewNotification) -> StoreResult<AcceptOutcome> {
-        let fold = if n.class.is_urgent() { &self.urgent_accepts } else { &self.accepts };
-        fold.call(n).await
+        self.accepts.call(Priority::of(n.class.is_urgent()), n).await
     }
 
     async fn accept_many(&self, ns: Vec<NewNotification>) -> StoreResult<Vec<AcceptOutcome>> {
@@ -45,7 +45,7 @@ impl NotificationStore for SqliteStore {
         // order), so it is never split by class: it is urgent only when every notification in it
         // is, and a mixed batch cannot take the head of the writer for its marketing part.
         let urgent = !ns.is_empty() && ns.iter().all(|n| n.class.is_urgent());
-        accept_batch(&self.writer, &self.cache, ns, urgent).await
+        accept_batch(&self.writer, &self.cache, ns, Priority::of(urgent)).await
     }
 
     async fn get_notification(&self, id: Uuid) -> StoreResult<Option<NotificationRecord>> {

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::rows::{all, col0, exec, one, user_at, uuid_at};
+use super::writer::Priority;
 use crate::StoreResult;
 use crate::WorkQueue;
 use crate::queue::{FlushItem, Lease, LeaseToken, Work, WorkItem};
@@ -136,7 +137,7 @@ fn release_held(c: &Connection, holder: LeaseToken) -> StoreResult<u64> {
 impl WorkQueue for SqliteStore {
     async fn claim_due(&self, now: Timestamp, lease: Lease, limit: u32) -> StoreResult<Vec<Work>> {
         // Claims feed every decision, urgent ones first: they never wait behind a burst of ordinary writes.
-        self.writer.write_urgent_lazy(move |c| claim_due(c, now, lease, limit)).await
+        self.writer.write_lazy_at(Priority::Urgent, move |c| claim_due(c, now, lease, limit)).await
     }
 
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {

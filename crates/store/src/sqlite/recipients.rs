@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::paging::{List, fetch};
 use super::rows::{DELIVERY_COLUMNS, all, code_at, col0, delivery_row, one, opt_code_at, opt_ms, parse_user};
+use super::writer::Priority;
 use crate::RecipientStore;
 use crate::StoreResult;
 use crate::cursor::{Cursor, Page};
@@ -129,7 +130,6 @@ impl RecipientStore for SqliteStore {
 
     async fn record_outcomes(&self, outcomes: Vec<RecipientOutcome>) -> StoreResult<Vec<Option<Recorded>>> {
         // A lane decides urgent work in batches of its own; a batch is recorded whole, never split.
-        let fold = if outcomes.iter().any(|o| o.item.urgent) { &self.urgent_outcomes } else { &self.outcomes };
-        fold.call(outcomes).await
+        self.outcomes.call(Priority::of(outcomes.iter().any(|o| o.item.urgent)), outcomes).await
     }
 }

@@ -56,6 +56,22 @@ struct Job {
     run: Run,
 }
 
+/// Which of the writer's queues a job waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// Everything else.
+    Ordinary,
+    /// Critical and transactional work, and the claims that feed every decision.
+    Urgent,
+}
+
+impl Priority {
+    /// `Urgent` for urgent work, else `Ordinary`.
+    pub(crate) fn of(urgent: bool) -> Self {
+        if urgent { Self::Urgent } else { Self::Ordinary }
+    }
+}
+
 /// A handle to the writer thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -101,22 +117,23 @@ impl Writer {
         self.submit(Job::new(false, false, f)).await
     }
 
-    /// Like [`Writer::write`], in the next transaction, ahead of every ordinary job queued.
-    pub(crate) async fn write_urgent<T, F>(&self, f: F) -> StoreResult<T>
+    /// Like [`Writer::write`], in the queue `priority` names: an urgent job goes in the next
+    /// transaction, ahead of every ordinary job queued.
+    pub(crate) async fn write_at<T, F>(&self, priority: Priority, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.submit(Job::new(true, true, f)).await
+        self.submit(Job::new(true, priority == Priority::Urgent, f)).await
     }
 
-    /// Like [`Writer::write_lazy`], in the next transaction, ahead of every ordinary job queued.
-    pub(crate) async fn write_urgent_lazy<T, F>(&self, f: F) -> StoreResult<T>
+    /// Like [`Writer::write_lazy`], in the queue `priority` names (see [`Writer::write_at`]).
+    pub(crate) async fn write_lazy_at<T, F>(&self, priority: Priority, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.submit(Job::new(false, true, f)).await
+        self.submit(Job::new(false, priority == Priority::Urgent, f)).await
     }
 
     /// Sends `job` to its queue and waits for its answer.
@@ -368,7 +385,7 @@ mod tests {
             assert!(futures::poll!(job).is_pending());
         }
         assert_eq!(w.ordinary.max_capacity() - w.ordinary.capacity(), ORDINARY, "all queued before the urgent one");
-        let mut urgent = Box::pin(w.write_urgent_lazy(insert(0)));
+        let mut urgent = Box::pin(w.write_lazy_at(Priority::Urgent, insert(0)));
         assert!(futures::poll!(&mut urgent).is_pending());
         release_tx.send(()).unwrap();
         hold.await.unwrap().unwrap();
