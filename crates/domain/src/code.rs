@@ -12,7 +12,7 @@ pub struct UnknownCode {
 }
 
 /// The member of `all` whose code is `s`.
-pub(crate) fn find<T: Copy>(
+pub fn find<T: Copy>(
     all: &[T],
     code: impl Fn(T) -> &'static str,
     kind: &'static str,

@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, Class};
+use crate::code::{UnknownCode, find};
 use crate::ids::Category;
 use crate::overload::Shedding;
 use crate::preferences::Preferences;
@@ -38,6 +39,9 @@ pub enum Spend {
 }
 
 impl Spend {
+    /// Every kind.
+    pub const ALL: [Spend; 4] = [Spend::Cap, Spend::Critical, Spend::TimeSensitive, Spend::Uncapped];
+
     /// The stable code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,10 +51,12 @@ impl Spend {
             Spend::Uncapped => "uncapped",
         }
     }
+}
 
-    /// Parses [`Spend::as_str`].
-    pub fn parse(s: &str) -> Option<Spend> {
-        [Spend::Cap, Spend::Critical, Spend::TimeSensitive, Spend::Uncapped].into_iter().find(|k| k.as_str() == s)
+impl std::str::FromStr for Spend {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, UnknownCode> {
+        find(&Self::ALL, Self::as_str, "spend", s)
     }
 }
 

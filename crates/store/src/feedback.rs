@@ -112,9 +112,6 @@ impl BlockKind {
 impl std::str::FromStr for BlockKind {
     type Err = herald_domain::code::UnknownCode;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| herald_domain::code::UnknownCode { kind: "address block kind", code: s.to_owned() })
+        herald_domain::code::find(&Self::ALL, Self::as_str, "address block kind", s)
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use herald_domain::RecipientState;
-use herald_domain::decision::{Interruption, Spend};
+use herald_domain::decision::Interruption;
 use herald_domain::reason::Reason;
 use herald_domain::{Channel, UserId};
 use jiff::Timestamp;
@@ -13,11 +13,11 @@ use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::rows::{INBOX_COLUMNS, all, col0, device_row, inbox_row, notification_row, opt_ms, user_at};
+use super::rows::{INBOX_COLUMNS, all, code_at, col0, device_row, inbox_row, notification_row, opt_ms, user_at};
 use super::writes::{collapse, exec_rows, insert_audits, schedule};
 use crate::from_ms;
 use crate::{DeviceRecord, InboxItem, Next, NotificationRecord, RecipientOutcome, Recorded, UserRecord, UserState};
-use crate::{StoreError, StoreResult, to_ms};
+use crate::{StoreResult, to_ms};
 
 /// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.
 fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -173,11 +173,7 @@ pub(super) fn interruptions(
         "SELECT user_id, at, spend FROM interruptions WHERE user_id IN (SELECT value FROM json_each(?)) AND at > ? \
          ORDER BY at",
         params![list(users.iter().map(UserId::as_str)), to_ms(since)],
-        |r| {
-            let spend: String = r.get("spend")?;
-            let spend = Spend::parse(&spend).ok_or_else(|| StoreError::Corrupt(format!("unknown spend {spend}")))?;
-            Ok((user_at(r, "user_id")?, Interruption { at: from_ms(r.get("at")?), spend }))
-        },
+        |r| Ok((user_at(r, "user_id")?, Interruption { at: from_ms(r.get("at")?), spend: code_at(r, "spend")? })),
     )?;
     let mut out: HashMap<UserId, Vec<Interruption>> = HashMap::new();
     for (user, interruption) in rows {
