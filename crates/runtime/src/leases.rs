@@ -28,18 +28,16 @@ fn key(w: &Work) -> Key {
 }
 
 /// `work` in its order, its claims good for at least half a lease from `now`: the ones closer to
-/// running out are renewed for a whole `lease`; those lost are left out.
-pub(crate) async fn keep_held(store: &dyn Store, now: Timestamp, lease: Duration, work: Vec<Work>) -> Vec<Work> {
-    let half = SignedDuration::try_from(lease / 2).unwrap_or(SignedDuration::MAX);
+/// running out are renewed for a whole lease of `holder`'s; those lost are left out.
+pub(crate) async fn keep_held(store: &dyn Store, now: Timestamp, holder: Holder, work: Vec<Work>) -> Vec<Work> {
+    let half = SignedDuration::try_from(holder.length / 2).unwrap_or(SignedDuration::MAX);
     let running_out = |w: &Work| now.duration_until(w.lease().until) < half;
     let stale: Vec<Work> = work.iter().filter(|w| running_out(w)).cloned().collect();
     if stale.is_empty() {
         return work;
     }
-    let until =
-        now.checked_add(SignedDuration::try_from(lease).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX);
     let asked = stale.len();
-    let renewed: HashMap<Key, Work> = match store.renew(stale, until).await {
+    let renewed: HashMap<Key, Work> = match store.renew(stale, holder.lease(now).until).await {
         Ok(kept) => kept.into_iter().map(|w| (key(&w), w)).collect(),
         Err(e) => {
             // The ack is fenced by the lease token anyway: deciding on is safe, at worst wasted.

@@ -160,6 +160,7 @@ impl Runtime {
             dispatcher.clone(),
             clock.clone(),
             templates.clone(),
+            holder,
         );
         let lanes = Arc::new(lanes::Lanes::start(&mut tasks, Arc::new(processor), config.lanes.max(1)));
         tasks.spawn(lanes::feed(store.clone(), lanes.clone(), wake.clone(), clock.clone(), holder));

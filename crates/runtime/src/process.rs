@@ -30,7 +30,7 @@ use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::hub::{Hub, LiveEvent};
 use crate::lanes::Decide;
-use crate::leases::keep_held;
+use crate::leases::{Holder, keep_held};
 use crate::templates::Templates;
 
 /// How long work whose processing failed waits before it is tried again.
@@ -76,6 +76,8 @@ pub(crate) struct Processor {
     dispatcher: Arc<Dispatcher>,
     clock: Arc<dyn Clock>,
     templates: Arc<Templates>,
+    /// This node's leases, which the claims it decides are renewed under.
+    holder: Holder,
 }
 
 /// Everything the engine needs to know about one user, loaded once per work item.
@@ -122,7 +124,7 @@ impl Decide for Processor {
     /// retried later. Decisions are made a run at a time (read together, recorded together); a
     /// digest flush waits for the decisions queued before it.
     async fn process(&self, work: Vec<Work>, lane: usize) {
-        let work = keep_held(self.store.as_ref(), self.clock.now(), self.config.lease, work).await;
+        let work = keep_held(self.store.as_ref(), self.clock.now(), self.holder, work).await;
         let mut run = Vec::new();
         for w in work {
             match w {
@@ -152,8 +154,9 @@ impl Processor {
         dispatcher: Arc<Dispatcher>,
         clock: Arc<dyn Clock>,
         templates: Arc<Templates>,
+        holder: Holder,
     ) -> Self {
-        Self { store, config, hub, dispatcher, clock, templates }
+        Self { store, config, hub, dispatcher, clock, templates, holder }
     }
 
     async fn decide_run(&self, items: Vec<WorkItem>, lane: usize) {
