@@ -210,16 +210,29 @@ async fn a_dead_nodes_delivery_is_taken_over_once_its_lease_runs_out() {
     assert_eq!(b.total(), 1, "node B sent it once, as a second attempt with the same delivery id");
 }
 
-#[tokio::test]
-async fn a_scheduled_notification_is_decided_when_the_clock_reaches_it() {
+/// One node on a store of one user, on a manual clock stopped at `t0`.
+struct Clocked {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    runtime: Arc<Runtime>,
+    t0: Timestamp,
+}
+
+async fn clocked(email: Email) -> Clocked {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path(), 1).await;
     let t0: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
     let clock = Arc::new(ManualClock::new(t0));
+    let config = config(dir.path(), email, Duration::from_secs(30));
+    let runtime = Runtime::start(store.clone(), config, clock.clone()).await.unwrap();
+    Clocked { _dir: dir, store, clock, runtime, t0 }
+}
+
+#[tokio::test]
+async fn a_scheduled_notification_is_decided_when_the_clock_reaches_it() {
     let email = Email::default();
-    let runtime =
-        Runtime::start(store.clone(), config(dir.path(), email.clone(), Duration::from_secs(30)), clock.clone());
-    let runtime = runtime.await.unwrap();
+    let Clocked { _dir, store, clock, runtime, t0 } = clocked(email.clone()).await;
     let id = send_at(&store, 0..1, t0, t0 + SignedDuration::from_hours(1)).await;
     runtime.wake();
     let counts = store.recipient_counts(id).await.unwrap();
@@ -234,14 +247,8 @@ async fn a_scheduled_notification_is_decided_when_the_clock_reaches_it() {
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_at_its_time_on_the_clock() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path(), 1).await;
-    let t0: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
-    let clock = Arc::new(ManualClock::new(t0));
     let email = Email::failing_once();
-    let runtime =
-        Runtime::start(store.clone(), config(dir.path(), email.clone(), Duration::from_secs(30)), clock.clone());
-    let runtime = runtime.await.unwrap();
+    let Clocked { _dir, store, clock, runtime, t0 } = clocked(email.clone()).await;
     let id = send_at(&store, 0..1, t0, t0).await;
     runtime.wake();
     until("the first attempt fails", async || emails(&store, id).await == vec![(DeliveryStatus::Queued, 1)]).await;
